@@ -1,0 +1,16 @@
+/**
+ * Configuration: the schema with its embedded defaults, and the loader that
+ * reads `config/relay.toml` (or `--config PATH`) and names every bad key.
+ *
+ * @module
+ */
+export { type Config, configSchema } from "./schema.ts";
+export {
+  ConfigError,
+  type ConfigIssue,
+  DEFAULT_CONFIG_PATH,
+  loadConfig,
+  type LoadedConfig,
+  parseConfig,
+  parseConfigText,
+} from "./loader.ts";

@@ -1,0 +1,149 @@
+/**
+ * The configuration schema: every key the relay understands, its type, its
+ * default and its range. Defaults here are the embedded defaults, so an empty
+ * file (or none) yields a working local relay.
+ *
+ * @module
+ */
+import { z } from "zod";
+
+const port = z.number().int().min(0).max(65535);
+
+/** A `host:port` listen address; `[::1]:25` style for IPv6. */
+const listenAddress = z.string().regex(
+  /^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/,
+  'expected "host:port", e.g. "127.0.0.1:8465"',
+);
+
+const positiveInt = z.number().int().positive();
+
+const serverSchema = z.strictObject({
+  /** Name used in the banner, EHLO reply and Received: headers. */
+  hostname: z.string().min(1).default("localhost"),
+  /** Seconds a graceful shutdown waits for in-flight transactions. */
+  shutdown_grace_seconds: z.number().min(0).max(3600).default(30),
+}).prefault({});
+
+const listenerSchema = (listen: string) =>
+  z.strictObject({
+    enabled: z.boolean().default(true),
+    listen: listenAddress.default(listen),
+  }).prefault({});
+
+const tlsSchema = z.strictObject({
+  cert: z.string().min(1).default("certs/server.crt"),
+  key: z.string().min(1).default("certs/server.key"),
+  /** Lowest TLS version offered; TLS 1.3 only unless set to "1.2". */
+  min_version: z.enum(["1.2", "1.3"]).default("1.3"),
+  /** Generate a development CA and certificate when `cert`/`key` are missing. */
+  generate_if_missing: z.boolean().default(true),
+  /** Seconds a client has to finish the TLS handshake. */
+  handshake_timeout_seconds: z.number().positive().max(600).default(30),
+}).prefault({});
+
+const authFileSchema = z.strictObject({
+  /** The global user file (`email:{SCHEME}hash` lines). */
+  users: z.string().min(1).default("config/users.txt"),
+  /** A folder of per-domain files named `<domain>.txt`. */
+  users_dir: z.string().min(1).default("config/users"),
+  /** Accept `{PLAIN}` or bare passwords in user files (development only). */
+  allow_plaintext: z.boolean().default(false),
+}).prefault({});
+
+const argon2Schema = z.strictObject({
+  memory_kib: z.number().int().min(8).max(4_194_304).default(19456),
+  iterations: z.number().int().min(1).max(100).default(2),
+  parallelism: z.number().int().min(1).max(16).default(1),
+}).prefault({});
+
+const authSchema = z.strictObject({
+  /** Authentication backends, tried in order. */
+  backends: z.array(z.enum(["file", "ldap"])).min(1).default(["file"]),
+  /** Password-hashing worker threads. */
+  workers: z.number().int().min(1).max(64).default(2),
+  /** Seconds a verified credential stays in the cache (0 disables the cache). */
+  cache_ttl_seconds: z.number().int().min(0).max(86400).default(300),
+  /** Most credentials kept in the cache. */
+  cache_size: positiveInt.max(10_000_000).default(10000),
+  /** Parameters for new argon2id hashes. */
+  argon2: argon2Schema,
+  file: authFileSchema,
+}).prefault({});
+
+const ldapSchema = z.strictObject({
+  url: z.string().default("ldap://127.0.0.1:3389"),
+  bind_dn: z.string().default(""),
+  bind_password: z.string().default(""),
+  base_dn: z.string().default(""),
+}).loose().prefault({});
+
+const oauthSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  listen: listenAddress.default("127.0.0.1:9000"),
+  issuer: z.string().default("http://localhost:9000"),
+}).loose().prefault({});
+
+const spoolSchema = z.strictObject({
+  dir: z.string().min(1).default("data/spool"),
+}).prefault({});
+
+const relaySchema = z.strictObject({
+  /** Where accepted mail goes: `file:DIR`, `smtp://host:port`, `smtps://host:port`. */
+  url: z.string().min(1).default("file:data/outbox"),
+}).loose().prefault({});
+
+const auditSchema = z.strictObject({
+  file: z.string().min(1).default("logs/audit.jsonl"),
+}).loose().prefault({});
+
+const limitsSchema = z.strictObject({
+  max_message_bytes: positiveInt.max(2 ** 31).default(26_214_400),
+  max_recipients: positiveInt.max(100_000).default(100),
+  /** Concurrent connections, all clients together. */
+  max_connections: positiveInt.max(1_000_000).default(1000),
+  /** Concurrent connections from one client address. */
+  max_connections_per_ip: positiveInt.max(1_000_000).default(50),
+  /** Seconds to wait for the next command (RFC 5321 4.5.3.2.7: 5 minutes). */
+  command_timeout_seconds: z.number().positive().max(86400).default(300),
+  /** Seconds to wait for more DATA bytes (RFC 5321 4.5.3.2.5-6: 3 minutes per block). */
+  data_timeout_seconds: z.number().positive().max(86400).default(180),
+}).prefault({});
+
+const rateLimitSchema = z.strictObject({
+  per_minute: positiveInt.default(5),
+  per_hour: positiveInt.default(20),
+  block_seconds: positiveInt.default(300),
+}).loose().prefault({});
+
+const domainsSchema = z.strictObject({
+  /** Domains whose users may not authenticate or send. */
+  disabled: z.array(z.string().min(1)).default([]),
+}).prefault({});
+
+const logSchema = z.strictObject({
+  /** Lowest level written. */
+  level: z.enum(["trace", "debug", "info", "warning", "error", "fatal"]).default("info"),
+  /** "pretty" for humans, "json" for machines; "auto" picks pretty on a TTY. */
+  format: z.enum(["auto", "pretty", "json"]).default("auto"),
+}).prefault({});
+
+/** The whole configuration file. */
+export const configSchema = z.strictObject({
+  server: serverSchema,
+  smtps: listenerSchema("127.0.0.1:8465"),
+  submission: listenerSchema("127.0.0.1:8587"),
+  tls: tlsSchema,
+  auth: authSchema,
+  ldap: ldapSchema,
+  oauth: oauthSchema,
+  spool: spoolSchema,
+  relay: relaySchema,
+  audit: auditSchema,
+  limits: limitsSchema,
+  rate_limit: rateLimitSchema,
+  domains: domainsSchema,
+  log: logSchema,
+});
+
+/** A validated configuration, with every default filled in. */
+export type Config = z.infer<typeof configSchema>;

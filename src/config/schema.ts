@@ -7,8 +7,6 @@
  */
 import { z } from "zod";
 
-const port = z.number().int().min(0).max(65535);
-
 /** A `host:port` listen address; `[::1]:25` style for IPv6. */
 const listenAddress = z.string().regex(
   /^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/,

@@ -1,0 +1,53 @@
+/**
+ * `relay serve`: starts the relay and runs until SIGINT/SIGTERM, then shuts
+ * down gracefully (stop accepting, finish transactions, 421 to idle clients).
+ *
+ * @module
+ */
+import type { Config } from "../config/mod.ts";
+import { log } from "../observability/logger.ts";
+import { startRelay } from "../relay.ts";
+
+const logger = log();
+
+/** Runs the server; resolves with the exit code once it has stopped. */
+export async function runServe(config: Config, configPath: string | null): Promise<number> {
+  const relay = await startRelay(config);
+  const ports = relay.listeners.map((l) => `${l.kind} ${l.hostname}:${l.port}`).join(", ");
+  const info = relay.tls.info;
+  logger.info("relay {hostname} listening: {ports}", { hostname: config.server.hostname, ports });
+  logger.info("config: {path}", { path: configPath ?? "(none found: embedded defaults)" });
+  logger.info("TLS certificate {cert} ({subject}, valid until {until}, TLS >= {min})", {
+    cert: config.tls.cert,
+    subject: info.subject,
+    until: info.notAfter,
+    min: config.tls.min_version,
+  });
+  logger.info("users: {users} and {dir}/<domain>.txt; spool: {spool}; delivery: {relayUrl}", {
+    users: config.auth.file.users,
+    dir: config.auth.file.users_dir,
+    spool: config.spool.dir,
+    relayUrl: config.relay.url,
+  });
+  logger.info("audit trail: {audit}", { audit: config.audit.file });
+  logger.info(
+    "add a user with: deno task relay user add alice@example.com  (then AUTH PLAIN/LOGIN over TLS)",
+  );
+
+  const { promise: stopped, resolve } = Promise.withResolvers<string>();
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  const handlers = signals.map((signal) => {
+    const handler = () => resolve(signal);
+    Deno.addSignalListener(signal, handler);
+    return [signal, handler] as const;
+  });
+  const signal = await stopped;
+  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  logger.info("{signal}: shutting down (grace {grace}s)", {
+    signal,
+    grace: config.server.shutdown_grace_seconds,
+  });
+  await relay.close();
+  logger.info("stopped");
+  return 0;
+}

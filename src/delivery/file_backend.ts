@@ -1,0 +1,72 @@
+/**
+ * The `file:` backend for development and tests: each message becomes
+ * `<dir>/<id>.eml` (the bytes exactly as queued) beside `<dir>/<id>.json`
+ * (its envelope). Both are fsync'd before the spool lets go of the message.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { Envelope } from "../queue/spool.ts";
+import { DirectorySync } from "../queue/spool.ts";
+import type { DeliveryBackend, RecipientOutcome } from "./backend.ts";
+
+const encoder = new TextEncoder();
+
+async function writeDurably(path: string, data: Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
+  try {
+    let offset = 0;
+    while (offset < data.length) offset += await file.write(data.subarray(offset));
+    await file.syncData();
+  } finally {
+    file.close();
+  }
+  await Deno.rename(tmp, path);
+}
+
+/** Writes messages into a folder. */
+export class FileBackend implements DeliveryBackend {
+  readonly name = "file";
+  #dir: string;
+  #dirSync: DirectorySync;
+
+  private constructor(dir: string) {
+    this.#dir = dir;
+    this.#dirSync = new DirectorySync(dir);
+  }
+
+  /** Opens (creating) the outbox folder. */
+  static async open(dir: string): Promise<FileBackend> {
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    return new FileBackend(dir);
+  }
+
+  /** Folder the messages go to. */
+  get dir(): string {
+    return this.#dir;
+  }
+
+  async deliver(
+    envelope: Envelope,
+    data: Uint8Array,
+    recipients: string[],
+  ): Promise<RecipientOutcome[]> {
+    const meta = { ...envelope, recipients, deliveredAt: new Date().toISOString() };
+    await writeDurably(join(this.#dir, `${envelope.id}.eml`), data);
+    await writeDurably(
+      join(this.#dir, `${envelope.id}.json`),
+      encoder.encode(JSON.stringify(meta, null, 2) + "\n"),
+    );
+    await this.#dirSync.sync();
+    return recipients.map((recipient) => ({
+      recipient,
+      status: "delivered",
+      reply: `250 2.0.0 written to ${this.#dir}`,
+    }));
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,339 @@
+/**
+ * The durable spool (Postfix's cleanup + queue files). A message is written
+ * to `tmp/`, fsync'd, renamed into `queue/` and the directory fsync'd before
+ * the client hears `250`. Directory syncs of concurrent commits are grouped.
+ *
+ * File format (`queue/<id>.msg`): one line of JSON (the {@link Envelope}),
+ * LF, then the message bytes exactly as received (after dot-unstuffing),
+ * starting with our Received: header. The file never changes once
+ * committed; delivery progress lives beside it (see `queue/` for state).
+ *
+ * @module
+ */
+import { join } from "node:path";
+
+/** Everything known about a message besides its bytes. */
+export interface Envelope {
+  /** Format version. */
+  v: 1;
+  /** Queue id. */
+  id: string;
+  /** Envelope sender (MAIL FROM), `""` for the null sender. */
+  from: string;
+  /** Envelope recipients (RCPT TO), in order, as given. */
+  recipients: string[];
+  /** ISO time the message was accepted. */
+  receivedAt: string;
+  /** BODY= parameter. */
+  body?: "7BIT" | "8BITMIME";
+  /** SMTPUTF8 was requested. */
+  smtputf8?: boolean;
+  /** Who submitted it. */
+  client: {
+    address: string;
+    helo: string;
+    /** Authenticated identity. */
+    user?: string;
+    /** `TLSv1.3 TLS_AES_256_GCM_SHA384`. */
+    tls?: string;
+  };
+}
+
+/** A committed message read back from the spool. */
+export interface SpooledMessage {
+  envelope: Envelope;
+  /** The message bytes (headers and body, CRLF line ends). */
+  data: Uint8Array;
+}
+
+/** Bytes buffered in memory before a message spills to its file. */
+const SPILL_BYTES = 128 * 1024;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Creates a queue id: time-ordered hex plus randomness, e.g. `19C2F3A4B5C-9F3A0C11E2`. */
+export function newQueueId(now: number = Date.now()): string {
+  const random = crypto.getRandomValues(new Uint8Array(5));
+  const hex = Array.from(random, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `${now.toString(16).toUpperCase()}${hex.toUpperCase()}`;
+}
+
+/** Whether `id` looks like a queue id (guards file names built from user input). */
+export function isQueueId(id: string): boolean {
+  return /^[0-9A-F]{10,16}[0-9A-F]{10}$/.test(id);
+}
+
+/** Coalesces fsyncs of one directory: callers arriving during a sync share the next one. */
+export class DirectorySync {
+  #dir: string;
+  #running: Promise<void> | null = null;
+  #next: Promise<void> | null = null;
+
+  /** @param dir the directory whose entries must be durable */
+  constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  /** Resolves once a directory fsync that started after this call has finished. */
+  sync(): Promise<void> {
+    if (!this.#running) {
+      this.#running = this.#syncOnce().finally(() => {
+        this.#running = null;
+      });
+      return this.#running;
+    }
+    // A sync is in flight and may have started before our rename: join the next.
+    this.#next ??= this.#running.then(() => {
+      this.#next = null;
+      return this.sync();
+    });
+    return this.#next;
+  }
+
+  async #syncOnce(): Promise<void> {
+    const dir = await Deno.open(this.#dir, { read: true });
+    try {
+      await dir.sync();
+    } finally {
+      dir.close();
+    }
+  }
+}
+
+async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) offset += await file.write(data.subarray(offset));
+}
+
+function joinChunks(chunks: Uint8Array[], total: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+/** Writes one message into the spool; created by {@link Spool.begin}. */
+export class SpoolWriter {
+  #spool: Spool;
+  #envelope: Envelope;
+  #chunks: Uint8Array[] = [];
+  #buffered = 0;
+  #size = 0;
+  #file: Deno.FsFile | null = null;
+  #flushing: Promise<void> = Promise.resolve();
+  #failed: unknown = null;
+  #done = false;
+
+  /** @internal use {@link Spool.begin} */
+  constructor(spool: Spool, envelope: Envelope) {
+    this.#spool = spool;
+    this.#envelope = envelope;
+  }
+
+  /** Queue id of this message. */
+  get id(): string {
+    return this.#envelope.id;
+  }
+
+  /** Message bytes written so far. */
+  get size(): number {
+    return this.#size;
+  }
+
+  get #tmpPath(): string {
+    return join(this.#spool.dir, "tmp", this.#envelope.id);
+  }
+
+  /** Appends message bytes; spills to disk in the background past a threshold. */
+  write(bytes: Uint8Array): void {
+    if (this.#done) throw new Error("spool writer already finished");
+    this.#chunks.push(bytes);
+    this.#buffered += bytes.length;
+    this.#size += bytes.length;
+    if (this.#buffered >= SPILL_BYTES) this.#spill();
+  }
+
+  /** Resolves when background writes have caught up (back-pressure for DATA). */
+  drain(): Promise<void> | undefined {
+    return this.#buffered === 0 && this.#file !== null ? undefined : this.#flushing;
+  }
+
+  #header(): Uint8Array {
+    return encoder.encode(JSON.stringify(this.#envelope) + "\n");
+  }
+
+  #takeBuffered(): Uint8Array {
+    const data = joinChunks(this.#chunks, this.#buffered);
+    this.#chunks = [];
+    this.#buffered = 0;
+    return data;
+  }
+
+  #spill(): void {
+    const data = this.#takeBuffered();
+    this.#flushing = this.#flushing.then(async () => {
+      if (this.#failed) return;
+      try {
+        if (!this.#file) {
+          this.#file = await Deno.open(this.#tmpPath, {
+            write: true,
+            createNew: true,
+            mode: 0o600,
+          });
+          await writeAll(this.#file, this.#header());
+        }
+        await writeAll(this.#file, data);
+      } catch (error) {
+        this.#failed = error;
+      }
+    });
+  }
+
+  /**
+   * Makes the message durable: data fsync'd, file renamed into `queue/`,
+   * directory fsync'd. Only after this resolves may the client hear 250.
+   */
+  async commit(): Promise<void> {
+    if (this.#done) throw new Error("spool writer already finished");
+    this.#done = true;
+    try {
+      if (this.#file) {
+        this.#spill();
+        await this.#flushing;
+        if (this.#failed) throw this.#failed;
+      } else {
+        // Small message: header and body in one write.
+        const header = this.#header();
+        const body = this.#takeBuffered();
+        const all = new Uint8Array(header.length + body.length);
+        all.set(header, 0);
+        all.set(body, header.length);
+        this.#file = await Deno.open(this.#tmpPath, { write: true, createNew: true, mode: 0o600 });
+        await writeAll(this.#file, all);
+      }
+      await this.#file.syncData();
+      this.#file.close();
+      this.#file = null;
+      await Deno.rename(this.#tmpPath, this.#spool.messagePath(this.#envelope.id));
+      await this.#spool.queueDirSync.sync();
+    } catch (error) {
+      await this.#cleanup();
+      throw error;
+    }
+  }
+
+  /** Discards the message (client vanished, size exceeded, bad data). */
+  async abort(): Promise<void> {
+    this.#done = true;
+    this.#chunks = [];
+    this.#buffered = 0;
+    await this.#flushing;
+    await this.#cleanup();
+  }
+
+  async #cleanup(): Promise<void> {
+    try {
+      this.#file?.close();
+    } catch { /* already closed */ }
+    this.#file = null;
+    await Deno.remove(this.#tmpPath).catch(() => {});
+  }
+}
+
+/** The spool directory: `tmp/` for messages being written, `queue/` for committed ones. */
+export class Spool {
+  /** Root directory. */
+  readonly dir: string;
+  /** Group-committed fsync of `queue/`. */
+  readonly queueDirSync: DirectorySync;
+
+  private constructor(dir: string) {
+    this.dir = dir;
+    this.queueDirSync = new DirectorySync(join(dir, "queue"));
+  }
+
+  /** Opens (creating if needed) a spool directory and clears half-written files. */
+  static async open(dir: string): Promise<Spool> {
+    await Deno.mkdir(join(dir, "tmp"), { recursive: true, mode: 0o700 });
+    await Deno.mkdir(join(dir, "queue"), { recursive: true, mode: 0o700 });
+    // Anything in tmp/ never got a 250: the client will retry it.
+    for await (const entry of Deno.readDir(join(dir, "tmp"))) {
+      await Deno.remove(join(dir, "tmp", entry.name)).catch(() => {});
+    }
+    return new Spool(dir);
+  }
+
+  /** Path of a committed message file. */
+  messagePath(id: string): string {
+    if (!isQueueId(id)) throw new Error(`not a queue id: ${JSON.stringify(id).slice(0, 40)}`);
+    return join(this.dir, "queue", `${id}.msg`);
+  }
+
+  /** Starts writing a message with this envelope. */
+  begin(envelope: Envelope): SpoolWriter {
+    if (!isQueueId(envelope.id)) throw new Error("bad queue id");
+    return new SpoolWriter(this, envelope);
+  }
+
+  /** Ids of every committed message, oldest first. */
+  async list(): Promise<string[]> {
+    const ids: string[] = [];
+    for await (const entry of Deno.readDir(join(this.dir, "queue"))) {
+      if (entry.isFile && entry.name.endsWith(".msg")) {
+        const id = entry.name.slice(0, -4);
+        if (isQueueId(id)) ids.push(id);
+      }
+    }
+    return ids.sort();
+  }
+
+  /** Reads a committed message. */
+  async read(id: string): Promise<SpooledMessage> {
+    const bytes = await Deno.readFile(this.messagePath(id));
+    return parseSpoolFile(bytes);
+  }
+
+  /** Reads only the envelope of a committed message. */
+  async readEnvelope(id: string): Promise<Envelope> {
+    const file = await Deno.open(this.messagePath(id), { read: true });
+    try {
+      const buf = new Uint8Array(64 * 1024);
+      let filled = 0;
+      for (;;) {
+        const n = await file.read(buf.subarray(filled));
+        if (n === null) break;
+        filled += n;
+        const lf = buf.subarray(0, filled).indexOf(10);
+        if (lf !== -1) return JSON.parse(decoder.decode(buf.subarray(0, lf))) as Envelope;
+        if (filled === buf.length) break;
+      }
+    } finally {
+      file.close();
+    }
+    // An envelope larger than 64 KiB (thousands of recipients): read it all.
+    return (await this.read(id)).envelope;
+  }
+
+  /** Removes a message once every recipient is done with. */
+  async remove(id: string): Promise<void> {
+    await Deno.remove(this.messagePath(id)).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    });
+  }
+}
+
+/** Splits a spool file into envelope and message bytes. */
+export function parseSpoolFile(bytes: Uint8Array): SpooledMessage {
+  const lf = bytes.indexOf(10);
+  if (lf === -1) throw new Error("spool file has no envelope line");
+  const envelope = JSON.parse(decoder.decode(bytes.subarray(0, lf))) as Envelope;
+  if (envelope.v !== 1 || !Array.isArray(envelope.recipients)) {
+    throw new Error("spool file envelope is not version 1");
+  }
+  return { envelope, data: bytes.subarray(lf + 1) };
+}

@@ -1,0 +1,158 @@
+/**
+ * Assembles a running relay from a configuration: TLS material, the
+ * authenticator chain, the spool, the queue manager with its delivery
+ * backend, the audit trail and the SMTP listeners. `relay serve` and the
+ * tests both start the relay through {@link startRelay}.
+ *
+ * @module
+ */
+import type { AuditLog } from "./audit/mod.ts";
+import { FileAuditLog } from "./audit/mod.ts";
+import { createAuthenticator, type CreateAuthenticatorOptions } from "./auth/mod.ts";
+import type { BearerAuthenticator, PasswordAuthenticator } from "./auth/authenticator.ts";
+import type { Config } from "./config/mod.ts";
+import type { DeliveryBackend } from "./delivery/backend.ts";
+import { FileBackend } from "./delivery/file_backend.ts";
+import { log } from "./observability/logger.ts";
+import { normalizeDomain } from "./policy/address.ts";
+import { QueueManager } from "./queue/manager.ts";
+import { Spool } from "./queue/spool.ts";
+import type { MechanismSpec } from "./smtp/session.ts";
+import { type BoundListener, type ListenerSpec, SmtpServer } from "./smtp/server.ts";
+import { TlsContextProvider } from "./tls/mod.ts";
+
+const logger = log();
+
+/** Hooks for tests and for features wired in from other folders. */
+export interface StartRelayOptions {
+  /** Use this audit log instead of opening `audit.file`. */
+  audit?: AuditLog;
+  /** Use this authenticator instead of building one from `auth.backends`. */
+  authenticator?: PasswordAuthenticator;
+  /** Options for {@link createAuthenticator} (tests pass a cheap hasher). */
+  authOptions?: CreateAuthenticatorOptions;
+  /** Use this backend instead of the one `relay.url` names. */
+  backend?: DeliveryBackend;
+  /** Bearer-token verification (OAuth2) and its SASL mechanisms. */
+  bearer?: {
+    verifier: BearerAuthenticator;
+    mechanisms: Record<string, MechanismSpec>;
+    failureChallenge: (mechanism: string, status: string, scope: string) => Uint8Array;
+  };
+  /** Do not deliver (the queue only fills); for tests of the spool. */
+  holdQueue?: boolean;
+}
+
+/** A running relay. */
+export interface Relay {
+  config: Config;
+  /** Bound listener addresses (port 0 in config becomes the real port). */
+  listeners: BoundListener[];
+  /** Port of a listener kind. */
+  port(kind: "smtps" | "submission"): number;
+  spool: Spool;
+  queue: QueueManager;
+  tls: TlsContextProvider;
+  authenticator: PasswordAuthenticator;
+  audit: AuditLog;
+  /** Graceful stop: listeners, sessions (within the grace period), queue, audit. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Builds the delivery backend named by `relay.url`. */
+export async function createBackend(config: Config): Promise<DeliveryBackend> {
+  const url = config.relay.url;
+  if (url.startsWith("file:")) return await FileBackend.open(url.slice("file:".length));
+  throw new Error(`relay.url: unsupported backend ${JSON.stringify(url)} (use file:DIR)`);
+}
+
+/** Starts everything `config` describes. Rejects, releasing what was opened, on failure. */
+export async function startRelay(config: Config, options: StartRelayOptions = {}): Promise<Relay> {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  const undo = async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
+  };
+  try {
+    const tls = await TlsContextProvider.load({
+      ...config.tls,
+      hostnames: [config.server.hostname],
+    });
+    if (tls.generated) {
+      logger.warning(
+        "generated a development CA and certificate in {dir}; clients must trust {ca}",
+        { dir: tls.generated.paths.dir, ca: tls.generated.paths.caCert },
+      );
+    }
+    const audit = options.audit ?? await FileAuditLog.open({ path: config.audit.file });
+    if (!options.audit) cleanups.push(() => audit.close());
+
+    const authenticator = options.authenticator ??
+      createAuthenticator(config, options.authOptions);
+    if (!options.authenticator) cleanups.push(() => authenticator.close());
+
+    const spool = await Spool.open(config.spool.dir);
+    const backend = options.backend ?? await createBackend(config);
+    if (!options.backend) cleanups.push(() => backend.close());
+    const queue = new QueueManager({ spool, backend, audit });
+    cleanups.push(() => queue.stop());
+
+    const disabled = new Set(
+      config.domains.disabled.map((d) => normalizeDomain(d) ?? d.toLowerCase()),
+    );
+    const listeners: ListenerSpec[] = [];
+    if (config.smtps.enabled) listeners.push({ kind: "smtps", listen: config.smtps.listen });
+    if (config.submission.enabled) {
+      listeners.push({ kind: "submission", listen: config.submission.listen });
+    }
+    const smtp = new SmtpServer({
+      listeners,
+      secureContext: () => tls.current(),
+      handshakeTimeoutMs: config.tls.handshake_timeout_seconds * 1000,
+      maxConnections: config.limits.max_connections,
+      maxConnectionsPerIp: config.limits.max_connections_per_ip,
+      session: {
+        hostname: config.server.hostname,
+        maxMessageBytes: config.limits.max_message_bytes,
+        maxRecipients: config.limits.max_recipients,
+        commandTimeoutMs: config.limits.command_timeout_seconds * 1000,
+        dataTimeoutMs: config.limits.data_timeout_seconds * 1000,
+        disabledDomains: disabled,
+        authenticator,
+        bearer: options.bearer?.verifier,
+        bearerMechanisms: options.bearer?.mechanisms,
+        bearerFailureChallenge: options.bearer?.failureChallenge,
+        spool,
+        audit,
+        onQueued: options.holdQueue ? () => {} : (id) => queue.enqueue(id),
+      },
+    });
+    await smtp.start();
+    if (!options.holdQueue) await queue.start();
+
+    let closed: Promise<void> | null = null;
+    return {
+      config,
+      listeners: smtp.listeners,
+      port(kind) {
+        const found = smtp.listeners.find((l) => l.kind === kind);
+        if (!found) throw new Error(`no ${kind} listener`);
+        return found.port;
+      },
+      spool,
+      queue,
+      tls,
+      authenticator,
+      audit,
+      close(graceMs = config.server.shutdown_grace_seconds * 1000) {
+        closed ??= (async () => {
+          await smtp.shutdown(graceMs);
+          await undo();
+        })();
+        return closed;
+      },
+    };
+  } catch (error) {
+    await undo();
+    throw error;
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * The `Received:` trace header (RFC 5321 4.4) prepended to every accepted
+ * message, with the RFC 3848 protocol keyword (ESMTPSA = ESMTP + TLS + AUTH).
+ *
+ * @module
+ */
+import type { TlsInfo } from "./byte_stream.ts";
+
+/** What goes into the header. */
+export interface ReceivedOptions {
+  hostname: string;
+  /** The client's EHLO/HELO argument (client-supplied: sanitised here). */
+  helo: string;
+  address: string;
+  esmtp: boolean;
+  tls: TlsInfo | null;
+  /** The authenticated identity, if any. */
+  user?: string;
+  id: string;
+  /** Named in a `for` clause only when there is exactly one. */
+  recipients: string[];
+  date: Date;
+}
+
+const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** Formats a date as RFC 5322 `date-time` in UTC: `Fri, 27 Nov 2026 21:30:00 +0000`. */
+export function rfc5322Date(date: Date): string {
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${DAYS[date.getUTCDay()]}, ${date.getUTCDate()} ${
+    MONTHS[date.getUTCMonth()]
+  } ${date.getUTCFullYear()} ${p(date.getUTCHours())}:${p(date.getUTCMinutes())}:${
+    p(date.getUTCSeconds())
+  } +0000`;
+}
+
+/** Client text may contain anything; keep printable ASCII without parentheses. */
+function clean(text: string, max = 128): string {
+  return text.replace(/[^\x21-\x7e]|[()]/g, "?").slice(0, max);
+}
+
+/** Builds the header, folded, ending in CRLF. */
+export function receivedHeader(o: ReceivedOptions): string {
+  const protocol = (o.esmtp ? "ESMTP" : "SMTP") + (o.tls ? "S" : "") + (o.user ? "A" : "");
+  const address = o.address.includes(":") ? `IPv6:${o.address}` : o.address;
+  let header = `Received: from ${clean(o.helo) || "unknown"} ([${address}])\r\n` +
+    `\tby ${o.hostname} (relay) with ${protocol} id ${o.id}`;
+  if (o.tls) header += `\r\n\t(using ${o.tls.protocol} with cipher ${o.tls.cipher})`;
+  if (o.user) header += `\r\n\t(authenticated sender: ${clean(o.user, 254)})`;
+  if (o.recipients.length === 1) header += `\r\n\tfor <${clean(o.recipients[0], 254)}>`;
+  return `${header};\r\n\t${rfc5322Date(o.date)}\r\n`;
+}

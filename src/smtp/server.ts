@@ -1,0 +1,213 @@
+/**
+ * The listeners: SMTPS (implicit TLS from the first byte) and submission
+ * (plain until STARTTLS). Both accept on `node:net` with TCP_NODELAY; SMTPS
+ * wraps each socket in TLS at accept. Connection caps are enforced before any
+ * work is done for a connection, and shutdown is graceful.
+ *
+ * @module
+ */
+import net from "node:net";
+import type tls from "node:tls";
+import { log } from "../observability/logger.ts";
+import { upgradeServerSocket } from "../tls/mod.ts";
+import { normalizeAddress, SocketStream } from "./byte_stream.ts";
+import { encodeReply, Replies } from "./replies.ts";
+import { type ListenerKind, Session, type SessionContext } from "./session.ts";
+
+const logger = log("smtp");
+
+/** One listener to open. */
+export interface ListenerSpec {
+  kind: ListenerKind;
+  /** `host:port`; port 0 picks a free one. */
+  listen: string;
+}
+
+/** Options for {@link SmtpServer}. */
+export interface SmtpServerOptions {
+  listeners: ListenerSpec[];
+  /** Everything a session needs except which listener it came from. */
+  session: Omit<SessionContext, "kind" | "tlsAvailable">;
+  /** Current TLS context (re-read per connection, so a reload applies to new ones). */
+  secureContext: (() => tls.SecureContext) | null;
+  handshakeTimeoutMs: number;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+}
+
+/** A bound listener's address. */
+export interface BoundListener {
+  kind: ListenerKind;
+  hostname: string;
+  port: number;
+}
+
+/** Splits `host:port` and `[v6]:port`. */
+export function parseListen(listen: string): { host: string; port: number } {
+  const colon = listen.lastIndexOf(":");
+  const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
+  return { host, port: Number(listen.slice(colon + 1)) };
+}
+
+/** Runs the SMTP listeners and every session on them. */
+export class SmtpServer {
+  #options: SmtpServerOptions;
+  #servers: net.Server[] = [];
+  #sessions = new Set<Session>();
+  #perIp = new Map<string, number>();
+  #connections = 0;
+  #closing = false;
+  #bound: BoundListener[] = [];
+
+  /** @param options listeners, limits and the session context */
+  constructor(options: SmtpServerOptions) {
+    this.#options = options;
+  }
+
+  /** The addresses actually bound (after {@link start}). */
+  get listeners(): BoundListener[] {
+    return this.#bound;
+  }
+
+  /** Number of open connections. */
+  get connections(): number {
+    return this.#connections;
+  }
+
+  /** Opens every listener; rejects (closing what was opened) if one cannot bind. */
+  async start(): Promise<void> {
+    try {
+      for (const spec of this.#options.listeners) {
+        const { host, port } = parseListen(spec.listen);
+        const server = net.createServer(
+          { noDelay: true },
+          (socket) => this.#accept(spec.kind, socket),
+        );
+        await new Promise<void>((resolve, reject) => {
+          server.once("error", reject);
+          server.listen({ host, port }, () => {
+            server.off("error", reject);
+            resolve();
+          });
+        });
+        server.on(
+          "error",
+          (error) => logger.error("listener error: {error}", { error: String(error) }),
+        );
+        const address = server.address() as net.AddressInfo;
+        this.#servers.push(server);
+        this.#bound.push({ kind: spec.kind, hostname: host, port: address.port });
+      }
+    } catch (error) {
+      await this.#closeListeners();
+      throw error;
+    }
+  }
+
+  #accept(kind: ListenerKind, socket: net.Socket): void {
+    socket.setNoDelay(true);
+    const ip = normalizeAddress(socket.remoteAddress ?? "unknown");
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    this.#connections++;
+    this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1);
+    socket.once("close", () => {
+      this.#connections--;
+      const n = (this.#perIp.get(ip) ?? 1) - 1;
+      if (n <= 0) this.#perIp.delete(ip);
+      else this.#perIp.set(ip, n);
+    });
+    socket.on("error", () => {/* reported through the stream or the close */});
+    const host = this.#options.session.hostname;
+    let refusal = null;
+    if (this.#connections > this.#options.maxConnections) {
+      refusal = Replies.tooManyConnections(host);
+    } else if (this.#perIp.get(ip)! > this.#options.maxConnectionsPerIp) {
+      refusal = Replies.tooManyConnectionsFromIp(host, ip);
+    }
+    void this.#open(kind, socket, refusal).catch((error) => {
+      logger.debug("connection from {ip} ended before its session: {error}", {
+        ip,
+        error: String(error instanceof Error ? error.message : error),
+      });
+      socket.destroy();
+    });
+  }
+
+  async #open(
+    kind: ListenerKind,
+    socket: net.Socket,
+    refusal: ReturnType<typeof Replies.tooManyConnections> | null,
+  ): Promise<void> {
+    const makeContext = this.#options.secureContext;
+    let stream: SocketStream;
+    if (kind === "smtps") {
+      if (!makeContext) throw new Error("SMTPS listener without TLS");
+      const secure = await upgradeServerSocket(socket, makeContext(), {
+        handshakeTimeoutMs: this.#options.handshakeTimeoutMs,
+      });
+      stream = new SocketStream(secure);
+    } else {
+      stream = new SocketStream(socket, {
+        secureContext: makeContext ?? undefined,
+        handshakeTimeoutMs: this.#options.handshakeTimeoutMs,
+      });
+    }
+    if (refusal) {
+      logger.warning("refusing connection from {ip}: {reason}", {
+        ip: stream.remoteAddress,
+        reason: refusal.lines[0],
+      });
+      this.#options.session.audit.record({
+        event: "rate_limit",
+        ip: stream.remoteAddress,
+        port: kind,
+        reason: "connection_limit",
+      });
+      await stream.write(encodeReply(refusal));
+      stream.close();
+      return;
+    }
+    const session = new Session(stream, {
+      ...this.#options.session,
+      kind,
+      tlsAvailable: makeContext !== null,
+    });
+    this.#sessions.add(session);
+    if (this.#closing) session.requestShutdown();
+    try {
+      await session.run();
+    } finally {
+      this.#sessions.delete(session);
+    }
+  }
+
+  async #closeListeners(): Promise<void> {
+    const servers = this.#servers;
+    this.#servers = [];
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+
+  /**
+   * Stops accepting, sends 421 to idle sessions, lets busy ones finish their
+   * transaction, and after `graceMs` closes whatever is left with 421.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    this.#closing = true;
+    const listenersClosed = this.#closeListeners();
+    for (const session of this.#sessions) session.requestShutdown();
+    const deadline = Date.now() + graceMs;
+    while (this.#sessions.size > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    await Promise.all([...this.#sessions].map((s) => s.forceClose()));
+    // Let sockets finish closing so nothing leaks past shutdown.
+    const waitUntil = Date.now() + 2000;
+    while ((this.#sessions.size > 0 || this.#connections > 0) && Date.now() < waitUntil) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await listenersClosed;
+  }
+}

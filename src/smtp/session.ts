@@ -1,0 +1,768 @@
+/**
+ * One SMTP session (Postfix's smtpd): reads command lines, parses them into
+ * typed commands, and dispatches each through {@link COMMAND_TABLE}, which
+ * says in which states a verb is allowed and which handler runs it.
+ *
+ * Replies to pipelined commands are batched and written once no complete
+ * command is left in the input buffer (RFC 2920), so a pipelining client
+ * costs one write per round trip.
+ *
+ * @module
+ */
+import type { AuditLog } from "../audit/mod.ts";
+import type { PasswordAuthenticator } from "../auth/authenticator.ts";
+import type { BearerAuthenticator } from "../auth/authenticator.ts";
+import { parseEmail } from "../policy/address.ts";
+import type { Envelope, Spool, SpoolWriter } from "../queue/spool.ts";
+import { newQueueId } from "../queue/spool.ts";
+import type { SaslCredentials, SaslMechanism } from "../sasl/mechanism.ts";
+import { createLogin } from "../sasl/login.ts";
+import { createPlain } from "../sasl/plain.ts";
+import { log } from "../observability/logger.ts";
+import { type ByteStream, StreamTimeoutError } from "./byte_stream.ts";
+import { type Command, type MailParams, parseCommand } from "./commands.ts";
+import { LineReader } from "./line_reader.ts";
+import { receivedHeader } from "./received.ts";
+import { encodeReply, formatReply, Replies, type SmtpReply } from "./replies.ts";
+
+const logger = log("smtp");
+const encoder = new TextEncoder();
+
+/** Longest command line, CRLF excluded (Postfix's line_length_limit). */
+export const MAX_COMMAND_LINE = 2048;
+/** Longest AUTH line or SASL response (RFC 4954 section 4: 12288 octets). */
+export const MAX_AUTH_LINE = 12288;
+/** Errors after which the session is closed. */
+export const MAX_ERRORS = 20;
+
+/** Which listener a session came in on. */
+export type ListenerKind = "smtps" | "submission";
+
+/** A SASL mechanism factory, and whether it carries a password or a token. */
+export interface MechanismSpec {
+  create: () => SaslMechanism;
+}
+
+/** What a session needs from the server around it. */
+export interface SessionContext {
+  hostname: string;
+  kind: ListenerKind;
+  /** Whether STARTTLS can be offered (a certificate is loaded). */
+  tlsAvailable: boolean;
+  maxMessageBytes: number;
+  maxRecipients: number;
+  commandTimeoutMs: number;
+  dataTimeoutMs: number;
+  /** Lower-cased ASCII domains whose users may neither log in nor send. */
+  disabledDomains: ReadonlySet<string>;
+  authenticator: PasswordAuthenticator;
+  /** Verifies OAuth2 bearer tokens; XOAUTH2/OAUTHBEARER are offered only with it. */
+  bearer?: BearerAuthenticator;
+  /** Extra SASL mechanisms (XOAUTH2, OAUTHBEARER), by name. */
+  bearerMechanisms?: Record<string, MechanismSpec>;
+  /** Builds the failure challenge sent before 535 for a bearer mechanism. */
+  bearerFailureChallenge?: (mechanism: string, status: string, scope: string) => Uint8Array;
+  spool: Spool;
+  audit: AuditLog;
+  /** Called once a message is durably queued. */
+  onQueued: (id: string) => void;
+  /** Clock, injectable for tests. */
+  now?: () => Date;
+}
+
+/** Thrown into a waiting read when the server shuts down. */
+export class ShutdownError extends Error {
+  constructor() {
+    super("server shutting down");
+    this.name = "ShutdownError";
+  }
+}
+
+interface Transaction {
+  from: string;
+  params: MailParams;
+  recipients: string[];
+}
+
+interface Identity {
+  email: string;
+  domain: string;
+  mechanism: string;
+}
+
+type State = "connected" | "greeted";
+
+/** A handler and the states it may run in (Postfix's smtpd_cmd_table). */
+interface CommandSpec {
+  /** Needs EHLO/HELO first. */
+  needsHelo: boolean;
+  /** Allowed while a MAIL transaction is open. */
+  inTransaction: boolean;
+  /** Counts as an error (syntax, unknown, forbidden...). */
+  isError?: boolean;
+  run: (session: Session, command: never) => Promise<void> | void;
+}
+
+let sessionCounter = 0;
+
+/** Runs one client connection from greeting to close. */
+export class Session {
+  readonly id: string;
+  #stream: ByteStream;
+  #reader: LineReader;
+  #ctx: SessionContext;
+  #out: string[] = [];
+  #state: State = "connected";
+  #helo = "";
+  #esmtp = false;
+  #identity: Identity | null = null;
+  #tx: Transaction | null = null;
+  #inData = false;
+  #closing = false;
+  #shutdownRequested = false;
+  #errors = 0;
+  #messages = 0;
+
+  /** @param stream the connection, TLS already up on the SMTPS port */
+  constructor(stream: ByteStream, ctx: SessionContext) {
+    this.id = `${Date.now().toString(36)}${(++sessionCounter).toString(36)}`;
+    this.#stream = stream;
+    this.#reader = new LineReader(stream);
+    this.#ctx = ctx;
+  }
+
+  /** Whether the session is between transactions (safe to close at shutdown). */
+  get idle(): boolean {
+    return this.#tx === null && !this.#inData;
+  }
+
+  /**
+   * Asks the session to end: an idle session gets 421 at once, a busy one
+   * after its current transaction.
+   */
+  requestShutdown(): void {
+    this.#shutdownRequested = true;
+    if (this.idle) this.#stream.interrupt(new ShutdownError());
+  }
+
+  /** Ends the session now with 421 (shutdown deadline passed). */
+  async forceClose(): Promise<void> {
+    if (this.#stream.closed) return;
+    await this.#stream.write(encodeReply(Replies.shuttingDown(this.#ctx.hostname)));
+    this.#stream.close();
+  }
+
+  #now(): Date {
+    return this.#ctx.now?.() ?? new Date();
+  }
+
+  #audit(event: string, fields: Record<string, unknown>): void {
+    this.#ctx.audit.record({
+      event,
+      session: this.id,
+      ip: this.#stream.remoteAddress,
+      port: this.#ctx.kind,
+      ...fields,
+    });
+  }
+
+  /** Queues a reply; it is written when no pipelined command is waiting. */
+  reply(reply: SmtpReply): void {
+    this.#out.push(formatReply(reply));
+    if (reply.close) this.#closing = true;
+    if (reply.code >= 500 || reply.code === 421) this.#errors++;
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#out.length === 0) return;
+    const text = this.#out.length === 1 ? this.#out[0] : this.#out.join("");
+    this.#out = [];
+    await this.#stream.write(encoder.encode(text));
+  }
+
+  /** Runs the session to its end. Never throws. */
+  async run(): Promise<void> {
+    const stream = this.#stream;
+    logger.debug("session {session} connected from {ip} on {port}", {
+      session: this.id,
+      ip: stream.remoteAddress,
+      port: this.#ctx.kind,
+    });
+    try {
+      stream.setReadTimeout(this.#ctx.commandTimeoutMs);
+      this.reply(Replies.greeting(this.#ctx.hostname));
+      while (!this.#closing) {
+        if (this.#shutdownRequested && this.idle) {
+          this.reply(Replies.shuttingDown(this.#ctx.hostname));
+          break;
+        }
+        if (!this.#reader.hasBufferedLine()) await this.#flush();
+        const result = await this.#reader.readLine(MAX_COMMAND_LINE);
+        if (result.kind === "eof") break;
+        if (result.kind === "too_long") {
+          this.reply(Replies.lineTooLong());
+        } else {
+          await this.#dispatch(parseCommand(result.line));
+        }
+        if (this.#errors >= MAX_ERRORS && !this.#closing) {
+          this.#audit("security_too_many_errors", { errors: this.#errors });
+          this.reply(Replies.tooManyErrors(this.#ctx.hostname));
+        }
+      }
+    } catch (error) {
+      if (error instanceof StreamTimeoutError) {
+        this.reply(Replies.timeout(this.#ctx.hostname));
+      } else if (error instanceof ShutdownError) {
+        this.reply(Replies.shuttingDown(this.#ctx.hostname));
+      } else {
+        logger.error("session {session} failed: {error}", {
+          session: this.id,
+          error: String(error),
+        });
+        this.reply(Replies.localError());
+      }
+    } finally {
+      await this.#flush().catch(() => {});
+      stream.close();
+      logger.debug("session {session} closed after {messages} messages", {
+        session: this.id,
+        messages: this.#messages,
+      });
+    }
+  }
+
+  async #dispatch(command: Command): Promise<void> {
+    const spec = COMMAND_TABLE[command.verb];
+    if (spec.needsHelo && this.#state !== "greeted") {
+      this.reply(Replies.needEhlo());
+      return;
+    }
+    await spec.run(this, command as never);
+  }
+
+  // --- handlers -----------------------------------------------------------
+
+  /** @internal */
+  greet(command: { verb: "EHLO" | "HELO"; domain: string }): void {
+    this.#tx = null;
+    this.#state = "greeted";
+    this.#helo = command.domain.slice(0, 255);
+    this.#esmtp = command.verb === "EHLO";
+    if (!this.#esmtp) {
+      this.reply(Replies.helo(this.#ctx.hostname));
+      return;
+    }
+    this.reply(
+      Replies.ehlo(
+        this.#ctx.hostname,
+        `${this.#helo} [${this.#stream.remoteAddress}]`,
+        this.#extensions(),
+      ),
+    );
+  }
+
+  #extensions(): string[] {
+    const ext = [
+      "PIPELINING",
+      `SIZE ${this.#ctx.maxMessageBytes}`,
+      "8BITMIME",
+      "SMTPUTF8",
+      "ENHANCEDSTATUSCODES",
+    ];
+    if (this.#stream.tls === null && this.#ctx.tlsAvailable) ext.push("STARTTLS");
+    if (this.#stream.tls !== null && this.#identity === null) {
+      ext.push(`AUTH ${this.#mechanismNames().join(" ")}`);
+    }
+    return ext;
+  }
+
+  #mechanismNames(): string[] {
+    return ["PLAIN", "LOGIN", ...Object.keys(this.#ctx.bearerMechanisms ?? {})];
+  }
+
+  /** @internal */
+  async startTls(): Promise<void> {
+    if (this.#stream.tls !== null) {
+      this.reply(Replies.tlsAlreadyActive());
+      return;
+    }
+    if (!this.#ctx.tlsAvailable) {
+      this.reply(Replies.tlsNotAvailable());
+      return;
+    }
+    this.reply(Replies.readyToStartTls());
+    await this.#flush();
+    // RFC 3207 section 4.2: forget everything learned before TLS.
+    this.#reader.discard();
+    this.#state = "connected";
+    this.#helo = "";
+    this.#identity = null;
+    this.#tx = null;
+    try {
+      await this.#stream.upgrade();
+    } catch (error) {
+      logger.info("session {session}: TLS handshake failed: {error}", {
+        session: this.id,
+        error: String(error instanceof Error ? error.message : error),
+      });
+      this.#audit("security_tls_failed", { reason: String(error) });
+      this.#closing = true;
+    }
+  }
+
+  /** @internal */
+  async auth(command: { mechanism: string; initial: string | null }): Promise<void> {
+    if (this.#stream.tls === null) {
+      this.reply(Replies.encryptionRequired());
+      return;
+    }
+    if (this.#identity !== null) {
+      this.reply(Replies.alreadyAuthenticated());
+      return;
+    }
+    const mechanism = this.#createMechanism(command.mechanism);
+    if (!mechanism) {
+      this.reply(Replies.authMechanismUnknown());
+      return;
+    }
+    let initial: Uint8Array | null = null;
+    if (command.initial !== null) {
+      initial = command.initial === "=" ? new Uint8Array() : decodeBase64(command.initial);
+      if (initial === null) {
+        this.reply(Replies.authBadBase64());
+        return;
+      }
+    }
+    let step = mechanism.start(initial);
+    while (step.type === "challenge") {
+      this.reply(Replies.authChallenge(step.challenge.toBase64()));
+      const response = await this.#readSaslResponse();
+      if (response === "eof") return;
+      if (response === "cancel") {
+        this.reply(Replies.authCancelled());
+        return;
+      }
+      if (response === "bad") {
+        this.reply(Replies.authBadBase64());
+        return;
+      }
+      if (response === "too_long") {
+        this.reply(Replies.lineTooLong());
+        return;
+      }
+      step = mechanism.next(response);
+    }
+    if (step.type === "malformed") {
+      this.reply(Replies.authMalformed(step.message));
+      return;
+    }
+    await this.#verify(mechanism.name, step.credentials);
+  }
+
+  #createMechanism(name: string): SaslMechanism | null {
+    if (name === "PLAIN") return createPlain();
+    if (name === "LOGIN") return createLogin();
+    return this.#ctx.bearerMechanisms?.[name]?.create() ?? null;
+  }
+
+  async #readSaslResponse(): Promise<Uint8Array | "cancel" | "bad" | "eof" | "too_long"> {
+    await this.#flush();
+    const result = await this.#reader.readLine(MAX_AUTH_LINE);
+    if (result.kind === "eof") return "eof";
+    if (result.kind === "too_long") return "too_long";
+    const text = new TextDecoder().decode(result.line);
+    if (text === "*") return "cancel";
+    return decodeBase64(text) ?? "bad";
+  }
+
+  async #verify(mechanism: string, credentials: SaslCredentials): Promise<void> {
+    const auditBase = { method: mechanism };
+    if (credentials.kind === "password") {
+      const { authcid, authzid, password } = credentials;
+      if (authzid !== "" && authzid.toLowerCase() !== authcid.toLowerCase()) {
+        this.#audit("auth_attempt", {
+          ...auditBase,
+          email: authcid,
+          success: false,
+          reason: "authzid",
+        });
+        this.reply(Replies.authzidMismatch());
+        return;
+      }
+      const domain = parseEmail(authcid)?.domain;
+      if (domain && this.#ctx.disabledDomains.has(domain)) {
+        this.#audit("auth_attempt", {
+          ...auditBase,
+          email: authcid,
+          domain,
+          success: false,
+          reason: "domain_disabled",
+        });
+        this.reply(Replies.authDomainDisabled(domain));
+        return;
+      }
+      let result;
+      try {
+        result = await this.#ctx.authenticator.verifyPassword(authcid, password);
+      } catch (error) {
+        logger.error("authenticator failed: {error}", { error: String(error) });
+        result = { ok: false as const, reason: "temporary_failure" as const };
+      }
+      this.#finishAuth(mechanism, authcid, result);
+      return;
+    }
+    const bearer = this.#ctx.bearer;
+    if (!bearer) {
+      this.reply(Replies.authMechanismUnknown());
+      return;
+    }
+    let result;
+    try {
+      result = await bearer.verifyBearer(credentials.user, credentials.token);
+    } catch (error) {
+      logger.error("token verification failed: {error}", { error: String(error) });
+      result = { ok: false as const, reason: "temporary_failure" as const };
+    }
+    if (!result.ok && result.reason !== "temporary_failure" && this.#ctx.bearerFailureChallenge) {
+      // RFC 7628 3.2.2 / Google XOAUTH2: a 334 with the error, the client answers, then 535.
+      const status = "status" in result && result.status ? result.status : "invalid_token";
+      const scope = "scope" in result && result.scope ? result.scope : "smtp.send";
+      const challenge = this.#ctx.bearerFailureChallenge(mechanism, status, scope);
+      this.reply(Replies.authChallenge(challenge.toBase64()));
+      const response = await this.#readSaslResponse();
+      if (response === "eof") return;
+    }
+    this.#finishAuth(mechanism, credentials.user ?? "", result);
+  }
+
+  #finishAuth(
+    mechanism: string,
+    user: string,
+    result: Awaited<ReturnType<PasswordAuthenticator["verifyPassword"]>>,
+  ): void {
+    if (result.ok) {
+      this.#identity = { email: result.email, domain: result.domain, mechanism };
+      this.#audit("auth_attempt", {
+        method: mechanism,
+        email: result.email,
+        domain: result.domain,
+        backend: result.backend,
+        success: true,
+      });
+      this.reply(Replies.authSucceeded());
+      return;
+    }
+    this.#audit("auth_attempt", {
+      method: mechanism,
+      email: user.slice(0, 254),
+      domain: parseEmail(user)?.domain,
+      success: false,
+      reason: result.reason,
+    });
+    switch (result.reason) {
+      case "temporary_failure":
+        this.reply(Replies.authTemporaryFailure());
+        break;
+      case "domain_disabled":
+        this.reply(Replies.authDomainDisabled(parseEmail(user)?.domain ?? ""));
+        break;
+      default:
+        this.reply(Replies.authFailed());
+    }
+  }
+
+  /** @internal */
+  mail(command: { address: string; params: MailParams }): void {
+    if (this.#ctx.kind === "submission" && this.#stream.tls === null) {
+      this.reply(Replies.tlsRequired());
+      return;
+    }
+    const identity = this.#identity;
+    if (identity === null) {
+      this.reply(Replies.authRequired());
+      return;
+    }
+    if (this.#tx !== null) {
+      this.reply(Replies.nestedMail());
+      return;
+    }
+    const { address, params } = command;
+    if (params.size !== undefined && params.size > this.#ctx.maxMessageBytes) {
+      this.reply(Replies.messageTooBigDeclared());
+      return;
+    }
+    if (address === "") {
+      this.reply(Replies.nullSenderRefused());
+      return;
+    }
+    if (!params.smtputf8 && /[^\p{ASCII}]/u.test(address)) {
+      this.reply(Replies.nonAsciiWithoutSmtpUtf8());
+      return;
+    }
+    const sender = parseEmail(address);
+    if (!sender) {
+      this.reply(Replies.badSenderSyntax());
+      return;
+    }
+    if (this.#ctx.disabledDomains.has(sender.domain)) {
+      this.#audit("domain_mismatch", {
+        email: identity.email,
+        from: address,
+        reason: "sender_domain_disabled",
+      });
+      this.reply(Replies.senderDomainDisabled(sender.domain));
+      return;
+    }
+    if (sender.domain !== identity.domain) {
+      this.#audit("domain_mismatch", {
+        email: identity.email,
+        domain: identity.domain,
+        from: address,
+        from_domain: sender.domain,
+      });
+      this.reply(Replies.domainMismatch(identity.domain, sender.domain));
+      return;
+    }
+    this.#tx = { from: address, params, recipients: [] };
+    this.reply(Replies.senderOk());
+  }
+
+  /** @internal */
+  rcpt(command: { address: string }): void {
+    const tx = this.#tx;
+    if (tx === null) {
+      this.reply(Replies.needMail());
+      return;
+    }
+    if (tx.recipients.length >= this.#ctx.maxRecipients) {
+      this.reply(Replies.tooManyRecipients());
+      return;
+    }
+    if (!tx.params.smtputf8 && /[^\p{ASCII}]/u.test(command.address)) {
+      this.reply(Replies.nonAsciiWithoutSmtpUtf8());
+      return;
+    }
+    if (!parseEmail(command.address)) {
+      this.reply(Replies.badRecipientSyntax());
+      return;
+    }
+    tx.recipients.push(command.address);
+    this.reply(Replies.recipientOk());
+  }
+
+  /** @internal */
+  async data(): Promise<void> {
+    const tx = this.#tx;
+    if (tx === null) {
+      this.reply(Replies.needMail());
+      return;
+    }
+    if (tx.recipients.length === 0) {
+      this.reply(Replies.needRcpt());
+      return;
+    }
+    const identity = this.#identity!;
+    const id = newQueueId(this.#now().getTime());
+    const tls = this.#stream.tls;
+    const envelope: Envelope = {
+      v: 1,
+      id,
+      from: tx.from,
+      recipients: tx.recipients,
+      receivedAt: this.#now().toISOString(),
+      ...(tx.params.body ? { body: tx.params.body } : {}),
+      ...(tx.params.smtputf8 ? { smtputf8: true } : {}),
+      client: {
+        address: this.#stream.remoteAddress,
+        helo: this.#helo,
+        user: identity.email,
+        ...(tls ? { tls: `${tls.protocol} ${tls.cipher}` } : {}),
+      },
+    };
+    this.reply(Replies.startData());
+    await this.#flush();
+    this.#inData = true;
+    const writer: SpoolWriter = this.#ctx.spool.begin(envelope);
+    const max = this.#ctx.maxMessageBytes;
+    let tooBig = false;
+    writer.write(encoder.encode(receivedHeader({
+      hostname: this.#ctx.hostname,
+      helo: this.#helo,
+      address: this.#stream.remoteAddress,
+      esmtp: this.#esmtp,
+      tls,
+      user: identity.email,
+      id,
+      recipients: tx.recipients,
+      date: this.#now(),
+    })));
+    let received = 0;
+    this.#stream.setReadTimeout(this.#ctx.dataTimeoutMs);
+    let result;
+    try {
+      result = await this.#reader.readData(
+        (bytes) => {
+          received += bytes.length;
+          if (received > max) tooBig = true;
+          else writer.write(bytes);
+        },
+        () => writer.drain(),
+      );
+    } catch (error) {
+      await writer.abort();
+      this.#inData = false;
+      this.#tx = null;
+      throw error;
+    } finally {
+      this.#stream.setReadTimeout(this.#ctx.commandTimeoutMs);
+    }
+    this.#inData = false;
+    this.#tx = null;
+    if (!result.complete) {
+      // The client vanished mid-DATA: nothing of it stays behind.
+      await writer.abort();
+      this.#closing = true;
+      return;
+    }
+    if (tooBig) {
+      await writer.abort();
+      this.reply(Replies.messageTooBig());
+      return;
+    }
+    if (result.bareLf) {
+      await writer.abort();
+      this.reply(Replies.bareLineFeed());
+      return;
+    }
+    try {
+      await writer.commit();
+    } catch (error) {
+      logger.error("spool write failed for {id}: {error}", { id, error: String(error) });
+      this.reply(Replies.spoolFailure());
+      return;
+    }
+    this.#messages++;
+    logger.info("{id}: accepted from={from} rcpts={count} size={size} user={user}", {
+      id,
+      from: tx.from,
+      count: tx.recipients.length,
+      size: received,
+      user: identity.email,
+      session: this.id,
+    });
+    this.#audit("message_accepted", {
+      queue_id: id,
+      email: identity.email,
+      from: tx.from,
+      recipients: tx.recipients.length,
+      size: received,
+    });
+    this.reply(Replies.queued(id));
+    this.#ctx.onQueued(id);
+  }
+
+  /** @internal */
+  reset(): void {
+    this.#tx = null;
+    this.reply(Replies.reset());
+  }
+
+  /** @internal */
+  quit(): void {
+    this.reply(Replies.bye());
+  }
+
+  /** @internal */
+  forbidden(command: { name: string }): void {
+    logger.warning("session {session}: non-SMTP command {name} from {ip}, closing", {
+      session: this.id,
+      name: command.name,
+      ip: this.#stream.remoteAddress,
+    });
+    this.#audit("security_non_smtp_command", { command: command.name });
+    this.reply(Replies.nonSmtpCommand());
+  }
+
+  /** @internal */
+  invalid(command: Extract<Command, { verb: "INVALID" }>): void {
+    switch (command.reply) {
+      case "parameter":
+        this.reply(Replies.unknownParameter(command.name));
+        break;
+      case "value":
+        this.reply(Replies.badParameterValue(command.name));
+        break;
+      case "address":
+        this.reply(
+          command.name === "MAIL" ? Replies.badSenderSyntax() : Replies.badRecipientSyntax(),
+        );
+        break;
+      default:
+        this.reply(Replies.syntax(command.usage));
+    }
+  }
+}
+
+/** Decodes strict base64 (RFC 4648 alphabet, padding required); `null` when invalid. */
+export function decodeBase64(text: string): Uint8Array | null {
+  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return null;
+  try {
+    return Uint8Array.fromBase64(text, { lastChunkHandling: "strict" });
+  } catch {
+    return null;
+  }
+}
+
+const noTx = (run: CommandSpec["run"], needsHelo = true): CommandSpec => ({
+  needsHelo,
+  inTransaction: false,
+  run,
+});
+
+/**
+ * The dispatcher table: every verb, the state it needs, and its handler.
+ * A verb missing here cannot be dispatched (the type system checks that).
+ */
+export const COMMAND_TABLE: { [V in Command["verb"]]: CommandSpec } = {
+  EHLO: { needsHelo: false, inTransaction: true, run: (s, c) => s.greet(c) },
+  HELO: { needsHelo: false, inTransaction: true, run: (s, c) => s.greet(c) },
+  STARTTLS: noTx((s) => s.startTls()),
+  AUTH: {
+    needsHelo: true,
+    inTransaction: false,
+    run: (s, c) => s.idle ? s.auth(c) : s.reply(Replies.authInTransaction()),
+  },
+  MAIL: { needsHelo: true, inTransaction: false, run: (s, c) => s.mail(c) },
+  RCPT: { needsHelo: true, inTransaction: true, run: (s, c) => s.rcpt(c) },
+  DATA: { needsHelo: true, inTransaction: true, run: (s) => s.data() },
+  RSET: { needsHelo: false, inTransaction: true, run: (s) => s.reset() },
+  NOOP: { needsHelo: false, inTransaction: true, run: (s) => s.reply(Replies.noop()) },
+  QUIT: { needsHelo: false, inTransaction: true, run: (s) => s.quit() },
+  VRFY: { needsHelo: false, inTransaction: true, run: (s) => s.reply(Replies.vrfy()) },
+  HELP: { needsHelo: false, inTransaction: true, run: (s) => s.reply(Replies.help()) },
+  UNIMPLEMENTED: {
+    needsHelo: false,
+    inTransaction: true,
+    isError: true,
+    run: (s, c: { name: string }) => s.reply(Replies.notImplemented(c.name)),
+  },
+  FORBIDDEN: {
+    needsHelo: false,
+    inTransaction: true,
+    isError: true,
+    run: (s, c) => s.forbidden(c),
+  },
+  UNKNOWN: {
+    needsHelo: false,
+    inTransaction: true,
+    isError: true,
+    run: (s) => s.reply(Replies.unknownCommand()),
+  },
+  INVALID: { needsHelo: false, inTransaction: true, isError: true, run: (s, c) => s.invalid(c) },
+  BAD_BYTES: {
+    needsHelo: false,
+    inTransaction: true,
+    isError: true,
+    run: (s) => s.reply(Replies.badCharacters()),
+  },
+};

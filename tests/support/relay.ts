@@ -1,0 +1,144 @@
+/**
+ * Starts a real relay in-process for a test: temp directory, free ports,
+ * generated certificates, cheap argon2 parameters, a users file, the file
+ * outbox. Everything is torn down by `close()`.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { MemoryAuditLog } from "../../src/audit/mod.ts";
+import { hashPassword } from "../../src/auth/password_hash.ts";
+import { type Config, parseConfig } from "../../src/config/mod.ts";
+import { type Relay, startRelay, type StartRelayOptions } from "../../src/relay.ts";
+
+/** Cheap argon2id parameters for tests (production default is m=19456, t=2). */
+export const TEST_ARGON2 = { memory_kib: 64, iterations: 1, parallelism: 1 };
+
+/** A test user. */
+export interface TestUser {
+  email: string;
+  password: string;
+}
+
+/** Default users: two domains. */
+export const USERS: TestUser[] = [
+  { email: "alice@example.com", password: "alice-secret-1" },
+  { email: "bob@company.com", password: "bob-secret-2" },
+];
+
+/** A relay running for a test. */
+export interface TestRelay {
+  relay: Relay;
+  config: Config;
+  dir: string;
+  /** PEM of the development CA that signed the server certificate. */
+  caPem: string;
+  smtpsPort: number;
+  submissionPort: number;
+  audit: MemoryAuditLog;
+  outbox: string;
+  users: TestUser[];
+  /** Lists `.eml` files in the outbox. */
+  outboxFiles(): Promise<string[]>;
+  /** Waits until `count` messages are in the outbox (or throws after `timeoutMs`). */
+  waitForOutbox(count: number, timeoutMs?: number): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/** Options for {@link startTestRelay}. */
+export interface TestRelayOptions {
+  /** TOML-shaped overrides merged over the test defaults (one level deep per section). */
+  config?: Record<string, Record<string, unknown>>;
+  users?: TestUser[];
+  start?: StartRelayOptions;
+}
+
+/** Starts a relay with test defaults. */
+export async function startTestRelay(options: TestRelayOptions = {}): Promise<TestRelay> {
+  const dir = await Deno.makeTempDir({ prefix: "relay-test-" });
+  const users = options.users ?? USERS;
+  const usersDir = join(dir, "users");
+  await Deno.mkdir(usersDir);
+  const byDomain = new Map<string, string[]>();
+  for (const user of users) {
+    const domain = user.email.split("@")[1];
+    const hash = await hashPassword(user.password, {
+      memoryKib: TEST_ARGON2.memory_kib,
+      iterations: TEST_ARGON2.iterations,
+      parallelism: TEST_ARGON2.parallelism,
+    });
+    byDomain.set(domain, [...(byDomain.get(domain) ?? []), `${user.email}:${hash}`]);
+  }
+  for (const [domain, lines] of byDomain) {
+    await Deno.writeTextFile(join(usersDir, `${domain}.txt`), lines.join("\n") + "\n");
+  }
+  const outbox = join(dir, "outbox");
+  const base: Record<string, Record<string, unknown>> = {
+    server: { hostname: "relay.test", shutdown_grace_seconds: 2 },
+    smtps: { listen: "127.0.0.1:0" },
+    submission: { listen: "127.0.0.1:0" },
+    tls: { cert: join(dir, "certs", "server.crt"), key: join(dir, "certs", "server.key") },
+    auth: {
+      workers: 1,
+      argon2: TEST_ARGON2,
+      file: { users: join(dir, "users.txt"), users_dir: usersDir },
+    },
+    spool: { dir: join(dir, "spool") },
+    relay: { url: `file:${outbox}` },
+    audit: { file: join(dir, "audit.jsonl") },
+    log: { level: "warning", format: "json" },
+  };
+  for (const [section, values] of Object.entries(options.config ?? {})) {
+    base[section] = { ...(base[section] ?? {}), ...values };
+  }
+  const config = parseConfig(base, "test");
+  const audit = new MemoryAuditLog();
+  let relay: Relay;
+  try {
+    relay = await startRelay(config, { audit, ...options.start });
+  } catch (error) {
+    await Deno.remove(dir, { recursive: true });
+    throw error;
+  }
+  const caPem = await Deno.readTextFile(join(dir, "certs", "ca.crt"));
+  const outboxFiles = async () => {
+    const names: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(outbox)) {
+        if (entry.name.endsWith(".eml")) names.push(join(outbox, entry.name));
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    return names.sort();
+  };
+  const smtpsPort = config.smtps.enabled ? relay.port("smtps") : 0;
+  const submissionPort = config.submission.enabled ? relay.port("submission") : 0;
+  return {
+    relay,
+    config,
+    dir,
+    caPem,
+    smtpsPort,
+    submissionPort,
+    audit,
+    outbox,
+    users,
+    outboxFiles,
+    async waitForOutbox(count, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const files = await outboxFiles();
+        if (files.length >= count) return files;
+        if (Date.now() > deadline) {
+          throw new Error(`outbox has ${files.length} messages, expected ${count}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
+    async close() {
+      await relay.close(500);
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}

@@ -40,10 +40,13 @@ export interface UserEntry {
 
 /** A line that was skipped or accepted with a warning. Never contains a secret. */
 export interface UserFileProblem {
+  /** The file, as configured. */
   file: string;
+  /** The 1-based line number. */
   line: number;
   /** `error`: the line was refused; `warning`: skipped as malformed, or accepted with a caveat. */
   level: "warning" | "error";
+  /** What is wrong; may name the user, never the password field. */
   message: string;
 }
 
@@ -51,6 +54,7 @@ export interface UserFileProblem {
 export interface ParsedUserFile {
   /** Usable entries by canonical email (the first line wins). */
   entries: Map<string, UserEntry>;
+  /** Lines skipped or accepted with a warning, in file order. */
   problems: UserFileProblem[];
 }
 

@@ -1,0 +1,574 @@
+/**
+ * A throw-away OpenLDAP `slapd` for tests: its own slapd.conf, mdb databases
+ * and test CA in a temp dir, listening on free 127.0.0.1 ports (LDAP with
+ * StartTLS, and LDAPS), seeded with users in `example.com` and `company.com`
+ * (one of them locked), run as a child process in the foreground.
+ *
+ * Needs Debian's `slapd` and `openssl`: `apt-get install -y slapd ldap-utils openssl`.
+ *
+ * ```ts ignore
+ * Deno.test("ldap", async (t) => {
+ *   await using slapd = await startSlapd();
+ *   const auth = new LdapAuthenticator(slapd.ldapConfig(), { caPem: slapd.caPem });
+ *   ...
+ * });
+ * ```
+ *
+ * @module
+ */
+import { Client } from "ldapts";
+import { type LdapConfig, ldapSchema } from "../../src/config/ldap_schema.ts";
+import { hashSaltedSha } from "../../src/auth/ldap/password_hash.ts";
+
+const SLAPD = "/usr/sbin/slapd";
+const SLAPADD = "/usr/sbin/slapadd";
+const SCHEMA_DIR = "/etc/ldap/schema";
+const MODULE_DIR = "/usr/lib/ldap";
+const INSTALL_HINT = "install it with: apt-get install -y slapd ldap-utils (Debian package slapd)";
+
+/** A user written into the directory before it starts. */
+export interface SeedUser {
+  /** The `mail` attribute exactly as stored (case kept). */
+  email: string;
+  /** Plain password; stored as `{SSHA}`. */
+  password: string;
+  /** `givenName`; default: the local part. */
+  givenName?: string;
+  /** `sn`; default: the local part. */
+  surname?: string;
+  /** Locked with ppolicy's `pwdAccountLockedTime` (binds refused by slapd too). */
+  disabled?: boolean;
+}
+
+/** A seeded user, with where it ended up. */
+export interface SeededUser extends Required<SeedUser> {
+  /** `uid=<local>,ou=users,dc=<labels>`. */
+  dn: string;
+  /** `uidNumber` (and `gidNumber`). */
+  uidNumber: number;
+}
+
+/** Options for {@linkcode startSlapd}. */
+export interface SlapdOptions {
+  /** Users to seed; default {@linkcode DEFAULT_USERS}. Their domains must be in `suffixes`. */
+  users?: SeedUser[];
+  /** Domains that get a database, a suffix entry and `ou=users`; default example.com, company.com. */
+  domains?: string[];
+  /** Domains that get an empty database (no entries at all), e.g. for `--create-ou`. */
+  emptyDomains?: string[];
+  /** slapd `idletimeout`: seconds after which slapd closes idle connections (0: never). */
+  idleTimeoutSeconds?: number;
+}
+
+/** A running test directory. */
+export interface Slapd {
+  /** `ldap://127.0.0.1:PORT` (StartTLS available). */
+  url: string;
+  /** `ldaps://127.0.0.1:PORT2`. */
+  ldapsUrl: string;
+  /** Port of `url`. */
+  port: number;
+  /** Port of `ldapsUrl`. */
+  ldapsPort: number;
+  /** The rootdn of every database (full rights everywhere). */
+  adminDn: string;
+  /** Its password. */
+  adminPassword: string;
+  /** Read-only service account for searches (`cn=relay,ou=services,dc=example,dc=com`). */
+  serviceDn: string;
+  /** Its password. */
+  servicePassword: string;
+  /** One suffix per domain, `dc=example,dc=com` first. */
+  baseDns: string[];
+  /** The test CA certificate (PEM) that signed the server certificate (SAN 127.0.0.1, localhost). */
+  caPem: string;
+  /** The same CA as a file, for configs that want a path. */
+  caFile: string;
+  /** The seeded users. */
+  users: SeededUser[];
+  /** The temp dir holding config, databases and certificates. */
+  dir: string;
+  /** Process id of the running slapd (changes on restart). */
+  readonly pid: number;
+  /** An `[ldap]` config pointing at this directory with the service account; `overrides` win. */
+  ldapConfig(overrides?: Record<string, unknown>): LdapConfig;
+  /** Reads entries as the admin (attribute names as the server spells them). */
+  search(
+    base: string,
+    filter: string,
+    attributes?: string[],
+  ): Promise<Array<Record<string, string | string[]>>>;
+  /** Stops slapd (databases kept), waits for the process to exit. */
+  stop(): Promise<void>;
+  /** Starts slapd again on the same ports and data (after `stop()`, or stops it first). */
+  restart(): Promise<void>;
+  /** Freezes slapd (SIGSTOP): connections are accepted by the kernel, nothing answers. */
+  pause(): void;
+  /** Thaws a paused slapd (SIGCONT). */
+  resume(): void;
+  /** Stops slapd and removes the temp dir. */
+  close(): Promise<void>;
+  /** Same as `close()`. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** The users seeded by default (passwords are test-only). */
+export const DEFAULT_USERS: readonly SeedUser[] = [
+  { email: "john.doe@example.com", password: "John-Doe-Pass-1", givenName: "John", surname: "Doe" },
+  // Stored with capitals: the relay must answer with the canonical lower-case address.
+  { email: "Jane.Roe@Example.COM", password: "Jane-Roe-Pass-2", givenName: "Jane", surname: "Roe" },
+  { email: "locked@example.com", password: "Locked-Pass-3", disabled: true },
+  { email: "alice@company.com", password: "Alice-Pass-4", givenName: "Alice", surname: "Smith" },
+];
+
+/** `dc=company,dc=com` for `company.com`. */
+export function suffixFor(domain: string): string {
+  return domain.split(".").map((label) => `dc=${label}`).join(",");
+}
+
+/** LDIF for one entry; values that are not plain safe strings are base64-encoded (RFC 2849). */
+export function ldifEntry(dn: string, attributes: Record<string, string | string[]>): string {
+  const line = (name: string, value: string) =>
+    /^[\x21-\x39\x3b\x3d-\x7e][\x20-\x7e]*$/.test(
+        value,
+      ) && !value.endsWith(" ")
+      ? `${name}: ${value}`
+      : `${name}:: ${new TextEncoder().encode(value).toBase64()}`;
+  const lines = [line("dn", dn)];
+  for (const [name, values] of Object.entries(attributes)) {
+    for (const value of Array.isArray(values) ? values : [values]) lines.push(line(name, value));
+  }
+  return lines.join("\n") + "\n\n";
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function run(cmd: string, args: string[], cwd?: string): Promise<string> {
+  let output: Deno.CommandOutput;
+  try {
+    output = await new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped" })
+      .output();
+  } catch (error) {
+    throw new Error(`cannot run ${cmd}: ${(error as Error).message}`);
+  }
+  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+  if (!output.success) throw new Error(`${cmd} ${args.join(" ")} failed:\n${text}`);
+  return text;
+}
+
+/** Makes a test CA and a server certificate for 127.0.0.1/localhost (ECDSA P-256). */
+async function makeCertificates(dir: string): Promise<void> {
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  await run("openssl", [
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=relay test LDAP CA",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+  ], dir);
+  await run("openssl", [
+    "req",
+    ...ec,
+    "-keyout",
+    "server.key",
+    "-out",
+    "server.csr",
+    "-subj",
+    "/CN=127.0.0.1",
+  ], dir);
+  await Deno.writeTextFile(
+    `${dir}/server.ext`,
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n" +
+      "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n",
+  );
+  await run("openssl", [
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "server.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "server.ext",
+  ], dir);
+}
+
+function freePorts(count: number): number[] {
+  const listeners = Array.from(
+    { length: count },
+    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
+  );
+  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
+  for (const l of listeners) l.close();
+  return ports;
+}
+
+function slapdConf(options: {
+  dir: string;
+  suffixes: string[];
+  adminDn: string;
+  adminPasswordHash: string;
+  serviceDn: string;
+  idleTimeoutSeconds: number;
+}): string {
+  const { dir, adminDn, serviceDn } = options;
+  const lines = [
+    ...["core", "cosine", "inetorgperson", "nis"].map((s) => `include ${SCHEMA_DIR}/${s}.schema`),
+    `pidfile ${dir}/slapd.pid`,
+    `argsfile ${dir}/slapd.args`,
+    `modulepath ${MODULE_DIR}`,
+    "moduleload back_mdb",
+    "moduleload ppolicy",
+    // {SSHA512} and friends, as the admin commands write them.
+    "moduleload pw-sha2",
+    `TLSCACertificateFile ${dir}/ca.pem`,
+    `TLSCertificateFile ${dir}/server.pem`,
+    `TLSCertificateKeyFile ${dir}/server.key`,
+    options.idleTimeoutSeconds > 0 ? `idletimeout ${options.idleTimeoutSeconds}` : "",
+    'access to dn.base="" by * read',
+    'access to dn.base="cn=Subschema" by * read',
+  ];
+  options.suffixes.forEach((suffix, i) => {
+    lines.push(
+      "",
+      "database mdb",
+      `suffix "${suffix}"`,
+      // One admin for every database: a bind goes to the first database, whose rootpw checks it.
+      `rootdn "${adminDn}"`,
+      i === 0 ? `rootpw ${options.adminPasswordHash}` : "",
+      `directory ${dir}/db${i}`,
+      "maxsize 16777216",
+      "access to attrs=userPassword by self write by anonymous auth by * none",
+      `access to * by dn.exact="${serviceDn}" read by self read by * none`,
+      "overlay ppolicy",
+      `ppolicy_default "cn=default,ou=policies,${suffix}"`,
+    );
+  });
+  return lines.filter((l, i, all) => l !== "" || all[i - 1] !== "").join("\n") + "\n";
+}
+
+/**
+ * Starts a seeded slapd. Fails with a message naming the apt package when
+ * slapd is not installed (the LDAP tests must run in CI, not skip).
+ */
+export async function startSlapd(options: SlapdOptions = {}): Promise<Slapd> {
+  for (const [path, what] of [[SLAPD, "slapd"], [SLAPADD, "slapadd"]]) {
+    if (!await exists(path)) {
+      throw new Error(`${path} not found: ${what} is needed; ${INSTALL_HINT}`);
+    }
+  }
+  for (const schema of ["core", "cosine", "inetorgperson", "nis"]) {
+    if (!await exists(`${SCHEMA_DIR}/${schema}.schema`)) {
+      throw new Error(`${SCHEMA_DIR}/${schema}.schema not found; ${INSTALL_HINT}`);
+    }
+  }
+  const domains = options.domains ?? ["example.com", "company.com"];
+  const emptyDomains = options.emptyDomains ?? [];
+  const suffixes = [...domains, ...emptyDomains].map(suffixFor);
+  const dir = await Deno.makeTempDir({ prefix: "relay-slapd-" });
+  try {
+    await makeCertificates(dir);
+    const adminDn = `cn=admin,${suffixes[0]}`;
+    const adminPassword = `admin-${crypto.randomUUID()}`;
+    const serviceDn = `cn=relay,ou=services,${suffixes[0]}`;
+    const servicePassword = `service-${crypto.randomUUID()}`;
+    const conf = `${dir}/slapd.conf`;
+    await Deno.writeTextFile(
+      conf,
+      slapdConf({
+        dir,
+        suffixes,
+        adminDn,
+        adminPasswordHash: hashSaltedSha("SSHA", adminPassword),
+        serviceDn,
+        idleTimeoutSeconds: options.idleTimeoutSeconds ?? 0,
+      }),
+    );
+    const users = seedUsers(options.users ?? [...DEFAULT_USERS]);
+    // slapadd reads the whole config, so every database directory must exist first.
+    for (const i of suffixes.keys()) await Deno.mkdir(`${dir}/db${i}`);
+    for (const [i, domain] of domains.entries()) {
+      const suffix = suffixes[i];
+      let ldif = ldifEntry(suffix, {
+        objectClass: ["top", "dcObject", "organization"],
+        dc: domain.split(".")[0],
+        o: domain,
+      });
+      ldif += ldifEntry(`ou=users,${suffix}`, { objectClass: "organizationalUnit", ou: "users" });
+      ldif += ldifEntry(`ou=policies,${suffix}`, {
+        objectClass: "organizationalUnit",
+        ou: "policies",
+      });
+      // ppolicy enforces pwdAccountLockedTime only under a policy with pwdLockout.
+      ldif += ldifEntry(`cn=default,ou=policies,${suffix}`, {
+        objectClass: ["applicationProcess", "pwdPolicy"],
+        cn: "default",
+        pwdAttribute: "userPassword",
+        pwdLockout: "TRUE",
+      });
+      if (i === 0) {
+        ldif += ldifEntry(`ou=services,${suffix}`, {
+          objectClass: "organizationalUnit",
+          ou: "services",
+        });
+        ldif += ldifEntry(serviceDn, {
+          objectClass: ["applicationProcess", "simpleSecurityObject"],
+          cn: "relay",
+          userPassword: hashSaltedSha("SSHA", servicePassword),
+        });
+      }
+      for (const user of users.filter((u) => u.dn.endsWith(`,${suffix}`))) {
+        ldif += userLdif(user);
+      }
+      await Deno.writeTextFile(`${dir}/seed${i}.ldif`, ldif);
+      await run(SLAPADD, ["-f", conf, "-b", suffix, "-l", `${dir}/seed${i}.ldif`, "-q"]);
+    }
+    const stray = users.filter((u) =>
+      !suffixes.slice(0, domains.length).some((s) => u.dn.endsWith(`,${s}`))
+    );
+    if (stray.length > 0) {
+      throw new Error(`seed users outside the domains: ${stray.map((u) => u.email)}`);
+    }
+
+    const server = new SlapdProcess(dir, conf, adminDn, adminPassword);
+    await server.start();
+    const { port, ldapsPort } = server;
+    const handle: Slapd = {
+      url: `ldap://127.0.0.1:${port}`,
+      ldapsUrl: `ldaps://127.0.0.1:${ldapsPort}`,
+      port,
+      ldapsPort,
+      adminDn,
+      adminPassword,
+      serviceDn,
+      servicePassword,
+      baseDns: suffixes,
+      caPem: await Deno.readTextFile(`${dir}/ca.pem`),
+      caFile: `${dir}/ca.pem`,
+      users,
+      dir,
+      get pid() {
+        return server.pid;
+      },
+      ldapConfig: (overrides = {}) =>
+        ldapSchema.parse({
+          url: `ldap://127.0.0.1:${port}`,
+          bind_dn: serviceDn,
+          bind_password: servicePassword,
+          timeout_ms: 2000,
+          pool_size: 2,
+          ...overrides,
+        }),
+      search: (base, filter, attributes) =>
+        server.adminSearch(`ldap://127.0.0.1:${port}`, base, filter, attributes),
+      stop: () => server.stop(),
+      restart: async () => {
+        await server.stop();
+        await server.start();
+      },
+      pause: () => server.signal("SIGSTOP"),
+      resume: () => server.signal("SIGCONT"),
+      close: async () => {
+        await server.stop();
+        await Deno.remove(dir, { recursive: true });
+      },
+      [Symbol.asyncDispose]: () => handle.close(),
+    };
+    return handle;
+  } catch (error) {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw error;
+  }
+}
+
+function seedUsers(seeds: SeedUser[]): SeededUser[] {
+  return seeds.map((seed, i) => {
+    const at = seed.email.lastIndexOf("@");
+    const local = seed.email.slice(0, at).toLowerCase();
+    const domain = seed.email.slice(at + 1).toLowerCase();
+    return {
+      givenName: local,
+      surname: local,
+      disabled: false,
+      ...seed,
+      dn: `uid=${local},ou=users,${suffixFor(domain)}`,
+      uidNumber: 5000 + i,
+    };
+  });
+}
+
+function userLdif(user: SeededUser): string {
+  const local = user.dn.slice(4, user.dn.indexOf(","));
+  const domain = user.email.slice(user.email.lastIndexOf("@") + 1).toLowerCase();
+  return ldifEntry(user.dn, {
+    objectClass: ["top", "inetOrgPerson", "posixAccount"],
+    uid: local,
+    cn: `${user.givenName} ${user.surname}`,
+    givenName: user.givenName,
+    sn: user.surname,
+    mail: user.email,
+    uidNumber: String(user.uidNumber),
+    gidNumber: String(user.uidNumber),
+    homeDirectory: `/home/${domain}/${local}`,
+    userPassword: hashSaltedSha("SSHA", user.password),
+    ...(user.disabled ? { pwdAccountLockedTime: "000001010000Z" } : {}),
+  });
+}
+
+/** The slapd child process: start on fixed ports (chosen on first start), stop, signal. */
+class SlapdProcess {
+  port = 0;
+  ldapsPort = 0;
+  #child: Deno.ChildProcess | undefined;
+  #stderr: Promise<string> | undefined;
+  #paused = false;
+
+  constructor(
+    readonly dir: string,
+    readonly conf: string,
+    readonly adminDn: string,
+    readonly adminPassword: string,
+  ) {}
+
+  get pid(): number {
+    return this.#child?.pid ?? 0;
+  }
+
+  async start(): Promise<void> {
+    const firstStart = this.port === 0;
+    let lastError: unknown;
+    for (let attempt = 0; attempt < (firstStart ? 5 : 1); attempt++) {
+      if (firstStart) [this.port, this.ldapsPort] = freePorts(2);
+      try {
+        await this.#spawnAndWait();
+        return;
+      } catch (error) {
+        lastError = error;
+        await this.stop();
+      }
+    }
+    throw lastError;
+  }
+
+  async #spawnAndWait(): Promise<void> {
+    const child = new Deno.Command(SLAPD, {
+      args: [
+        "-h",
+        `ldap://127.0.0.1:${this.port}/ ldaps://127.0.0.1:${this.ldapsPort}/`,
+        "-f",
+        this.conf,
+        "-d",
+        "0",
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    this.#child = child;
+    this.#paused = false;
+    this.#stderr = new Response(child.stderr).text().catch(() => "");
+    let exited = false;
+    child.status.then(() => exited = true);
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline && !exited) {
+      if (await this.#bindOnce(`ldap://127.0.0.1:${this.port}`)) return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const status = exited ? await child.status : undefined;
+    const stderr = exited ? await this.#stderr : "";
+    throw new Error(
+      `slapd did not start on ports ${this.port}/${this.ldapsPort}` +
+        (status ? ` (exit code ${status.code})` : " (no bind within 15 s)") +
+        (stderr ? `:\n${stderr}` : ""),
+    );
+  }
+
+  async #bindOnce(url: string): Promise<boolean> {
+    const client = new Client({ url, connectTimeout: 1000, timeout: 1000 });
+    try {
+      await client.bind(this.adminDn, this.adminPassword);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await client.unbind().catch(() => {});
+    }
+  }
+
+  async adminSearch(
+    url: string,
+    base: string,
+    filter: string,
+    attributes: string[] = [],
+  ): Promise<Array<Record<string, string | string[]>>> {
+    const client = new Client({ url, connectTimeout: 2000, timeout: 2000 });
+    try {
+      await client.bind(this.adminDn, this.adminPassword);
+      const { searchEntries } = await client.search(base, { scope: "sub", filter, attributes });
+      return searchEntries.map((entry) =>
+        Object.fromEntries(
+          Object.entries(entry).map((
+            [k, v],
+          ) => [k, Array.isArray(v) ? v.map(String) : String(v)]),
+        )
+      );
+    } finally {
+      await client.unbind().catch(() => {});
+    }
+  }
+
+  signal(signal: Deno.Signal): void {
+    if (!this.#child) throw new Error("slapd is not running");
+    this.#child.kill(signal);
+    this.#paused = signal === "SIGSTOP";
+  }
+
+  async stop(): Promise<void> {
+    const child = this.#child;
+    if (!child) return;
+    this.#child = undefined;
+    try {
+      if (this.#paused) child.kill("SIGCONT");
+      child.kill("SIGTERM");
+    } catch {
+      // Already gone.
+    }
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }, 5000);
+    try {
+      await child.status;
+      await this.#stderr;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

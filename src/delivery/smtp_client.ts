@@ -128,7 +128,9 @@ export interface SmtpTlsInfo {
 
 /** Credentials for {@linkcode SmtpClient.auth}. */
 export interface SmtpAuthOptions {
+  /** The authentication identity (usually an email address). */
   username: string;
+  /** The password; sent base64-encoded only, never logged or put in errors. */
   password: string;
   /** The mechanism; by default PLAIN if offered, else LOGIN. */
   mechanism?: "PLAIN" | "LOGIN";
@@ -177,6 +179,7 @@ export type SmtpSendOutcome =
 
 /** The reply to one RCPT TO. */
 export interface SmtpRecipientResult {
+  /** The recipient as given to `send`. */
   address: string;
   /** The server's reply; absent when the command was not sent (MAIL was refused first). */
   reply?: ServerReply;
@@ -186,6 +189,7 @@ export interface SmtpRecipientResult {
 
 /** Everything the server said during one transaction. */
 export interface SmtpSendResult {
+  /** How the transaction ended. */
   outcome: SmtpSendOutcome;
   /** The reply to MAIL FROM. */
   mail: ServerReply;

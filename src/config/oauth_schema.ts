@@ -1,0 +1,164 @@
+/**
+ * The `[oauth]` configuration section: the embedded OAuth2 authorization
+ * server (endpoints, keys, token lifetimes, clients) and, under
+ * `[oauth.external]`, an external identity provider whose tokens the relay
+ * accepts instead.
+ *
+ * @example
+ * ```toml
+ * [oauth]
+ * enabled = true
+ * listen = "127.0.0.1:9000"
+ * issuer = "http://localhost:9000"
+ *
+ * [[oauth.clients]]
+ * id = "webmail"
+ * secret_hash = "{SSHA512}..."
+ * redirect_uris = ["https://webmail.example.com/oauth/callback"]
+ * domains = ["example.com"]
+ * ```
+ *
+ * @module
+ */
+import { z } from "zod";
+
+/** A `host:port` listen address; `[::1]:9000` style for IPv6. */
+const listenAddress = z.string().regex(
+  /^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/,
+  'expected "host:port", e.g. "127.0.0.1:9000"',
+);
+
+/** An absolute http(s) URL without a fragment. */
+const httpUrl = z.string().refine((value) => {
+  try {
+    const url = new URL(value);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.hash === "";
+  } catch {
+    return false;
+  }
+}, "expected an absolute http:// or https:// URL without a fragment");
+
+/** A redirect URI: absolute, no fragment (RFC 6749 3.1.2). */
+const redirectUri = z.string().refine((value) => {
+  try {
+    return new URL(value).hash === "" && !value.includes("#");
+  } catch {
+    return false;
+  }
+}, "expected an absolute URI without a fragment");
+
+/** An OAuth scope token (RFC 6749 3.3). */
+const scopeToken = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, "expected a scope token");
+
+/** One registered OAuth client. */
+export const oauthClientSchema = z.strictObject({
+  /** The `client_id`. */
+  id: z.string().min(1).max(255).regex(/^[\x21-\x7e]+$/, "expected printable ASCII, no spaces"),
+  /** Shown on the login page ("<name> wants to send mail as you"); defaults to the id. */
+  name: z.string().min(1).max(100).optional(),
+  /**
+   * Hash of the client secret (`{ARGON2ID}$argon2id$...`, `{SSHA512}...`,
+   * `{SSHA256}...`). Absent: a public (native) client, which must use PKCE.
+   */
+  secret_hash: z.string().min(1).optional(),
+  /**
+   * Redirect URIs, matched exactly. Public clients may also use any loopback
+   * `http://127.0.0.1:<port>`, `http://[::1]:<port>`, `http://localhost:<port>`
+   * and `https://localhost` URI (RFC 8252 7.3).
+   */
+  redirect_uris: z.array(redirectUri).default([]),
+  /** Scopes the client may ask for. */
+  scopes: z.array(scopeToken).min(1).default(["smtp.send"]),
+  /** User domains that may sign in through this client; empty: all. */
+  domains: z.array(z.string().min(1)).default([]),
+});
+
+/** An external identity provider whose tokens the relay accepts. */
+export const oauthExternalSchema = z.strictObject({
+  /** Verify JWT access tokens against this JWKS (fetched and cached). */
+  jwks_url: httpUrl.optional(),
+  /** Or ask this RFC 7662 introspection endpoint (results cached). */
+  introspection_url: httpUrl.optional(),
+  /** Client credentials for the introspection endpoint. */
+  client_id: z.string().min(1).optional(),
+  client_secret: z.string().min(1).optional(),
+  /** The expected `iss`; required with `jwks_url`. */
+  issuer: z.string().min(1).optional(),
+  /** The expected `aud`; unchecked when absent (introspection only). */
+  audience: z.string().min(1).optional(),
+  /** The scope a token needs to send mail. */
+  required_scope: scopeToken.default("smtp.send"),
+  /** Seconds an introspection result is cached (never past the token's `exp`). */
+  cache_seconds: z.number().int().min(0).max(3600).default(300),
+}).superRefine((value, ctx) => {
+  if (value.jwks_url && value.introspection_url) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["introspection_url"],
+      message: "set jwks_url or introspection_url, not both",
+    });
+  }
+  if (value.jwks_url && !value.issuer) {
+    ctx.addIssue({ code: "custom", path: ["issuer"], message: "required with jwks_url" });
+  }
+  if (value.introspection_url && (!value.client_id || !value.client_secret)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["client_id"],
+      message: "client_id and client_secret are required with introspection_url",
+    });
+  }
+}).prefault({});
+
+/** The `[oauth]` section. */
+export const oauthSchema = z.strictObject({
+  /** Run the embedded authorization server. */
+  enabled: z.boolean().default(false),
+  /**
+   * Where it listens. Port 0 (tests) binds a free port, and the issuer's
+   * port is then replaced by the bound one.
+   */
+  listen: listenAddress.default("127.0.0.1:9000"),
+  /** The issuer identifier: the public base URL of the server (RFC 8414). */
+  issuer: httpUrl.refine((value) => !new URL(value).search, "must not have a query")
+    .default("http://localhost:9000"),
+  /** The signing key set (a JWK set with private keys), created on first start, mode 0600. */
+  keys_file: z.string().min(1).default("data/oauth/keys.json"),
+  /** Days a signing key is used before a new one is made; 0: never rotate. */
+  rotate_days: z.number().int().min(0).max(3650).default(90),
+  /** Lifetime of access tokens (JWT). */
+  access_token_ttl_seconds: z.number().int().min(60).max(86400).default(3600),
+  /** Lifetime of each refresh token (rotated on every use). */
+  refresh_token_ttl_seconds: z.number().int().min(60).max(31_536_000).default(2_592_000),
+  /** Lifetime of authorization codes. */
+  code_ttl_seconds: z.number().int().min(10).max(600).default(60),
+  /** Seconds the login page stays valid after the authorization request. */
+  login_ttl_seconds: z.number().int().min(60).max(3600).default(600),
+  /** Accept `urn:ietf:wg:oauth:2.0:oob` and show the code on the page. */
+  allow_oob: z.boolean().default(false),
+  /** Accept RFC 7591 registration of public native clients at `/oauth2/register`. */
+  dynamic_registration: z.boolean().default(false),
+  /** The `aud` of access tokens, and what the relay requires. */
+  audience: z.string().min(1).default("smtp"),
+  /** Register the public client `thunderbird-email-client` (scope smtp.send). */
+  default_client: z.boolean().default(true),
+  /** Registered clients. */
+  clients: z.array(oauthClientSchema).default([]).superRefine((clients, ctx) => {
+    const seen = new Set<string>();
+    clients.forEach((client, index) => {
+      if (seen.has(client.id)) {
+        ctx.addIssue({ code: "custom", path: [index, "id"], message: "duplicate client id" });
+      }
+      seen.add(client.id);
+    });
+  }),
+  /** An external identity provider (see {@link oauthExternalSchema}). */
+  external: oauthExternalSchema,
+}).prefault({});
+
+/** The validated `[oauth]` section. */
+export type OAuthConfig = z.infer<typeof oauthSchema>;
+/** One validated `[[oauth.clients]]` entry. */
+export type OAuthClientConfig = z.infer<typeof oauthClientSchema>;
+/** The validated `[oauth.external]` section. */
+export type OAuthExternalConfig = z.infer<typeof oauthExternalSchema>;

@@ -1,0 +1,345 @@
+/**
+ * The native-client flow end to end, as Thunderbird does it: discovery,
+ * an authorization request with PKCE S256 and a loopback redirect listener,
+ * a real headless Chromium signing in on the login page, the code exchange,
+ * and the relay's verifier accepting the access token. Then refresh
+ * rotation, reuse detection, introspection and revocation on those tokens.
+ *
+ * One browser launch for the whole file.
+ */
+import * as oauth from "oauth4webapi";
+import assert from "node:assert/strict";
+import type { AuthResult, PasswordAuthenticator } from "../src/auth/authenticator.ts";
+import { oauthSchema } from "../src/config/oauth_schema.ts";
+import { hashSecretSsha512, startOAuthServer } from "../src/oauth/mod.ts";
+import { launchBrowser } from "./support/browser.ts";
+
+const insecure = { [oauth.allowInsecureRequests]: true };
+
+/** A password backend with one user. */
+function testAuthenticator(): PasswordAuthenticator {
+  return {
+    name: "test",
+    verifyPassword(username: string, password: string): Promise<AuthResult> {
+      const ok = username === "alice@example.com" && password === "correct horse battery";
+      return Promise.resolve(
+        ok
+          ? { ok: true, email: "alice@example.com", domain: "example.com", backend: "test" }
+          : { ok: false, reason: "invalid_credentials" },
+      );
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+/** A loopback redirect listener that resolves with the first callback URL. */
+function startCallbackListener(): {
+  redirectUri: string;
+  callback: Promise<URL>;
+  close(): Promise<void>;
+} {
+  const { promise, resolve } = Promise.withResolvers<URL>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const url = new URL(request.url);
+    if (url.pathname !== "/callback") return new Response("not found", { status: 404 });
+    resolve(url);
+    return new Response("<!doctype html><title>Done</title><p>You can close this window.</p>", {
+      headers: { "content-type": "text/html" },
+    });
+  });
+  return {
+    redirectUri: `http://127.0.0.1:${server.addr.port}/callback`,
+    callback: promise,
+    close: () => server.shutdown(),
+  };
+}
+
+Deno.test("native client signs in through Chromium and the relay accepts its token", async (t) => {
+  const dir = await Deno.makeTempDir();
+  const events: Record<string, unknown>[] = [];
+  const introspectorSecret = "introspector-secret-0123456789";
+  const config = oauthSchema.parse({
+    enabled: true,
+    listen: "127.0.0.1:0",
+    issuer: "http://127.0.0.1:0",
+    keys_file: `${dir}/keys.json`,
+    clients: [{ id: "introspector", secret_hash: hashSecretSsha512(introspectorSecret) }],
+  });
+  const server = await startOAuthServer({
+    config,
+    authenticator: testAuthenticator(),
+    audit: (event) => events.push(event),
+  });
+  const listener = startCallbackListener();
+  await using browser = await launchBrowser();
+  try {
+    // Discovery (RFC 8414).
+    const issuer = new URL(server.issuer);
+    const as = await oauth.processDiscoveryResponse(
+      issuer,
+      await oauth.discoveryRequest(issuer, { algorithm: "oauth2", ...insecure }),
+    );
+    assert.deepEqual(as.code_challenge_methods_supported, ["S256"]);
+    assert.equal(as.authorization_response_iss_parameter_supported, true);
+
+    const client: oauth.Client = { client_id: "thunderbird-email-client" };
+    const codeVerifier = oauth.generateRandomCodeVerifier();
+    const state = oauth.generateRandomState();
+    const authorize = new URL(as.authorization_endpoint!);
+    authorize.search = new URLSearchParams({
+      response_type: "code",
+      client_id: client.client_id,
+      redirect_uri: listener.redirectUri,
+      scope: "smtp.send",
+      state,
+      code_challenge: await oauth.calculatePKCECodeChallenge(codeVerifier),
+      code_challenge_method: "S256",
+      login_hint: "Alice@Example.com",
+    }).toString();
+
+    const page = await browser.context.newPage();
+    const cspViolations: string[] = [];
+    page.on("console", (message) => {
+      if (/Content Security Policy/i.test(message.text())) cspViolations.push(message.text());
+    });
+
+    await t.step("the login page is accessible and refuses a wrong password", async () => {
+      const response = await page.goto(authorize.href);
+      assert.equal(response?.status(), 200);
+      const headers = response!.headers();
+      assert.match(headers["content-security-policy"], /frame-ancestors 'none'/);
+      assert.equal(headers["cache-control"], "no-store");
+      assert.equal(await page.title(), "Sign in to send mail");
+      assert.match(await page.locator("main").innerText(), /Thunderbird wants to send e-mail/);
+      // Labels are wired to their inputs; login_hint pre-fills the email.
+      assert.equal(await page.getByLabel("Email address").inputValue(), "Alice@Example.com");
+      await page.getByLabel("Password").fill("wrong password");
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.waitForLoadState();
+      assert.equal(
+        await page.getByRole("alert").innerText(),
+        "The email address or password is incorrect.",
+      );
+      assert.equal(await page.getByLabel("Password").getAttribute("aria-invalid"), "true");
+    });
+
+    let callbackUrl!: URL;
+    await t.step("a correct password redirects to the loopback listener", async () => {
+      await page.getByLabel("Password").fill("correct horse battery");
+      await page.getByRole("button", { name: "Sign in" }).click();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      callbackUrl = await Promise.race([
+        listener.callback,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error("no redirect")), 15_000);
+        }),
+      ]).finally(() => clearTimeout(timer));
+      await page.waitForURL(/\/callback/);
+      assert.equal(await page.locator("p").innerText(), "You can close this window.");
+      assert.equal(callbackUrl.searchParams.get("iss"), server.issuer);
+      assert.deepEqual(cspViolations, []);
+    });
+    await page.close();
+
+    // The code exchange; oauth4webapi checks state and iss (RFC 9207).
+    const params = oauth.validateAuthResponse(as, client, callbackUrl, state);
+    const tokens = await oauth.processAuthorizationCodeResponse(
+      as,
+      client,
+      await oauth.authorizationCodeGrantRequest(
+        as,
+        client,
+        oauth.None(),
+        params,
+        listener.redirectUri,
+        codeVerifier,
+        insecure,
+      ),
+    );
+    assert.equal(tokens.token_type, "bearer");
+    assert.equal(tokens.scope, "smtp.send");
+    assert.equal(tokens.expires_in, 3600);
+    assert.ok(tokens.refresh_token);
+
+    await t.step("the relay's verifier accepts the access token for its user", async () => {
+      const result = await server.verifier.verifyBearer("ALICE@example.com", tokens.access_token);
+      assert.deepEqual(result, {
+        ok: true,
+        email: "alice@example.com",
+        domain: "example.com",
+        backend: "oauth",
+      });
+      const other = await server.verifier.verifyBearer("bob@example.com", tokens.access_token);
+      assert.equal(other.ok, false);
+    });
+
+    await t.step("the code cannot be used twice", async () => {
+      const again = await oauth.authorizationCodeGrantRequest(
+        as,
+        client,
+        oauth.None(),
+        params,
+        listener.redirectUri,
+        codeVerifier,
+        insecure,
+      );
+      assert.equal(again.status, 400);
+      assert.equal((await again.json()).error, "invalid_grant");
+      // Reuse revokes what the code issued.
+      const result = await server.verifier.verifyBearer(null, tokens.access_token);
+      assert.equal(result.ok, false);
+      assert.equal(!result.ok && result.status, "invalid_token");
+    });
+
+    await t.step(
+      "userinfo, refresh rotation, reuse detection, introspection, revocation",
+      async () => {
+        // A second sign-in for a fresh, unrevoked family (no browser: the form over HTTP).
+        const fresh = await signInOverHttp(server.issuer, listener.redirectUri);
+        const info = await fetch(as.userinfo_endpoint!, {
+          headers: { authorization: `Bearer ${fresh.access_token}` },
+        });
+        assert.equal(info.status, 200);
+        assert.deepEqual(await info.json(), {
+          sub: "alice@example.com",
+          email: "alice@example.com",
+          email_verified: true,
+          domain: "example.com",
+        });
+
+        // Refresh rotates; the rotated token is then refused and its reuse ends the family.
+        const rotated = await oauth.processRefreshTokenResponse(
+          as,
+          client,
+          await oauth.refreshTokenGrantRequest(
+            as,
+            client,
+            oauth.None(),
+            fresh.refresh_token,
+            insecure,
+          ),
+        );
+        assert.notEqual(rotated.refresh_token, fresh.refresh_token);
+        assert.ok((await server.verifier.verifyBearer(null, rotated.access_token)).ok);
+
+        const introspector: oauth.Client = { client_id: "introspector" };
+        const introspect = async (token: string) =>
+          await oauth.processIntrospectionResponse(
+            as,
+            introspector,
+            await oauth.introspectionRequest(
+              as,
+              introspector,
+              oauth.ClientSecretBasic(introspectorSecret),
+              token,
+              insecure,
+            ),
+          );
+        const active = await introspect(rotated.access_token);
+        assert.equal(active.active, true);
+        assert.equal(active.client_id, "thunderbird-email-client");
+        assert.equal(active.username, "alice@example.com");
+        assert.equal(active.scope, "smtp.send");
+
+        const reuse = await oauth.refreshTokenGrantRequest(
+          as,
+          client,
+          oauth.None(),
+          fresh.refresh_token!,
+          insecure,
+        );
+        assert.equal(reuse.status, 400);
+        assert.equal((await reuse.json()).error, "invalid_grant");
+        assert.equal((await server.verifier.verifyBearer(null, rotated.access_token)).ok, false);
+        assert.equal((await introspect(rotated.access_token)).active, false);
+        const afterReuse = await oauth.refreshTokenGrantRequest(
+          as,
+          client,
+          oauth.None(),
+          rotated.refresh_token!,
+          insecure,
+        );
+        assert.equal(afterReuse.status, 400);
+        await afterReuse.body?.cancel();
+        assert.ok(events.some((e) => e.event === "oauth.token" && e.reason === "refresh_reused"));
+
+        // Revocation (RFC 7009) of a third family's refresh token ends its access tokens too.
+        const third = await signInOverHttp(server.issuer, listener.redirectUri);
+        assert.ok((await server.verifier.verifyBearer(null, third.access_token)).ok);
+        const revocation = await oauth.revocationRequest(
+          as,
+          client,
+          oauth.None(),
+          third.refresh_token,
+          insecure,
+        );
+        await oauth.processRevocationResponse(revocation);
+        await revocation.body?.cancel();
+        const revoked = await server.verifier.verifyBearer(null, third.access_token);
+        assert.equal(revoked.ok, false);
+        assert.equal(!revoked.ok && revoked.status, "invalid_token");
+      },
+    );
+
+    // The audit trail saw logins, never a password or token.
+    const trail = JSON.stringify(events);
+    assert.ok(events.some((e) => e.event === "oauth.login" && e.outcome === "failure"));
+    assert.ok(events.some((e) => e.event === "oauth.login" && e.outcome === "success"));
+    assert.ok(!trail.includes("correct horse") && !trail.includes(tokens.access_token));
+  } finally {
+    await browser.close();
+    await listener.close();
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/**
+ * Signs alice in without a browser: GET the page, post the form with its
+ * CSRF field and cookie, follow nothing, exchange the code.
+ */
+async function signInOverHttp(
+  issuer: string,
+  redirectUri: string,
+): Promise<{ access_token: string; refresh_token: string }> {
+  const verifier = oauth.generateRandomCodeVerifier();
+  const authorize = new URL(`${issuer}/oauth2/authorize`);
+  authorize.search = new URLSearchParams({
+    response_type: "code",
+    client_id: "thunderbird-email-client",
+    redirect_uri: redirectUri,
+    code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: "S256",
+  }).toString();
+  const pageResponse = await fetch(authorize);
+  const html = await pageResponse.text();
+  const field = (name: string) => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)![1];
+  const cookie = pageResponse.headers.get("set-cookie")!.split(";")[0];
+  const login = await fetch(authorize.origin + authorize.pathname, {
+    method: "POST",
+    redirect: "manual",
+    headers: { "content-type": "application/x-www-form-urlencoded", cookie },
+    body: new URLSearchParams({
+      request: field("request"),
+      csrf: field("csrf"),
+      email: "alice@example.com",
+      password: "correct horse battery",
+    }),
+  });
+  assert.equal(login.status, 303);
+  await login.body?.cancel();
+  const code = new URL(login.headers.get("location")!).searchParams.get("code")!;
+  const response = await fetch(`${issuer}/oauth2/token`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      grant_type: "authorization_code",
+      client_id: "thunderbird-email-client",
+      code,
+      redirect_uri: redirectUri,
+      code_verifier: verifier,
+    }),
+  });
+  assert.equal(response.status, 200);
+  return await response.json();
+}

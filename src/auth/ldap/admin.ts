@@ -1,0 +1,484 @@
+/**
+ * Writing user entries (the admin side of `relay user ... --ldap`): add with
+ * safely allocated POSIX ids, change a password, remove. Entries follow the
+ * layout the relay searches by default: `uid=<local>,ou=users,dc=<labels>`,
+ * objectClasses inetOrgPerson + posixAccount, `userPassword` hashed here as
+ * `{SSHA512}` (never stored in plain text).
+ *
+ * Id allocation: one counter entry (`[ldap.admin] id_counter_dn`) holds the
+ * next free `uidNumber`; it is taken with a single modify that deletes the old
+ * value and adds the next (an LDAP compare-and-swap: the server applies both
+ * or neither, and refuses with noSuchAttribute when another admin got there
+ * first, so we re-read and retry). The counter is created from the highest
+ * `uidNumber` in the directory the first time; an id found in use anyway
+ * (added by other tools) is skipped.
+ *
+ * @module
+ */
+import { Attribute, Change, type Client } from "ldapts";
+import type { LdapConfig } from "../../config/ldap_schema.ts";
+import { parseEmail } from "../../policy/address.ts";
+import {
+  attributeValues,
+  baseDnFor,
+  bindDnFor,
+  endpointFor,
+  isEntryDisabled,
+  userFilterFor,
+} from "./authenticator.ts";
+import { describe, discardClient, openClient, resultCode } from "./connection.ts";
+import { escapeDnValue, fillTemplate } from "./escape.ts";
+import { hashSaltedSha } from "./password_hash.ts";
+
+/** An admin request that cannot be carried out (exists, not found, no suffix...). */
+export class LdapAdminError extends Error {
+  /** Creates the error. */
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "LdapAdminError";
+  }
+}
+
+/** A user to create. */
+export interface NewLdapUser {
+  /** The address (`mail`); its local part becomes `uid`. */
+  email: string;
+  /** `givenName`. */
+  givenName: string;
+  /** `sn`. */
+  surname: string;
+  /** `cn`; default "givenName surname". */
+  displayName?: string;
+  /** The password, hashed before it leaves this process. */
+  password: string;
+  /** Create the domain's suffix entry and `ou=users` when missing. */
+  createOu?: boolean;
+}
+
+/** What `addUser` created. */
+export interface AddedLdapUser {
+  /** DN of the new entry. */
+  dn: string;
+  /** Canonical address. */
+  email: string;
+  /** Allocated `uidNumber`. */
+  uidNumber: number;
+  /** `gidNumber`. */
+  gidNumber: number;
+  /** Entries created above the user by `createOu`. */
+  created: string[];
+}
+
+/** A user entry as an admin sees it. */
+export interface LdapUserEntry {
+  /** DN. */
+  dn: string;
+  /** `mail` values. */
+  mail: string[];
+  /** `uidNumber`, if any. */
+  uidNumber?: number;
+  /** Locked. */
+  disabled: boolean;
+}
+
+/** Options for {@linkcode LdapUserAdmin}. */
+export interface LdapUserAdminOptions {
+  /** PEM CA for TLS; default: none (system roots). */
+  caPem?: string;
+  /** Admin DN; default `[ldap.admin] bind_dn`, else `[ldap] bind_dn`. */
+  bindDn?: string;
+  /** Its password; default `[ldap.admin] bind_password`, else `[ldap] bind_password`. */
+  bindPassword?: string;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Splits a DN into RDN strings at unescaped commas (values stay escaped). */
+export function splitDn(dn: string): string[] {
+  const parts: string[] = [];
+  let current = "";
+  for (let i = 0; i < dn.length; i++) {
+    const c = dn[i];
+    if (c === "\\" && i + 1 < dn.length) {
+      current += c + dn[++i];
+    } else if (c === ",") {
+      parts.push(current.trim());
+      current = "";
+    } else {
+      current += c;
+    }
+  }
+  if (current.trim() !== "") parts.push(current.trim());
+  return parts;
+}
+
+function unescapeDnValue(value: string): string {
+  const bytes: number[] = [];
+  const encoder = new TextEncoder();
+  for (let i = 0; i < value.length; i++) {
+    if (value[i] === "\\" && /^[0-9a-fA-F]{2}$/.test(value.slice(i + 1, i + 3))) {
+      bytes.push(parseInt(value.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else if (value[i] === "\\" && i + 1 < value.length) {
+      bytes.push(...encoder.encode(value[++i]));
+    } else {
+      bytes.push(...encoder.encode(value[i]));
+    }
+  }
+  return new TextDecoder().decode(new Uint8Array(bytes));
+}
+
+/** Lower-cased DN without spaces around separators, for comparisons. */
+function normalizeDn(dn: string): string {
+  return splitDn(dn).map((rdn) => {
+    const eq = rdn.indexOf("=");
+    return `${rdn.slice(0, eq).trim().toLowerCase()}=${rdn.slice(eq + 1).trim().toLowerCase()}`;
+  }).join(",");
+}
+
+/**
+ * Adds, changes and removes user entries with an administrative bind.
+ * One connection, opened on first use; `close()` it.
+ */
+export class LdapUserAdmin {
+  #config: LdapConfig;
+  #options: LdapUserAdminOptions;
+  #client: Client | undefined;
+
+  /** Creates the admin; nothing is opened yet. */
+  constructor(config: LdapConfig, options: LdapUserAdminOptions = {}) {
+    this.#config = config;
+    this.#options = options;
+  }
+
+  /** Creates a user entry; throws `LdapAdminError` when it exists or its tree is missing. */
+  async addUser(user: NewLdapUser): Promise<AddedLdapUser> {
+    const address = this.#address(user.email);
+    const local = address.local.toLowerCase();
+    const client = await this.#connect();
+    const base = baseDnFor(this.#config, address.domain);
+    const created: string[] = [];
+    const existing = await this.#findEntries(client, address.local, address.domain);
+    if (existing === null) {
+      if (!user.createOu) {
+        throw new LdapAdminError(`${base} does not exist (use --create-ou to create it)`);
+      }
+      created.push(...await this.#createChain(client, base, address.domain));
+    } else if (existing.length > 0) {
+      throw new LdapAdminError(`${address.canonical} already exists: ${existing[0].dn}`);
+    }
+    const dn = this.#config.mode === "bind"
+      ? bindDnFor(this.#config, local, address.domain)
+      : `uid=${escapeDnValue(local)},${base}`;
+    const uidNumber = await this.#allocateUidNumber(client);
+    const gidNumber = this.#config.admin.gid_number || uidNumber;
+    const values = { local, domain: address.domain, email: address.canonical };
+    const attributes: Record<string, string | string[]> = {
+      objectClass: ["top", "inetOrgPerson", "posixAccount"],
+      uid: local,
+      cn: user.displayName ?? `${user.givenName} ${user.surname}`.trim(),
+      givenName: user.givenName,
+      sn: user.surname,
+      mail: address.canonical,
+      uidNumber: String(uidNumber),
+      gidNumber: String(gidNumber),
+      homeDirectory: fillTemplate(this.#config.admin.home_directory, values, {
+        escape: (v) => v,
+      }),
+      userPassword: hashSaltedSha(this.#config.admin.password_scheme, user.password),
+    };
+    if (this.#config.admin.login_shell !== "") {
+      attributes.loginShell = this.#config.admin.login_shell;
+    }
+    try {
+      await client.add(dn, attributes);
+    } catch (error) {
+      if (resultCode(error) === 68) throw new LdapAdminError(`${dn} already exists`);
+      throw new LdapAdminError(`cannot add ${dn}: ${describe(error)}`, { cause: error });
+    }
+    return { dn, email: address.canonical, uidNumber, gidNumber, created };
+  }
+
+  /** Replaces a user's password (hashed here); resolves the entry's DN. */
+  async setPassword(email: string, password: string): Promise<string> {
+    const entry = await this.#requireUser(email);
+    const client = await this.#connect();
+    try {
+      await client.modify(
+        entry.dn,
+        new Change({
+          operation: "replace",
+          modification: new Attribute({
+            type: "userPassword",
+            values: [hashSaltedSha(this.#config.admin.password_scheme, password)],
+          }),
+        }),
+      );
+    } catch (error) {
+      throw new LdapAdminError(`cannot change the password of ${entry.dn}: ${describe(error)}`, {
+        cause: error,
+      });
+    }
+    return entry.dn;
+  }
+
+  /** Deletes a user's entry; resolves its DN. */
+  async removeUser(email: string): Promise<string> {
+    const entry = await this.#requireUser(email);
+    const client = await this.#connect();
+    try {
+      await client.del(entry.dn);
+    } catch (error) {
+      throw new LdapAdminError(`cannot remove ${entry.dn}: ${describe(error)}`, { cause: error });
+    }
+    return entry.dn;
+  }
+
+  /** Finds a user's entry with the admin bind; `null` when there is none. */
+  async findUser(email: string): Promise<LdapUserEntry | null> {
+    const address = this.#address(email);
+    const entries = await this.#findEntries(await this.#connect(), address.local, address.domain);
+    if (entries === null || entries.length === 0) return null;
+    if (entries.length > 1) {
+      throw new LdapAdminError(`${address.canonical} matches ${entries.length} entries`);
+    }
+    const entry = entries[0];
+    const uidNumber = attributeValues(entry, "uidNumber")[0];
+    return {
+      dn: entry.dn,
+      mail: attributeValues(entry, "mail"),
+      uidNumber: uidNumber === undefined ? undefined : Number(uidNumber),
+      disabled: isEntryDisabled(entry),
+    };
+  }
+
+  /** Closes the connection. */
+  async close(): Promise<void> {
+    const client = this.#client;
+    this.#client = undefined;
+    if (client) await discardClient(client);
+  }
+
+  #address(email: string) {
+    const address = parseEmail(email.trim());
+    if (address === null) throw new LdapAdminError(`not a valid email address: ${email}`);
+    return address;
+  }
+
+  async #connect(): Promise<Client> {
+    if (this.#client?.isBound) return this.#client;
+    if (this.#client) await discardClient(this.#client);
+    this.#client = undefined;
+    const dn = this.#options.bindDn ?? (this.#config.admin.bind_dn || this.#config.bind_dn);
+    const password = this.#options.bindPassword ??
+      (this.#config.admin.bind_dn ? this.#config.admin.bind_password : this.#config.bind_password);
+    if (dn === "") {
+      throw new LdapAdminError("no admin DN: set [ldap.admin] bind_dn or pass --bind-dn");
+    }
+    try {
+      this.#client = await openClient(endpointFor(this.#config, this.#options.caPem), {
+        dn,
+        password,
+      });
+    } catch (error) {
+      const why = resultCode(error) === 49 ? "invalid admin DN or password" : describe(error);
+      throw new LdapAdminError(`cannot bind to ${this.#config.url} as ${dn}: ${why}`, {
+        cause: error,
+      });
+    }
+    return this.#client;
+  }
+
+  async #requireUser(email: string): Promise<LdapUserEntry> {
+    const entry = await this.findUser(email);
+    if (entry === null) throw new LdapAdminError(`no such user: ${email.trim().toLowerCase()}`);
+    return entry;
+  }
+
+  /** Entries matching the user filter; `null` when the domain's base does not exist. */
+  async #findEntries(client: Client, local: string, domain: string) {
+    try {
+      const { searchEntries } = await client.search(baseDnFor(this.#config, domain), {
+        scope: "sub",
+        filter: userFilterFor(this.#config, local, domain),
+        attributes: ["mail", "uidNumber", "nsAccountLock", "pwdAccountLockedTime"],
+        sizeLimit: 5,
+      });
+      return searchEntries;
+    } catch (error) {
+      if (resultCode(error) === 32) return null;
+      throw new LdapAdminError(`cannot search for ${local}@${domain}: ${describe(error)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  async #exists(client: Client, dn: string): Promise<boolean> {
+    try {
+      await client.search(dn, { scope: "base", attributes: ["1.1"] });
+      return true;
+    } catch (error) {
+      if (resultCode(error) === 32) return false;
+      throw error;
+    }
+  }
+
+  async #namingContexts(client: Client): Promise<string[]> {
+    const { searchEntries } = await client.search("", {
+      scope: "base",
+      filter: "(objectClass=*)",
+      attributes: ["namingContexts"],
+    });
+    return searchEntries.length === 0 ? [] : attributeValues(searchEntries[0], "namingContexts");
+  }
+
+  /** Creates `base` and the entries between it and its naming context, top down. */
+  async #createChain(client: Client, base: string, domain: string): Promise<string[]> {
+    const target = normalizeDn(base);
+    const context = (await this.#namingContexts(client))
+      .filter((nc) => target === normalizeDn(nc) || target.endsWith(`,${normalizeDn(nc)}`))
+      .sort((a, b) => b.length - a.length)[0];
+    if (context === undefined) {
+      throw new LdapAdminError(`the directory holds no database for ${base}`);
+    }
+    const rdns = splitDn(base);
+    const depth = splitDn(context).length;
+    const created: string[] = [];
+    for (let n = depth; n <= rdns.length; n++) {
+      const dn = rdns.slice(rdns.length - n).join(",");
+      if (await this.#exists(client, dn)) continue;
+      const rdn = rdns[rdns.length - n];
+      const eq = rdn.indexOf("=");
+      const type = rdn.slice(0, eq).trim().toLowerCase();
+      const value = unescapeDnValue(rdn.slice(eq + 1).trim());
+      let attributes: Record<string, string | string[]>;
+      if (type === "dc") {
+        // The suffix entry: dc=company,dc=com is organization "company.com".
+        const labels = rdns.slice(rdns.length - n).map((r) => unescapeDnValue(r.slice(3)));
+        const isDomain = rdns.slice(rdns.length - n).every((r) => /^dc=/i.test(r));
+        attributes = {
+          objectClass: ["top", "dcObject", "organization"],
+          dc: value,
+          o: isDomain ? labels.join(".") : domain,
+        };
+      } else if (type === "ou") {
+        attributes = { objectClass: ["top", "organizationalUnit"], ou: value };
+      } else if (type === "o") {
+        attributes = { objectClass: ["top", "organization"], o: value };
+      } else {
+        throw new LdapAdminError(`cannot create ${dn}: only dc=, ou= and o= entries are created`);
+      }
+      try {
+        await client.add(dn, attributes);
+        created.push(dn);
+      } catch (error) {
+        if (resultCode(error) === 68) continue; // created meanwhile by someone else
+        throw new LdapAdminError(`cannot create ${dn}: ${describe(error)}`, { cause: error });
+      }
+    }
+    return created;
+  }
+
+  /** Highest `uidNumber` in every naming context (0 when none). */
+  async #maxUidNumber(client: Client, contexts: string[]): Promise<number> {
+    let max = 0;
+    for (const context of contexts) {
+      try {
+        const { searchEntries } = await client.search(context, {
+          scope: "sub",
+          filter: "(uidNumber=*)",
+          attributes: ["uidNumber"],
+          paged: { pageSize: 500 },
+        });
+        for (const entry of searchEntries) {
+          for (const v of attributeValues(entry, "uidNumber")) max = Math.max(max, Number(v) || 0);
+        }
+      } catch (error) {
+        if (resultCode(error) !== 32) throw error;
+      }
+    }
+    return max;
+  }
+
+  async #uidNumberInUse(client: Client, contexts: string[], uidNumber: number): Promise<boolean> {
+    for (const context of contexts) {
+      try {
+        const { searchEntries } = await client.search(context, {
+          scope: "sub",
+          filter: `(uidNumber=${uidNumber})`,
+          attributes: ["1.1"],
+          sizeLimit: 1,
+        });
+        if (searchEntries.length > 0) return true;
+      } catch (error) {
+        if (resultCode(error) !== 32) throw error;
+      }
+    }
+    return false;
+  }
+
+  /** Takes the next `uidNumber` from the counter entry (compare-and-swap, retried). */
+  async #allocateUidNumber(client: Client): Promise<number> {
+    const contexts = await this.#namingContexts(client);
+    const counterDn = this.#config.admin.id_counter_dn ||
+      (contexts[0] ? `cn=uidNext,${contexts[0]}` : undefined);
+    if (counterDn === undefined) {
+      throw new LdapAdminError("no naming context to keep the uid counter in: set id_counter_dn");
+    }
+    const min = this.#config.admin.uid_number_min;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      let current: number | undefined;
+      try {
+        const { searchEntries } = await client.search(counterDn, {
+          scope: "base",
+          attributes: ["uidNumber"],
+        });
+        const value = searchEntries[0] && attributeValues(searchEntries[0], "uidNumber")[0];
+        current = value === undefined ? undefined : Number(value);
+      } catch (error) {
+        if (resultCode(error) !== 32) throw error;
+      }
+      if (current === undefined) {
+        const start = Math.max(min, (await this.#maxUidNumber(client, contexts)) + 1);
+        try {
+          await client.add(counterDn, {
+            objectClass: ["top", "applicationProcess", "extensibleObject"],
+            cn: unescapeDnValue(splitDn(counterDn)[0].slice(3)),
+            uidNumber: String(start),
+            description: "next free uidNumber, allocated by relay user add --ldap",
+          });
+        } catch (error) {
+          if (resultCode(error) !== 68) {
+            throw new LdapAdminError(
+              `cannot create the uid counter ${counterDn}: ${describe(error)}`,
+              {
+                cause: error,
+              },
+            );
+          }
+        }
+        continue;
+      }
+      const next = Math.max(current, min);
+      try {
+        await client.modify(counterDn, [
+          new Change({
+            operation: "delete",
+            modification: new Attribute({ type: "uidNumber", values: [String(current)] }),
+          }),
+          new Change({
+            operation: "add",
+            modification: new Attribute({ type: "uidNumber", values: [String(next + 1)] }),
+          }),
+        ]);
+      } catch (error) {
+        // 16 noSuchAttribute: another admin took this number first; read again.
+        if (resultCode(error) !== 16) throw error;
+        await sleep(5 + Math.floor(Math.random() * 20));
+        continue;
+      }
+      if (!await this.#uidNumberInUse(client, contexts, next)) return next;
+    }
+    throw new LdapAdminError(`could not allocate a uidNumber from ${counterDn}`);
+  }
+}

@@ -1,0 +1,284 @@
+/**
+ * `relay user ... --ldap`: manage users in the LDAP directory.
+ *
+ * ```text
+ * relay user add --ldap EMAIL --first GIVEN --last SURNAME [--cn NAME] [--create-ou] [--password-stdin]
+ * relay user passwd --ldap EMAIL [--password-stdin]
+ * relay user remove --ldap EMAIL
+ * relay user show --ldap EMAIL
+ *   common: [--bind-dn DN --bind-password-file FILE]   (default: [ldap.admin], else [ldap])
+ * ```
+ *
+ * Passwords are read from the terminal without echo (asked twice) or, with
+ * `--password-stdin`, from the first line of standard input; they are hashed
+ * (`[ldap.admin] password_scheme`, `{SSHA512}` by default) before they are sent.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import type { LdapConfig } from "../config/ldap_schema.ts";
+import { LdapAdminError, LdapUserAdmin } from "../auth/ldap/admin.ts";
+import { readLdapCa } from "../auth/ldap/authenticator.ts";
+
+/** Something bytes can be read from, like `Deno.stdin`. */
+export interface ByteReader {
+  /** Reads into `buffer`; resolves the count, or `null` at end of input. */
+  read(buffer: Uint8Array): Promise<number | null>;
+}
+
+/** Injection points for {@linkcode runLdapUserCommand} (tests); all default to the process's own. */
+export interface LdapUserCommandOptions {
+  /** Where `--password-stdin` reads from; default `Deno.stdin`. */
+  stdin?: ByteReader;
+  /** Whether a terminal can be asked; default `Deno.stdin.isTerminal()`. */
+  isTerminal?: boolean;
+  /** Asks for a password without echo; resolves `null` when the user gave up. */
+  promptPassword?: (prompt: string) => Promise<string | null>;
+  /** Writes one line of results; default standard output. */
+  stdout?: (line: string) => void;
+  /** Writes one line of errors; default standard error. */
+  stderr?: (line: string) => void;
+  /** PEM CA for TLS to the directory; default: read `[ldap] ca`. */
+  caPem?: string;
+}
+
+/** Longest password accepted, in bytes (directories cap bind passwords too). */
+const MAX_PASSWORD_BYTES = 1024;
+
+const USAGE = [
+  "usage: relay user add --ldap EMAIL --first GIVEN --last SURNAME [--cn NAME] [--create-ou]",
+  "                      [--password-stdin]",
+  "       relay user passwd --ldap EMAIL [--password-stdin]",
+  "       relay user remove --ldap EMAIL",
+  "       relay user show --ldap EMAIL",
+  "  every command: [--bind-dn DN --bind-password-file FILE] (default: [ldap.admin])",
+].join("\n");
+
+/** A request that cannot be carried out; `code` is the exit status. */
+class CommandError extends Error {
+  readonly code: number;
+  constructor(message: string, code = 1) {
+    super(message);
+    this.code = code;
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Reads the first line of `reader` (without its line ending), at most MAX_PASSWORD_BYTES + 1. */
+async function readFirstLine(reader: ByteReader): Promise<string> {
+  const bytes: number[] = [];
+  const buffer = new Uint8Array(256);
+  try {
+    for (;;) {
+      const n = await reader.read(buffer);
+      if (n === null) break;
+      const chunk = buffer.subarray(0, n);
+      const newline = chunk.indexOf(0x0a);
+      bytes.push(...(newline === -1 ? chunk : chunk.subarray(0, newline)));
+      if (newline !== -1 || bytes.length > MAX_PASSWORD_BYTES) break;
+    }
+    return decoder.decode(new Uint8Array(bytes)).replace(/\r$/, "");
+  } finally {
+    buffer.fill(0);
+    bytes.fill(0);
+  }
+}
+
+/** Asks on the terminal with echo off: reads until Enter; Ctrl-C or Ctrl-D gives up. */
+async function promptOnTerminal(prompt: string): Promise<string | null> {
+  await Deno.stderr.write(encoder.encode(prompt));
+  Deno.stdin.setRaw(true);
+  const bytes: number[] = [];
+  try {
+    const buffer = new Uint8Array(256);
+    for (;;) {
+      const n = await Deno.stdin.read(buffer);
+      if (n === null) return null;
+      for (const byte of buffer.subarray(0, n)) {
+        if (byte === 0x0d || byte === 0x0a) return decoder.decode(new Uint8Array(bytes));
+        if (byte === 0x03) return null; // Ctrl-C
+        if (byte === 0x04 && bytes.length === 0) return null; // Ctrl-D on an empty line
+        if (byte === 0x15) bytes.length = 0; // Ctrl-U
+        else if (byte === 0x7f || byte === 0x08) {
+          while (bytes.length > 0 && (bytes[bytes.length - 1] & 0xc0) === 0x80) bytes.pop();
+          bytes.pop();
+        } else if (byte >= 0x20 || byte === 0x09) bytes.push(byte);
+      }
+    }
+  } finally {
+    bytes.fill(0);
+    Deno.stdin.setRaw(false);
+    await Deno.stderr.write(encoder.encode("\n"));
+  }
+}
+
+async function readNewPassword(
+  fromStdin: boolean,
+  options: LdapUserCommandOptions,
+): Promise<string> {
+  let password: string;
+  if (fromStdin) {
+    password = await readFirstLine(options.stdin ?? Deno.stdin);
+  } else {
+    if (!(options.isTerminal ?? Deno.stdin.isTerminal())) {
+      throw new CommandError("no terminal to ask for the password: use --password-stdin", 2);
+    }
+    const prompt = options.promptPassword ?? promptOnTerminal;
+    const first = await prompt("New password: ");
+    if (first === null) throw new CommandError("cancelled");
+    if (first === "") throw new CommandError("empty password refused");
+    const second = await prompt("Repeat password: ");
+    if (second === null) throw new CommandError("cancelled");
+    if (first !== second) throw new CommandError("passwords do not match");
+    password = first;
+  }
+  if (password === "") throw new CommandError("empty password refused");
+  if (encoder.encode(password).length > MAX_PASSWORD_BYTES) {
+    throw new CommandError(`password longer than ${MAX_PASSWORD_BYTES} bytes refused`);
+  }
+  return password;
+}
+
+/**
+ * Runs `relay user ... --ldap`. `args` are the words after `user` (`--ldap`
+ * may be among them). Resolves the exit status: 0 done, 1 failed, 2 usage error.
+ */
+export async function runLdapUserCommand(
+  args: string[],
+  ldapConfig: LdapConfig,
+  options: LdapUserCommandOptions = {},
+): Promise<number> {
+  const stdout = options.stdout ?? ((line: string) => console.log(line));
+  const stderr = options.stderr ?? ((line: string) => console.error(line));
+  let admin: LdapUserAdmin | undefined;
+  try {
+    let parsed;
+    try {
+      parsed = parseArgs({
+        args,
+        allowPositionals: true,
+        strict: true,
+        options: {
+          ldap: { type: "boolean" },
+          first: { type: "string" },
+          last: { type: "string" },
+          cn: { type: "string" },
+          "create-ou": { type: "boolean" },
+          "password-stdin": { type: "boolean" },
+          "bind-dn": { type: "string" },
+          "bind-password-file": { type: "string" },
+          help: { type: "boolean", short: "h" },
+        },
+      });
+    } catch (error) {
+      const message = error instanceof Error ? error.message : "bad arguments";
+      throw new CommandError(`${message}\n${USAGE}`, 2);
+    }
+    const { values, positionals } = parsed;
+    if (values.help) {
+      stdout(USAGE);
+      return 0;
+    }
+    const [command, ...rest] = positionals;
+    const common = ["ldap", "bind-dn", "bind-password-file"];
+    const allowed: Record<string, string[]> = {
+      add: [...common, "first", "last", "cn", "create-ou", "password-stdin"],
+      passwd: [...common, "password-stdin"],
+      remove: common,
+      show: common,
+    };
+    if (command === undefined || !Object.hasOwn(allowed, command)) {
+      const what = command === undefined ? "missing command" : `unknown command: ${command}`;
+      throw new CommandError(`${what}\n${USAGE}`, 2);
+    }
+    for (const [name, value] of Object.entries(values)) {
+      if (value !== undefined && !allowed[command].includes(name)) {
+        throw new CommandError(`--${name} does not apply to "user ${command} --ldap"\n${USAGE}`, 2);
+      }
+    }
+    if (rest.length !== 1) {
+      throw new CommandError(`${command} takes exactly one EMAIL argument\n${USAGE}`, 2);
+    }
+    const email = rest[0];
+    if ((values["bind-dn"] === undefined) !== (values["bind-password-file"] === undefined)) {
+      throw new CommandError("--bind-dn and --bind-password-file go together", 2);
+    }
+    let bindPassword: string | undefined;
+    if (values["bind-password-file"] !== undefined) {
+      try {
+        bindPassword = (await Deno.readTextFile(values["bind-password-file"])).replace(
+          /\r?\n$/,
+          "",
+        );
+      } catch (error) {
+        throw new CommandError(
+          `cannot read ${values["bind-password-file"]}: ${(error as Error).message}`,
+        );
+      }
+    }
+    if (command === "add" && (!values.first || !values.last)) {
+      throw new CommandError(`add needs --first and --last\n${USAGE}`, 2);
+    }
+    admin = new LdapUserAdmin(ldapConfig, {
+      caPem: options.caPem ?? await readLdapCa(ldapConfig),
+      bindDn: values["bind-dn"],
+      bindPassword,
+    });
+    switch (command) {
+      case "add": {
+        // Fail on an existing user before asking for a password.
+        if (await admin.findUser(email) !== null) {
+          throw new CommandError(`${email.trim().toLowerCase()} already exists`);
+        }
+        const password = await readNewPassword(values["password-stdin"] === true, options);
+        const added = await admin.addUser({
+          email,
+          givenName: values.first!,
+          surname: values.last!,
+          displayName: values.cn,
+          password,
+          createOu: values["create-ou"] === true,
+        });
+        for (const dn of added.created) stdout(`created ${dn}`);
+        stdout(`added ${added.email} as ${added.dn} (uidNumber ${added.uidNumber})`);
+        return 0;
+      }
+      case "passwd": {
+        if (await admin.findUser(email) === null) {
+          throw new CommandError(`no such user: ${email.trim().toLowerCase()}`);
+        }
+        const password = await readNewPassword(values["password-stdin"] === true, options);
+        const dn = await admin.setPassword(email, password);
+        stdout(`changed the password of ${dn}`);
+        return 0;
+      }
+      case "remove": {
+        const dn = await admin.removeUser(email);
+        stdout(`removed ${dn}`);
+        return 0;
+      }
+      default: {
+        const entry = await admin.findUser(email);
+        if (entry === null) throw new CommandError(`no such user: ${email.trim().toLowerCase()}`);
+        stdout(`dn: ${entry.dn}`);
+        for (const mail of entry.mail) stdout(`mail: ${mail}`);
+        if (entry.uidNumber !== undefined) stdout(`uidNumber: ${entry.uidNumber}`);
+        stdout(`disabled: ${entry.disabled}`);
+        return 0;
+      }
+    }
+  } catch (error) {
+    const code = error instanceof CommandError ? error.code : 1;
+    const message = error instanceof CommandError || error instanceof LdapAdminError
+      ? error.message
+      : error instanceof Error
+      ? error.message.split("\n")[0]
+      : String(error);
+    stderr(`relay user: ${message}`);
+    return code;
+  } finally {
+    await admin?.close();
+  }
+}

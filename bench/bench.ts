@@ -63,6 +63,7 @@ const USAGE = `usage: deno task bench [options]
   --ca FILE           extra CA certificate (PEM) for --host
   --servername N      TLS name to verify (default: host, or localhost for our relay)
   --from A --to A     envelope (default: the user, and rcpt@example.net)
+  --deliver           also deliver to the file outbox (default: spool.hold, accept path only)
   --keep              keep the temp dir of the started relay
   --json              print JSON lines instead of a table`;
 
@@ -76,6 +77,7 @@ async function main(args: string[]): Promise<number> {
       size: { type: "string", default: "2048" },
       concurrency: { type: "string", default: "12" },
       warmup: { type: "string", default: "10" },
+      deliver: { type: "boolean", default: false },
       host: { type: "string" },
       port: { type: "string" },
       user: { type: "string" },
@@ -133,7 +135,7 @@ async function main(args: string[]): Promise<number> {
     };
   } else {
     console.error("starting a relay (main.ts serve) in a temp dir...");
-    relay = await startRelay({ keepDir: values.keep });
+    relay = await startRelay({ keepDir: values.keep, hold: !values.deliver });
     console.error(
       `relay pid ${relay.pid}, smtps ${relay.smtpsPort}, submission ` +
         `${relay.submissionPort}, dir ${relay.dir}${values.keep ? " (kept)" : ""}`,

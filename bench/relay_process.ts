@@ -15,6 +15,8 @@ export interface StartRelayOptions {
   username?: string;
   /** Extra TOML appended to the generated config (to try settings). */
   extraToml?: string;
+  /** Keep accepted mail in the spool (`spool.hold`): measures the accept path alone. */
+  hold?: boolean;
   /** Log level for the relay (default `warning`). */
   logLevel?: string;
   /** How long to wait for the listeners (default 60 s). */
@@ -107,6 +109,7 @@ users_dir = ${q(`${dir}/users`)}
 
 [spool]
 dir = ${q(`${dir}/spool`)}
+hold = ${options.hold ? "true" : "false"}
 
 [relay]
 url = ${q(`file:${outbox}`)}

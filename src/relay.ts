@@ -96,6 +96,7 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     const queue = new QueueManager({ spool, backend, audit });
     cleanups.push(() => queue.stop());
 
+    const hold = options.holdQueue || config.spool.hold;
     const disabled = new Set(
       config.domains.disabled.map((d) => normalizeDomain(d) ?? d.toLowerCase()),
     );
@@ -123,11 +124,12 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         bearerFailureChallenge: options.bearer?.failureChallenge,
         spool,
         audit,
-        onQueued: options.holdQueue ? () => {} : (id) => queue.enqueue(id),
+        onQueued: hold ? () => {} : (id) => queue.enqueue(id),
       },
     });
     await smtp.start();
-    if (!options.holdQueue) await queue.start();
+    if (hold) logger.warning("spool.hold is on: mail is accepted and kept, not delivered");
+    else await queue.start();
 
     let closed: Promise<void> | null = null;
     return {

@@ -83,6 +83,11 @@ const oauthSchema = z.strictObject({
 
 const spoolSchema = z.strictObject({
   dir: z.string().min(1).default("data/spool"),
+  /**
+   * Accept and keep mail in the spool without delivering it (maintenance, or
+   * measuring the accept path alone); set back to false and restart to release.
+   */
+  hold: z.boolean().default(false),
 }).prefault({});
 
 const relaySchema = z.strictObject({

@@ -207,7 +207,9 @@ export class SpoolWriter {
         await this.#flushing;
         if (this.#failed) throw this.#failed;
       } else {
-        // Small message: header and body in one write.
+        // Small message: header and body in one write. open and rename stay
+        // async: while another commit's fsync holds the ext4 journal they can
+        // block for milliseconds (measured: a sync open took 29% of the loop).
         const header = this.#header();
         const body = this.#takeBuffered();
         const all = new Uint8Array(header.length + body.length);

@@ -27,7 +27,7 @@ button { margin-top: 1.5rem; width: 100%; padding: .7rem; font: inherit; font-we
 .error { color: var(--error); border-left: 4px solid var(--error); padding-left: .75rem; }
 .code { font: 1.1rem/1.4 ui-monospace, monospace; word-break: break-all; padding: .75rem;
   border: 1px dashed GrayText; border-radius: 6px; user-select: all; }
-.small { font-size: .875rem; color: GrayText; }
+.small { font-size: .875rem; color: GrayText; margin-top: 1rem; }
 @media (prefers-color-scheme: dark) { :root { --accent: #8ab4f8; --error: #f2b8b5; }
   button { color: #062e6f; } }
 `;
@@ -98,6 +98,9 @@ export function renderLoginPage(options: LoginPageOptions): string {
     ? `<p class="error" id="login-error" role="alert">${escapeHtml(options.error)}</p>\n`
     : "";
   const described = options.error ? ' aria-describedby="login-error" aria-invalid="true"' : "";
+  // Focus the first field still to fill in.
+  const emailFocus = options.email ? "" : " autofocus";
+  const passwordFocus = options.email ? " autofocus" : "";
   return layout(
     "Sign in to send mail",
     `<h1>Sign in to send mail</h1>
@@ -106,10 +109,10 @@ ${error}<form method="post" action="${escapeHtml(options.action)}">
 <input type="hidden" name="request" value="${escapeHtml(options.requestId)}">
 <input type="hidden" name="csrf" value="${escapeHtml(options.csrf)}">
 <label for="email">Email address</label>
-<input id="email" name="email" type="email" autocomplete="username" required autofocus
+<input id="email" name="email" type="email" autocomplete="username" required${emailFocus}
   spellcheck="false" autocapitalize="off" value="${escapeHtml(options.email ?? "")}"${described}>
 <label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required${described}>
+<input id="password" name="password" type="password" autocomplete="current-password" required${passwordFocus}${described}>
 <button type="submit">Sign in</button>
 </form>
 <p class="small">Only sign in if you started this from your own mail program.</p>`,

@@ -376,7 +376,7 @@ async function authorizePost(
       403,
       renderErrorPage(
         "Request refused",
-        "The sign-in form was not submitted from this server's page. Please start again.",
+        "The sign-in form was not submitted from this server's page.",
       ),
     );
   }

@@ -197,9 +197,13 @@ export class Session {
           break;
         }
         if (!this.#reader.hasBufferedLine()) await this.#flush();
-        const result = await this.#reader.readLine(MAX_COMMAND_LINE);
+        // AUTH may carry an initial response up to MAX_AUTH_LINE; other commands are shorter.
+        const result = await this.#reader.readLine(MAX_AUTH_LINE);
         if (result.kind === "eof") break;
-        if (result.kind === "too_long") {
+        if (
+          result.kind === "too_long" ||
+          (result.line.length > MAX_COMMAND_LINE && !isAuthLine(result.line))
+        ) {
           this.reply(Replies.lineTooLong());
         } else {
           await this.#dispatch(parseCommand(result.line));
@@ -701,6 +705,12 @@ export class Session {
         this.reply(Replies.syntax(command.usage));
     }
   }
+}
+
+/** Whether a command line starts with the AUTH verb (case-insensitive). */
+function isAuthLine(line: Uint8Array): boolean {
+  return line.length > 5 && (line[0] | 0x20) === 0x61 && (line[1] | 0x20) === 0x75 &&
+    (line[2] | 0x20) === 0x74 && (line[3] | 0x20) === 0x68 && line[4] === 0x20;
 }
 
 /** Decodes strict base64 (RFC 4648 alphabet, padding required); `null` when invalid. */

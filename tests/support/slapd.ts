@@ -572,3 +572,169 @@ class SlapdProcess {
     }
   }
 }
+
+/** A TCP proxy in front of slapd that can cut connections and sees plain-LDAP binds. */
+export interface LdapProxy {
+  /** `ldap://127.0.0.1:PORT` of the proxy. */
+  url: string;
+  /** Its port. */
+  port: number;
+  /** Connections accepted so far. */
+  readonly accepted: number;
+  /** Connections open now. */
+  readonly open: number;
+  /** DNs of the BindRequests clients sent (plain LDAP only), in order. */
+  binds: string[];
+  /** Closes every open connection (both sides), as a firewall or a server idle timeout would. */
+  killAll(): void;
+  /** Stops forwarding on open connections (a black hole); new connections work. */
+  freezeAll(): void;
+  /** Stops listening and closes everything. */
+  close(): Promise<void>;
+}
+
+/** Reads a BER length at `at`; returns [length, bytes used] or null when incomplete. */
+function berLength(bytes: Uint8Array, at: number): [number, number] | null {
+  if (at >= bytes.length) return null;
+  const first = bytes[at];
+  if (first < 0x80) return [first, 1];
+  const count = first & 0x7f;
+  if (at + count >= bytes.length) return null;
+  let length = 0;
+  for (let i = 1; i <= count; i++) length = length * 256 + bytes[at + i];
+  return [length, 1 + count];
+}
+
+/** The bind DN of an LDAPMessage, or undefined when it is not a BindRequest. */
+function bindDnOf(message: Uint8Array): string | undefined {
+  // SEQUENCE { messageID INTEGER, [APPLICATION 0] BindRequest { version, name OCTET STRING, ... } }
+  let at = 0;
+  const seq = berLength(message, 1);
+  if (message[0] !== 0x30 || !seq) return undefined;
+  at = 1 + seq[1];
+  const id = berLength(message, at + 1);
+  if (message[at] !== 0x02 || !id) return undefined;
+  at += 1 + id[1] + id[0];
+  const op = berLength(message, at + 1);
+  if (message[at] !== 0x60 || !op) return undefined;
+  at += 1 + op[1];
+  const version = berLength(message, at + 1);
+  if (!version) return undefined;
+  at += 1 + version[1] + version[0];
+  const name = berLength(message, at + 1);
+  if (message[at] !== 0x04 || !name) return undefined;
+  return new TextDecoder().decode(message.subarray(at + 1 + name[1], at + 1 + name[1] + name[0]));
+}
+
+/** Starts a proxy to `127.0.0.1:targetPort` on a free port. */
+export function startLdapProxy(targetPort: number): LdapProxy {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const pairs = new Set<{ client: Deno.Conn; server?: Deno.Conn; frozen: boolean }>();
+  const tasks = new Set<Promise<void>>();
+  let accepted = 0;
+  const binds: string[] = [];
+  const closeQuietly = (conn?: Deno.Conn) => {
+    try {
+      conn?.close();
+    } catch {
+      // Already closed.
+    }
+  };
+  const track = (task: Promise<void>) => {
+    tasks.add(task);
+    task.finally(() => tasks.delete(task));
+  };
+  const pump = async (
+    pair: { frozen: boolean },
+    from: Deno.Conn,
+    to: Deno.Conn,
+    inspect: boolean,
+  ) => {
+    const buffer = new Uint8Array(65536);
+    let pending = new Uint8Array(0);
+    try {
+      for (;;) {
+        const n = await from.read(buffer);
+        if (n === null || pair.frozen) break;
+        const chunk = buffer.slice(0, n);
+        if (inspect) {
+          const all = new Uint8Array(pending.length + n);
+          all.set(pending);
+          all.set(chunk, pending.length);
+          let at = 0;
+          while (at < all.length) {
+            const len = berLength(all, at + 1);
+            if (!len || at + 1 + len[1] + len[0] > all.length) break;
+            const end = at + 1 + len[1] + len[0];
+            const dn = bindDnOf(all.subarray(at, end));
+            if (dn !== undefined) binds.push(dn);
+            at = end;
+          }
+          pending = all.slice(at);
+        }
+        let written = 0;
+        while (written < chunk.length) written += await to.write(chunk.subarray(written));
+      }
+    } catch {
+      // A side was closed.
+    }
+  };
+  const serve = async (client: Deno.Conn) => {
+    const pair: { client: Deno.Conn; server?: Deno.Conn; frozen: boolean } = {
+      client,
+      frozen: false,
+    };
+    pairs.add(pair);
+    try {
+      pair.server = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
+      const up = pump(pair, client, pair.server, true);
+      const down = pump(pair, pair.server, client, false);
+      await Promise.race([up, down]);
+      if (pair.frozen) await Promise.all([up, down]);
+    } catch {
+      // Upstream refused: the client sees its connection closed.
+    } finally {
+      pairs.delete(pair);
+      closeQuietly(pair.server);
+      closeQuietly(client);
+    }
+  };
+  const acceptLoop = (async () => {
+    try {
+      for await (const conn of listener) {
+        accepted += 1;
+        track(serve(conn));
+      }
+    } catch {
+      // Listener closed.
+    }
+  })();
+  return {
+    url: `ldap://127.0.0.1:${port}`,
+    port,
+    get accepted() {
+      return accepted;
+    },
+    get open() {
+      return pairs.size;
+    },
+    binds,
+    killAll() {
+      for (const pair of pairs) {
+        closeQuietly(pair.client);
+        closeQuietly(pair.server);
+      }
+    },
+    freezeAll() {
+      // Reads still complete (and are dropped), so nothing is forwarded either way.
+      for (const pair of pairs) pair.frozen = true;
+    },
+    async close() {
+      listener.close();
+      await acceptLoop;
+      this.killAll();
+      await Promise.all([...tasks]);
+    },
+  };
+}

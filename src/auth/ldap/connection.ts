@@ -101,11 +101,39 @@ function tlsOptionsFor(endpoint: LdapEndpoint): tls.ConnectionOptions {
  * open after a failed bind until `unbind()`, so every client ends here.
  */
 export async function discardClient(client: Client): Promise<void> {
-  try {
-    await client.unbind();
-  } catch {
-    // The socket is destroyed by unbind() whatever the server answered.
+  const sockets = socketsOf.get(client) ?? new Set<net.Socket>();
+  if (!lostClients.has(client)) {
+    try {
+      // After StartTLS, ldapts resolves unbind() only when the plain socket closes;
+      // do not wait for a connection that can no longer say goodbye.
+      await withDeadline(client.unbind(), 1000, "LDAP unbind", () => {});
+    } catch {
+      // The sockets are destroyed below whatever happened.
+    }
   }
+  for (const socket of sockets) socket.destroy();
+}
+
+/** Every socket made for a client (plain and TLS), so a discarded client leaves none open. */
+const socketsOf = new WeakMap<Client, Set<net.Socket>>();
+
+function remember(client: Client, socket: net.Socket): void {
+  const set = socketsOf.get(client);
+  if (set) set.add(socket);
+  else socketsOf.set(client, new Set([socket]));
+}
+
+/**
+ * Clients whose socket was closed without ldapts noticing: after StartTLS,
+ * ldapts listens for "close" only on the plain socket underneath, so a server
+ * that closes an idle TLS connection leaves the client "connected" until an
+ * operation times out. The TLS socket's own close marks it here.
+ */
+const lostClients = new WeakSet<Client>();
+
+/** Whether a client's connection is still open (as far as anyone can tell without I/O). */
+export function isClientAlive(client: Client): boolean {
+  return client.isConnected && !lostClients.has(client);
 }
 
 /**
@@ -120,19 +148,31 @@ export async function openClient(
 ): Promise<Client> {
   const secure = endpoint.url.toLowerCase().startsWith("ldaps:");
   let connects = 0;
+  // deno-lint-ignore prefer-const
+  let client: Client;
   const once = <F extends (...args: never[]) => net.Socket>(connect: F): F =>
     ((...args: Parameters<F>) => {
       connects += 1;
       if (connects > 1) throw new LdapUnavailableError("LDAP connection was closed");
-      return connect(...args);
+      const socket = connect(...args);
+      remember(client, socket);
+      return socket;
     }) as F;
-  const client = new Client({
+  const watched = ((...args: Parameters<typeof tls.connect>) => {
+    const socket = tls.connect(...args);
+    remember(client, socket);
+    const lost = () => lostClients.add(client);
+    socket.once("end", lost);
+    socket.once("close", lost);
+    return socket;
+  }) as typeof tls.connect;
+  client = new Client({
     url: endpoint.url,
     timeout: endpoint.timeoutMs,
     connectTimeout: endpoint.timeoutMs,
     tlsOptions: secure ? tlsOptionsFor(endpoint) : undefined,
     createConnection: secure ? undefined : once(net.connect),
-    createSecureConnection: secure ? once(tls.connect) : tls.connect,
+    createSecureConnection: secure ? once(watched) : watched,
   });
   try {
     await withDeadline(
@@ -209,12 +249,14 @@ export class LdapPool {
       } catch (error) {
         if (resultCode(error) !== undefined) {
           // A definite LDAP answer: never retried; the connection is kept if still open.
-          if (client.isConnected) this.#release(client);
+          if (isClientAlive(client)) this.#release(client);
           else await this.#drop(client);
           throw error;
         }
         await this.#drop(client);
         if (fresh || attempt > 0 || this.#closed) throw error;
+        // One dead connection usually means all of them (server restart): retry on a new one.
+        await this.#dropIdle();
       }
     }
   }
@@ -233,7 +275,7 @@ export class LdapPool {
       if (this.#closed) throw new LdapUnavailableError("LDAP pool is closed");
       const idle = this.#idle.pop();
       if (idle) {
-        if (idle.isConnected && (this.#options.usable?.(idle) ?? true)) {
+        if (isClientAlive(idle) && (this.#options.usable?.(idle) ?? true)) {
           return { client: idle, fresh: false };
         }
         await this.#drop(idle);
@@ -267,6 +309,13 @@ export class LdapPool {
     this.#open -= 1;
     this.#wakeOne();
     await discardClient(client);
+  }
+
+  async #dropIdle(): Promise<void> {
+    const idle = this.#idle.splice(0);
+    this.#open -= idle.length;
+    for (const _ of idle) this.#wakeOne();
+    await Promise.all(idle.map(discardClient));
   }
 
   #wakeOne(): void {

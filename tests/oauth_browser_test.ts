@@ -9,27 +9,32 @@
  */
 import * as oauth from "oauth4webapi";
 import assert from "node:assert/strict";
-import type { AuthResult, PasswordAuthenticator } from "../src/auth/authenticator.ts";
+import { createAuthenticator, hashPassword, type PasswordAuthenticator } from "../src/auth/mod.ts";
+import { parseConfig } from "../src/config/mod.ts";
 import { oauthSchema } from "../src/config/oauth_schema.ts";
 import { hashSecretSsha512, startOAuthServer } from "../src/oauth/mod.ts";
 import { launchBrowser } from "./support/browser.ts";
 
 const insecure = { [oauth.allowInsecureRequests]: true };
 
-/** A password backend with one user. */
-function testAuthenticator(): PasswordAuthenticator {
-  return {
-    name: "test",
-    verifyPassword(username: string, password: string): Promise<AuthResult> {
-      const ok = username === "alice@example.com" && password === "correct horse battery";
-      return Promise.resolve(
-        ok
-          ? { ok: true, email: "alice@example.com", domain: "example.com", backend: "test" }
-          : { ok: false, reason: "invalid_credentials" },
-      );
+/**
+ * The real users-file backend (argon2id through the hashing worker pool),
+ * with cheap hash parameters.
+ */
+async function fileAuthenticator(dir: string): Promise<PasswordAuthenticator> {
+  const config = parseConfig({
+    auth: {
+      workers: 1,
+      argon2: { memory_kib: 64, iterations: 1, parallelism: 1 },
+      file: { users: `${dir}/users.txt`, users_dir: `${dir}/users` },
     },
-    close: () => Promise.resolve(),
-  };
+  });
+  const cheap = { memoryKib: 64, iterations: 1, parallelism: 1 };
+  await Deno.writeTextFile(
+    `${dir}/users.txt`,
+    `alice@example.com:${await hashPassword("correct horse battery", cheap)}\n`,
+  );
+  return createAuthenticator(config, { report: () => {} });
 }
 
 /** A loopback redirect listener that resolves with the first callback URL. */
@@ -65,9 +70,10 @@ Deno.test("native client signs in through Chromium and the relay accepts its tok
     keys_file: `${dir}/keys.json`,
     clients: [{ id: "introspector", secret_hash: hashSecretSsha512(introspectorSecret) }],
   });
+  const authenticator = await fileAuthenticator(dir);
   const server = await startOAuthServer({
     config,
-    authenticator: testAuthenticator(),
+    authenticator,
     audit: (event) => events.push(event),
   });
   const listener = startCallbackListener();
@@ -290,6 +296,7 @@ Deno.test("native client signs in through Chromium and the relay accepts its tok
     await browser.close();
     await listener.close();
     await server.close();
+    await authenticator.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

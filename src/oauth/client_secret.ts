@@ -1,46 +1,30 @@
 /**
  * Client-secret hashes in the Dovecot `{SCHEME}` style the password files
- * use: `{ARGON2ID}$argon2id$v=19$m=...` (or a bare `$argon2id$...`),
- * `{SSHA512}`, `{SSHA256}` (base64 of digest + salt). Verified secrets are
+ * use (`{ARGON2ID}$argon2id$v=19$m=...`, `{SSHA512}...`), checked by the
+ * auth module's password hashing. Verified secrets are
  * remembered for a few minutes under a keyed hash, since introspection
  * callers authenticate on every request and argon2id costs ~100 ms.
  *
  * @module
  */
-import { argon2Verify } from "hash-wasm";
 import { Buffer } from "node:buffer";
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
+import { verifyPassword } from "../auth/password_hash.ts";
 
 /** Verifies a secret against a stored hash; `false` for unknown schemes. */
 export type SecretVerifier = (secret: string, hash: string) => Promise<boolean>;
 
-const SALTED_SHA: Record<string, { digest: "sha256" | "sha512"; length: number }> = {
-  SSHA256: { digest: "sha256", length: 32 },
-  SSHA512: { digest: "sha512", length: 64 },
-};
-
-/** Verifies `{ARGON2ID}` / `{ARGON2I}` / bare `$argon2...`, `{SSHA256}` and `{SSHA512}` hashes. */
+/**
+ * Verifies a client secret with the password-file schemes (`{ARGON2ID}`,
+ * `{SSHA512}`, `{SHA512-CRYPT}`, ... see `SUPPORTED_SCHEMES` in auth);
+ * plain text is never accepted. An unusable hash verifies nothing.
+ */
 export async function verifySecretHash(secret: string, hash: string): Promise<boolean> {
-  const match = /^\{([A-Z0-9-]+)\}(.*)$/s.exec(hash);
-  const scheme = match ? match[1] : hash.startsWith("$argon2") ? "ARGON2" : "";
-  const body = match ? match[2] : hash;
-  if (scheme.startsWith("ARGON2")) {
-    try {
-      return await argon2Verify({ password: secret, hash: body });
-    } catch {
-      return false;
-    }
+  try {
+    return await verifyPassword(secret, hash, { allowPlaintext: false });
+  } catch {
+    return false;
   }
-  const salted = SALTED_SHA[scheme];
-  if (salted) {
-    const raw = Buffer.from(body, "base64");
-    if (raw.length <= salted.length) return false;
-    const digest = raw.subarray(0, salted.length);
-    const salt = raw.subarray(salted.length);
-    const actual = createHash(salted.digest).update(secret).update(salt).digest();
-    return timingSafeEqual(actual, digest);
-  }
-  return false;
 }
 
 /** Makes an `{SSHA512}` hash (for tests and the CLI). */

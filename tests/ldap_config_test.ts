@@ -26,13 +26,10 @@ Deno.test("the [ldap] schema names bad keys", () => {
   assert.deepEqual(bad({ mode: "magic" }), ["mode"]);
   assert.deepEqual(bad({ pool_size: 0 }), ["pool_size"]);
   assert.deepEqual(bad({ base_dns: "dc=x" }), [""]);
-  assert.deepEqual(
-    bad({ domains: { "company.com": { base: "dc=x" } } }),
-    [
-      "domains.company.com",
-      "domains.company.com.base_dn",
-    ].filter((p) => bad({ domains: { "company.com": { base: "dc=x" } } }).includes(p)),
-  );
+  assert.deepEqual(bad({ domains: { "company.com": { base: "dc=x" } } }).sort(), [
+    "domains.company.com", // unknown key "base"
+    "domains.company.com.base_dn", // missing
+  ]);
   assert.deepEqual(bad({ admin: { password_scheme: "PLAIN" } }), ["admin.password_scheme"]);
   assert.equal(
     ldapSchema.parse({ url: "ldaps://ldap.example.com:636" }).url,

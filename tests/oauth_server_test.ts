@@ -114,6 +114,7 @@ interface AuthorizeParams {
   response_type?: string;
   scope?: string;
   state?: string;
+  prompt?: string;
 }
 
 function authorizeUrl(server: OAuthServer, params: AuthorizeParams): URL {
@@ -263,6 +264,7 @@ Deno.test("authorization errors after a trusted redirect go back with state and 
       [{ code_challenge: "short" }, "invalid_request", /code_challenge/],
       [{ response_type: "token" }, "unsupported_response_type", /code/],
       [{ scope: "smtp.send admin" }, "invalid_scope", /smtp.send/],
+      [{ prompt: "none" }, "login_required", /sign in/],
     ];
     for (const [params, error, description] of cases) {
       const response = await fetch(authorizeUrl(server, params), { redirect: "manual" });

@@ -19,6 +19,9 @@ import {
   type JWSHeaderParameters,
 } from "jose";
 import { dirname, join } from "node:path";
+import { getLogger } from "@logtape/logtape";
+
+const log = getLogger(["relay", "oauth"]);
 
 /** Slack after the last token of a retired key expires before the key is dropped (s). */
 const RETIRE_SLACK_SECONDS = 300;
@@ -184,6 +187,9 @@ export class SigningKeys {
       const info = await Deno.stat(this.#options.file);
       mtime = info.mtime?.getTime() ?? null;
       if (!this.#options.readOnly && info.mode !== null && (info.mode & 0o077) !== 0) {
+        log.warning("OAuth key set {file} was readable by others; set to mode 0600", {
+          file: this.#options.file,
+        });
         await Deno.chmod(this.#options.file, 0o600);
       }
       text = await Deno.readTextFile(this.#options.file);

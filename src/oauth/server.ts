@@ -303,6 +303,10 @@ async function authorizeGet(context: OAuthContext, _request: Request, url: URL):
   if (params.get("request") !== null || params.get("request_uri") !== null) {
     return fail("request_not_supported", "request objects are not supported");
   }
+  if (params.get("prompt")?.split(" ").includes("none")) {
+    // There is no sign-in session to reuse: every authorization shows the form.
+    return fail("login_required", "the user must sign in");
+  }
   if (params.get("response_type") !== "code") {
     return fail("unsupported_response_type", "only response_type=code is supported");
   }

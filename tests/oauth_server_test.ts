@@ -461,7 +461,7 @@ Deno.test("codes are bound to PKCE, redirect URI and client, and single-use", as
   });
 });
 
-Deno.test("confidential clients authenticate with basic or post; failures are RFC 6749 5.2", async () => {
+Deno.test("confidential clients authenticate by basic or post; errors follow RFC 6749 5.2", async () => {
   await withServer({}, async ({ server }) => {
     const webmail = { client_id: "webmail", redirect_uri: WEBMAIL_REDIRECT };
     // PKCE is optional for confidential clients.
@@ -541,7 +541,7 @@ Deno.test("confidential clients authenticate with basic or post; failures are RF
   });
 });
 
-Deno.test("introspection needs an authenticated client; revocation of an access token", async () => {
+Deno.test("introspection needs client authentication; revoking an access token", async () => {
   await withServer({}, async ({ server }) => {
     const code = (await login(server)).get("code")!;
     const tokens = await exchange(server, code);

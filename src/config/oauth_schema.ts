@@ -84,7 +84,7 @@ export const oauthExternalSchema = z.strictObject({
   client_secret: z.string().min(1).optional(),
   /** The expected `iss`; required with `jwks_url`. */
   issuer: z.string().min(1).optional(),
-  /** The expected `aud`: with `jwks_url` default "smtp"; with introspection unchecked when absent. */
+  /** The expected `aud`: "smtp" by default with `jwks_url`; unchecked by introspection if unset. */
   audience: z.string().min(1).optional(),
   /** The scope a token needs to send mail. */
   required_scope: scopeToken.default("smtp.send"),

@@ -5,7 +5,7 @@ import { signAccessToken } from "./tokens.ts";
 
 const DAY = 86_400_000;
 
-Deno.test("SigningKeys creates, rotates, keeps retired keys until their tokens expire", async () => {
+Deno.test("SigningKeys rotates and keeps retired keys until their tokens expire", async () => {
   const dir = await Deno.makeTempDir();
   try {
     let now = Date.UTC(2026, 0, 1);

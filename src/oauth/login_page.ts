@@ -112,7 +112,8 @@ ${error}<form method="post" action="${escapeHtml(options.action)}">
 <input id="email" name="email" type="email" autocomplete="username" required${emailFocus}
   spellcheck="false" autocapitalize="off" value="${escapeHtml(options.email ?? "")}"${described}>
 <label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required${passwordFocus}${described}>
+<input id="password" name="password" type="password" autocomplete="current-password"
+  required${passwordFocus}${described}>
 <button type="submit">Sign in</button>
 </form>
 <p class="small">Only sign in if you started this from your own mail program.</p>`,

@@ -461,7 +461,7 @@ Deno.test("codes are bound to PKCE, redirect URI and client, and single-use", as
   });
 });
 
-Deno.test("confidential clients authenticate by basic or post; errors follow RFC 6749 5.2", async () => {
+Deno.test("confidential clients use basic or post auth; errors follow RFC 6749 5.2", async () => {
   await withServer({}, async ({ server }) => {
     const webmail = { client_id: "webmail", redirect_uri: WEBMAIL_REDIRECT };
     // PKCE is optional for confidential clients.

@@ -5,11 +5,13 @@
  *   check                 validate the configuration and print every error
  *   user add|passwd|remove|list   manage password-file users
  *   certs generate|show   development CA and server certificate
+ *   oauth login|keys|hash-secret   the embedded OAuth2 server's tools
  *
  * @module
  */
 import { runCertsCommand } from "./src/cli/certs.ts";
 import { runCheck } from "./src/cli/check.ts";
+import { runOAuthCommand } from "./src/cli/oauth.ts";
 import { runServe } from "./src/cli/serve.ts";
 import { runUserCommand } from "./src/cli/user.ts";
 import { ConfigError, loadConfig } from "./src/config/mod.ts";
@@ -26,6 +28,9 @@ commands:
   user list [--domain DOMAIN]
   certs generate [--hostname NAME]... [--force]
   certs show
+  oauth login --email EMAIL [--client-id ID] [--no-browser] [--json]
+  oauth keys rotate|list
+  oauth hash-secret              hash a client secret read from stdin
 
 The configuration file defaults to config/relay.toml; without it the embedded
 defaults apply (SMTPS 127.0.0.1:8465, submission 127.0.0.1:8587).`;
@@ -66,6 +71,8 @@ async function main(argv: string[]): Promise<number> {
         return await runUserCommand(args, config);
       case "certs":
         return await runCertsCommand(args, config);
+      case "oauth":
+        return await runOAuthCommand(args, config);
       default:
         console.error(`relay: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
         return 2;

@@ -20,6 +20,10 @@ import { Spool } from "./queue/spool.ts";
 import type { MechanismSpec } from "./smtp/session.ts";
 import { type BoundListener, type ListenerSpec, SmtpServer } from "./smtp/server.ts";
 import { TlsContextProvider } from "./tls/mod.ts";
+import { type OAuthServer, startOAuthServer } from "./oauth/mod.ts";
+import { createExternalBearerAuthenticator } from "./auth/token_verifier.ts";
+import { createXoauth2, xoauth2FailureChallenge } from "./sasl/xoauth2.ts";
+import { createOAuthBearer, oauthbearerFailureChallenge } from "./sasl/oauthbearer.ts";
 
 const logger = log();
 
@@ -55,6 +59,8 @@ export interface Relay {
   tls: TlsContextProvider;
   authenticator: PasswordAuthenticator;
   audit: AuditLog;
+  /** The embedded OAuth2 authorization server, when `oauth.enabled`. */
+  oauth: OAuthServer | null;
   /** Graceful stop: listeners, sessions (within the grace period), queue, audit. */
   close(graceMs?: number): Promise<void>;
 }
@@ -100,6 +106,42 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     const disabled = new Set(
       config.domains.disabled.map((d) => normalizeDomain(d) ?? d.toLowerCase()),
     );
+    // OAuth2: the embedded authorization server verifies its own tokens
+    // locally; an external IdP (remote JWKS or introspection) may be used too.
+    let oauth: OAuthServer | null = null;
+    if (config.oauth.enabled) {
+      oauth = await startOAuthServer({
+        config: config.oauth,
+        authenticator,
+        audit: (event) => audit.record({ event: "security_oauth", ...event }),
+        domainEnabled: (domain) => !disabled.has(domain),
+      });
+      const server = oauth;
+      cleanups.push(() => server.close());
+      logger.info("OAuth2 authorization server at {url} (issuer {issuer})", {
+        url: oauth.url,
+        issuer: oauth.issuer,
+      });
+    }
+    const verifier = options.bearer?.verifier ?? oauth?.verifier ??
+      createExternalBearerAuthenticator(config.oauth.external, {
+        domainEnabled: (domain) => !disabled.has(domain),
+      }) ?? undefined;
+    const bearer = verifier
+      ? {
+        verifier,
+        mechanisms: options.bearer?.mechanisms ?? {
+          XOAUTH2: { create: createXoauth2 },
+          OAUTHBEARER: { create: createOAuthBearer },
+        },
+        failureChallenge: options.bearer?.failureChallenge ??
+          ((mechanism: string, status: string, scope: string) =>
+            mechanism === "XOAUTH2"
+              ? xoauth2FailureChallenge(status, scope)
+              : oauthbearerFailureChallenge(status, scope, verifier.openidConfiguration)),
+      }
+      : undefined;
+
     const listeners: ListenerSpec[] = [];
     if (config.smtps.enabled) listeners.push({ kind: "smtps", listen: config.smtps.listen });
     if (config.submission.enabled) {
@@ -119,9 +161,9 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         dataTimeoutMs: config.limits.data_timeout_seconds * 1000,
         disabledDomains: disabled,
         authenticator,
-        bearer: options.bearer?.verifier,
-        bearerMechanisms: options.bearer?.mechanisms,
-        bearerFailureChallenge: options.bearer?.failureChallenge,
+        bearer: bearer?.verifier,
+        bearerMechanisms: bearer?.mechanisms,
+        bearerFailureChallenge: bearer?.failureChallenge,
         spool,
         audit,
         onQueued: hold ? () => {} : (id) => queue.enqueue(id),
@@ -145,6 +187,7 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       tls,
       authenticator,
       audit,
+      oauth,
       close(graceMs = config.server.shutdown_grace_seconds * 1000) {
         closed ??= (async () => {
           await smtp.shutdown(graceMs);

@@ -14,6 +14,10 @@ import { parseConfig } from "../src/config/mod.ts";
 import { oauthSchema } from "../src/config/oauth_schema.ts";
 import { hashSecretSsha512, startOAuthServer } from "../src/oauth/mod.ts";
 import { launchBrowser } from "./support/browser.ts";
+import { signInOverHttp as signIn, startCallbackListener } from "./support/oauth_flow.ts";
+
+const signInOverHttp = (issuer: string, redirectUri: string) =>
+  signIn({ issuer, redirectUri, email: "alice@example.com", password: "correct horse battery" });
 
 const insecure = { [oauth.allowInsecureRequests]: true };
 
@@ -35,28 +39,6 @@ async function fileAuthenticator(dir: string): Promise<PasswordAuthenticator> {
     `alice@example.com:${await hashPassword("correct horse battery", cheap)}\n`,
   );
   return createAuthenticator(config, { report: () => {} });
-}
-
-/** A loopback redirect listener that resolves with the first callback URL. */
-function startCallbackListener(): {
-  redirectUri: string;
-  callback: Promise<URL>;
-  close(): Promise<void>;
-} {
-  const { promise, resolve } = Promise.withResolvers<URL>();
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
-    const url = new URL(request.url);
-    if (url.pathname !== "/callback") return new Response("not found", { status: 404 });
-    resolve(url);
-    return new Response("<!doctype html><title>Done</title><p>You can close this window.</p>", {
-      headers: { "content-type": "text/html" },
-    });
-  });
-  return {
-    redirectUri: `http://127.0.0.1:${server.addr.port}/callback`,
-    callback: promise,
-    close: () => server.shutdown(),
-  };
 }
 
 Deno.test("native client signs in through Chromium and the relay accepts its token", async (t) => {
@@ -300,53 +282,3 @@ Deno.test("native client signs in through Chromium and the relay accepts its tok
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-/**
- * Signs alice in without a browser: GET the page, post the form with its
- * CSRF field and cookie, follow nothing, exchange the code.
- */
-async function signInOverHttp(
-  issuer: string,
-  redirectUri: string,
-): Promise<{ access_token: string; refresh_token: string }> {
-  const verifier = oauth.generateRandomCodeVerifier();
-  const authorize = new URL(`${issuer}/oauth2/authorize`);
-  authorize.search = new URLSearchParams({
-    response_type: "code",
-    client_id: "thunderbird-email-client",
-    redirect_uri: redirectUri,
-    code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
-    code_challenge_method: "S256",
-  }).toString();
-  const pageResponse = await fetch(authorize);
-  const html = await pageResponse.text();
-  const field = (name: string) => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)![1];
-  const cookie = pageResponse.headers.get("set-cookie")!.split(";")[0];
-  const login = await fetch(authorize.origin + authorize.pathname, {
-    method: "POST",
-    redirect: "manual",
-    headers: { "content-type": "application/x-www-form-urlencoded", cookie },
-    body: new URLSearchParams({
-      request: field("request"),
-      csrf: field("csrf"),
-      email: "alice@example.com",
-      password: "correct horse battery",
-    }),
-  });
-  assert.equal(login.status, 303);
-  await login.body?.cancel();
-  const code = new URL(login.headers.get("location")!).searchParams.get("code")!;
-  const response = await fetch(`${issuer}/oauth2/token`, {
-    method: "POST",
-    headers: { "content-type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({
-      grant_type: "authorization_code",
-      client_id: "thunderbird-email-client",
-      code,
-      redirect_uri: redirectUri,
-      code_verifier: verifier,
-    }),
-  });
-  assert.equal(response.status, 200);
-  return await response.json();
-}

@@ -30,6 +30,11 @@ export async function runServe(config: Config, configPath: string | null): Promi
     relayUrl: config.relay.url,
   });
   logger.info("audit trail: {audit}", { audit: config.audit.file });
+  if (relay.oauth) {
+    logger.info("OAuth2: {url}/.well-known/oauth-authorization-server (login page, token, JWKS)", {
+      url: relay.oauth.url,
+    });
+  }
   logger.info(
     "add a user with: deno task relay user add alice@example.com  (then AUTH PLAIN/LOGIN over TLS)",
   );

@@ -112,8 +112,8 @@ export const oauthExternalSchema = z.strictObject({
 
 /** The `[oauth]` section. */
 export const oauthSchema = z.strictObject({
-  /** Run the embedded authorization server. */
-  enabled: z.boolean().default(false),
+  /** Run the embedded authorization server (on by default: local, loopback only). */
+  enabled: z.boolean().default(true),
   /**
    * Where it listens. Port 0 (tests) binds a free port, and the issuer's
    * port is then replaced by the bound one.

@@ -6,6 +6,7 @@
  * @module
  */
 import { z } from "zod";
+import { oauthSchema } from "./oauth_schema.ts";
 
 /** A `host:port` listen address; `[::1]:25` style for IPv6. */
 const listenAddress = z.string().regex(
@@ -73,12 +74,6 @@ const ldapSchema = z.strictObject({
   bind_dn: z.string().default(""),
   bind_password: z.string().default(""),
   base_dn: z.string().default(""),
-}).loose().prefault({});
-
-const oauthSchema = z.strictObject({
-  enabled: z.boolean().default(false),
-  listen: listenAddress.default("127.0.0.1:9000"),
-  issuer: z.string().default("http://localhost:9000"),
 }).loose().prefault({});
 
 const spoolSchema = z.strictObject({

@@ -86,6 +86,7 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
     spool: { dir: join(dir, "spool") },
     relay: { url: `file:${outbox}` },
     audit: { file: join(dir, "audit.jsonl") },
+    oauth: { enabled: false, keys_file: join(dir, "oauth-keys.json") },
     log: { level: "warning", format: "json" },
   };
   for (const [section, values] of Object.entries(options.config ?? {})) {

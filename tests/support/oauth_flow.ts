@@ -1,0 +1,92 @@
+/**
+ * OAuth2 flows for tests that need a token from a real authorization server:
+ * the login form posted over HTTP (no browser), and a loopback redirect
+ * listener for native-client flows.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import * as oauth from "oauth4webapi";
+
+/** Tokens from a code exchange. */
+export interface TokenSet {
+  access_token: string;
+  refresh_token: string;
+}
+
+/**
+ * Signs a user in without a browser: GET the login page, post the form with
+ * its CSRF field and cookie, exchange the code (PKCE S256, public client).
+ */
+export async function signInOverHttp(options: {
+  issuer: string;
+  redirectUri: string;
+  email: string;
+  password: string;
+  clientId?: string;
+}): Promise<TokenSet> {
+  const { issuer, redirectUri } = options;
+  const clientId = options.clientId ?? "thunderbird-email-client";
+  const verifier = oauth.generateRandomCodeVerifier();
+  const authorize = new URL(`${issuer}/oauth2/authorize`);
+  authorize.search = new URLSearchParams({
+    response_type: "code",
+    client_id: clientId,
+    redirect_uri: redirectUri,
+    code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: "S256",
+  }).toString();
+  const pageResponse = await fetch(authorize);
+  const html = await pageResponse.text();
+  const field = (name: string) => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)![1];
+  const cookie = pageResponse.headers.get("set-cookie")!.split(";")[0];
+  const login = await fetch(authorize.origin + authorize.pathname, {
+    method: "POST",
+    redirect: "manual",
+    headers: { "content-type": "application/x-www-form-urlencoded", cookie },
+    body: new URLSearchParams({
+      request: field("request"),
+      csrf: field("csrf"),
+      email: options.email,
+      password: options.password,
+    }),
+  });
+  assert.equal(login.status, 303);
+  await login.body?.cancel();
+  const code = new URL(login.headers.get("location")!).searchParams.get("code")!;
+  const response = await fetch(`${issuer}/oauth2/token`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      grant_type: "authorization_code",
+      client_id: clientId,
+      code,
+      redirect_uri: redirectUri,
+      code_verifier: verifier,
+    }),
+  });
+  assert.equal(response.status, 200);
+  return await response.json();
+}
+
+/** A loopback redirect listener (RFC 8252 7.3) that resolves with the first callback URL. */
+export function startCallbackListener(): {
+  redirectUri: string;
+  callback: Promise<URL>;
+  close(): Promise<void>;
+} {
+  const { promise, resolve } = Promise.withResolvers<URL>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const url = new URL(request.url);
+    if (url.pathname !== "/callback") return new Response("not found", { status: 404 });
+    resolve(url);
+    return new Response("<!doctype html><title>Done</title><p>You can close this window.</p>", {
+      headers: { "content-type": "text/html" },
+    });
+  });
+  return {
+    redirectUri: `http://127.0.0.1:${server.addr.port}/callback`,
+    callback: promise,
+    close: () => server.shutdown(),
+  };
+}

@@ -14,6 +14,7 @@ import { runCheck } from "./src/cli/check.ts";
 import { runOAuthCommand } from "./src/cli/oauth.ts";
 import { runServe } from "./src/cli/serve.ts";
 import { runUserCommand } from "./src/cli/user.ts";
+import { runLdapUserCommand } from "./src/cli/user_ldap.ts";
 import { ConfigError, loadConfig } from "./src/config/mod.ts";
 import { setupLogging, teardownLogging } from "./src/observability/logger.ts";
 
@@ -26,6 +27,9 @@ commands:
   user passwd EMAIL [--password-stdin]
   user remove EMAIL
   user list [--domain DOMAIN]
+  user add --ldap EMAIL --first NAME --last NAME [--password-stdin] [--create-ou]
+  user passwd --ldap EMAIL [--password-stdin]
+  user remove --ldap EMAIL
   certs generate [--hostname NAME]... [--force]
   certs show
   oauth login --email EMAIL [--client-id ID] [--no-browser] [--json]
@@ -68,7 +72,9 @@ async function main(argv: string[]): Promise<number> {
       case "serve":
         return await runServe(config, used);
       case "user":
-        return await runUserCommand(args, config);
+        return args.includes("--ldap")
+          ? await runLdapUserCommand(args, config.ldap)
+          : await runUserCommand(args, config);
       case "certs":
         return await runCertsCommand(args, config);
       case "oauth":

@@ -20,6 +20,7 @@ import { Spool } from "./queue/spool.ts";
 import type { MechanismSpec } from "./smtp/session.ts";
 import { type BoundListener, type ListenerSpec, SmtpServer } from "./smtp/server.ts";
 import { TlsContextProvider } from "./tls/mod.ts";
+import { LdapAuthenticator, readLdapCa } from "./auth/ldap/mod.ts";
 import { type OAuthServer, startOAuthServer } from "./oauth/mod.ts";
 import { createExternalBearerAuthenticator } from "./auth/token_verifier.ts";
 import { createXoauth2, xoauth2FailureChallenge } from "./sasl/xoauth2.ts";
@@ -92,8 +93,15 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     const audit = options.audit ?? await FileAuditLog.open({ path: config.audit.file });
     if (!options.audit) cleanups.push(() => audit.close());
 
+    // The LDAP backend needs its CA file read before the (synchronous) chain is built.
+    const ldapCa = config.auth.backends.includes("ldap") && !options.authenticator
+      ? await readLdapCa(config.ldap)
+      : undefined;
     const authenticator = options.authenticator ??
-      createAuthenticator(config, options.authOptions);
+      createAuthenticator(config, {
+        backends: { ldap: (c) => new LdapAuthenticator(c.ldap, { caPem: ldapCa }) },
+        ...options.authOptions,
+      });
     if (!options.authenticator) cleanups.push(() => authenticator.close());
 
     const spool = await Spool.open(config.spool.dir);

@@ -6,6 +6,7 @@
  * @module
  */
 import { z } from "zod";
+import { ldapSchema } from "./ldap_schema.ts";
 import { oauthSchema } from "./oauth_schema.ts";
 
 /** A `host:port` listen address; `[::1]:25` style for IPv6. */
@@ -68,13 +69,6 @@ const authSchema = z.strictObject({
   argon2: argon2Schema,
   file: authFileSchema,
 }).prefault({});
-
-const ldapSchema = z.strictObject({
-  url: z.string().default("ldap://127.0.0.1:3389"),
-  bind_dn: z.string().default(""),
-  bind_password: z.string().default(""),
-  base_dn: z.string().default(""),
-}).loose().prefault({});
 
 const spoolSchema = z.strictObject({
   dir: z.string().min(1).default("data/spool"),

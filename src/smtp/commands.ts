@@ -146,6 +146,8 @@ export function parseCommand(line: Uint8Array): Command {
   // Control characters other than TAB have no place in a command line.
   // deno-lint-ignore no-control-regex
   if (/[\x00-\x08\x0a-\x1f\x7f]/.test(text)) return { verb: "BAD_BYTES" };
+  // Tolerate trailing blanks, tabs included ("RSET\t" from hand-typed sessions).
+  text = text.replace(/[ \t]+$/, "");
   const space = text.indexOf(" ");
   const name = (space === -1 ? text : text.slice(0, space)).toUpperCase();
   const args = space === -1 ? "" : text.slice(space + 1);

@@ -1,0 +1,189 @@
+/**
+ * SMTP AUTH against a real OpenLDAP directory (two domains, one suffix each),
+ * through the relay: PLAIN over SMTPS, LOGIN over STARTTLS, nodemailer; the
+ * domain policy; a locked account; slapd stopped (454, never 535) and
+ * restarted (the next AUTH works without restarting the relay); a user
+ * created with `relay user add --ldap` logs in.
+ */
+import assert from "node:assert/strict";
+import nodemailer from "nodemailer";
+import { runLdapUserCommand } from "../src/cli/user_ldap.ts";
+import { SmtpClient } from "../src/delivery/smtp_client.ts";
+import { startSlapd } from "./support/slapd.ts";
+import { startTestRelay, type TestRelay } from "./support/relay.ts";
+
+const encoder = new TextEncoder();
+
+async function authenticate(
+  t: TestRelay,
+  security: "implicit" | "starttls",
+  username: string,
+  password: string,
+  mechanism: "PLAIN" | "LOGIN" = "PLAIN",
+): Promise<{ client: SmtpClient; code: number; enhanced?: string }> {
+  const client = await SmtpClient.connect({
+    host: "127.0.0.1",
+    port: security === "implicit" ? t.smtpsPort : t.submissionPort,
+    security,
+    servername: "localhost",
+    caCerts: [t.caPem],
+  });
+  try {
+    const reply = await client.auth({ username, password, mechanism });
+    return { client, code: reply.code, enhanced: reply.enhanced };
+  } catch (error) {
+    const reply = (error as { reply?: { code: number; enhanced?: string } }).reply;
+    if (!reply) {
+      client.close();
+      throw error;
+    }
+    return { client, code: reply.code, enhanced: reply.enhanced };
+  }
+}
+
+Deno.test("SMTP AUTH against OpenLDAP through the relay", async (t) => {
+  await using slapd = await startSlapd();
+  const ldap = slapd.ldapConfig({
+    admin: { bind_dn: slapd.adminDn, bind_password: slapd.adminPassword },
+    timeout_ms: 1000,
+  });
+  const relay = await startTestRelay({
+    users: [],
+    config: {
+      auth: { backends: ["ldap"], cache_ttl_seconds: 0 },
+      ldap: ldap as unknown as Record<string, unknown>,
+    },
+  });
+  try {
+    await t.step("PLAIN over SMTPS and LOGIN over STARTTLS, both domains", async () => {
+      const john = await authenticate(relay, "implicit", "john.doe@example.com", "John-Doe-Pass-1");
+      assert.equal(john.code, 235);
+      const sent = await john.client.send({
+        from: "john.doe@example.com",
+        to: ["someone@example.net"],
+        data: encoder.encode("Subject: from ldap\r\n\r\nhello\r\n"),
+      });
+      assert.equal(sent.final?.code, 250);
+      await john.client.quit();
+      const alice = await authenticate(
+        relay,
+        "starttls",
+        "alice@company.com",
+        "Alice-Pass-4",
+        "LOGIN",
+      );
+      assert.equal(alice.code, 235);
+      await alice.client.quit();
+      await relay.waitForOutbox(1);
+    });
+
+    await t.step("nodemailer over STARTTLS with a user stored with capitals", async () => {
+      const transport = nodemailer.createTransport({
+        host: "127.0.0.1",
+        port: relay.submissionPort,
+        requireTLS: true,
+        auth: { user: "jane.roe@example.com", pass: "Jane-Roe-Pass-2" },
+        tls: { ca: [relay.caPem], servername: "localhost" },
+      });
+      try {
+        const info = await transport.sendMail({
+          from: "Jane.Roe@example.com",
+          to: "x@example.net",
+          subject: "ldap nodemailer",
+          text: "hi",
+        });
+        assert.deepEqual(info.accepted, ["x@example.net"]);
+      } finally {
+        transport.close();
+      }
+    });
+
+    await t.step("the domain policy holds for directory users", async () => {
+      const alice = await authenticate(relay, "implicit", "alice@company.com", "Alice-Pass-4");
+      try {
+        await alice.client.sendLine("MAIL FROM:<alice@example.com>");
+        const reply = await alice.client.readReply();
+        assert.equal(reply.code, 550);
+        assert.equal(
+          reply.lines[0],
+          "5.7.1 Domain mismatch: authenticated domain (company.com) does not match MAIL FROM domain (example.com)",
+        );
+      } finally {
+        await alice.client.quit();
+      }
+    });
+
+    await t.step("wrong password, unknown user and a locked account: 535 5.7.8", async () => {
+      for (
+        const [user, password] of [
+          ["john.doe@example.com", "wrong"],
+          ["nobody@example.com", "John-Doe-Pass-1"],
+          ["locked@example.com", "Locked-Pass-3"],
+        ]
+      ) {
+        const r = await authenticate(relay, "implicit", user, password);
+        assert.equal(r.code, 535, user);
+        assert.equal(r.enhanced, "5.7.8");
+        await r.client.quit();
+      }
+    });
+
+    await t.step("directory down: 454 4.7.0; back up: the next AUTH succeeds", async () => {
+      await slapd.stop();
+      const down = await authenticate(relay, "implicit", "john.doe@example.com", "John-Doe-Pass-1");
+      assert.equal(down.code, 454);
+      assert.equal(down.enhanced, "4.7.0");
+      await down.client.quit();
+      await slapd.restart();
+      const up = await authenticate(relay, "implicit", "john.doe@example.com", "John-Doe-Pass-1");
+      assert.equal(up.code, 235);
+      await up.client.quit();
+      assert.ok(
+        relay.audit.events.some((e) =>
+          e.event === "auth_attempt" && e.reason === "temporary_failure"
+        ),
+      );
+    });
+
+    await t.step("a user created with `relay user add --ldap` can send", async () => {
+      const password = "New-User-Pass-9";
+      const bytes = encoder.encode(`${password}\n`);
+      let offset = 0;
+      const code = await runLdapUserCommand(
+        [
+          "add",
+          "--ldap",
+          "new.user@company.com",
+          "--first",
+          "New",
+          "--last",
+          "User",
+          "--password-stdin",
+        ],
+        ldap,
+        {
+          stdin: {
+            read(buffer) {
+              if (offset >= bytes.length) return Promise.resolve(null);
+              const n = Math.min(buffer.length, bytes.length - offset);
+              buffer.set(bytes.subarray(offset, offset + n));
+              offset += n;
+              return Promise.resolve(n);
+            },
+          },
+          isTerminal: false,
+          stdout: () => {},
+          stderr: () => {},
+        },
+      );
+      assert.equal(code, 0);
+      const [entry] = await slapd.search("dc=company,dc=com", "(uid=new.user)", ["userPassword"]);
+      assert.ok(!String(entry.userPassword).includes(password));
+      const r = await authenticate(relay, "starttls", "new.user@company.com", password);
+      assert.equal(r.code, 235);
+      await r.client.quit();
+    });
+  } finally {
+    await relay.close();
+  }
+});

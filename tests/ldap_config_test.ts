@@ -1,7 +1,7 @@
 /** The `[ldap]` schema and how a config turns into search bases, filters and bind DNs. */
 import assert from "node:assert/strict";
 import { ldapSchema } from "../src/config/ldap_schema.ts";
-import { baseDnFor, bindDnFor, userFilterFor } from "../src/auth/ldap/mod.ts";
+import { baseDnFor, bindDnFor, LdapAuthenticator, userFilterFor } from "../src/auth/ldap/mod.ts";
 
 Deno.test("an empty [ldap] section gets every default", () => {
   const config = ldapSchema.parse(undefined);
@@ -61,4 +61,19 @@ Deno.test("filters and bind DNs escape what the client typed", () => {
   );
   const byBase = ldapSchema.parse({});
   assert.equal(bindDnFor(byBase, "john", "company.com"), "uid=john,ou=users,dc=company,dc=com");
+});
+
+Deno.test("a filter or DN template that cannot work stops the start", () => {
+  assert.throws(
+    () => new LdapAuthenticator(ldapSchema.parse({ user_filter: "(mail={mail})" })),
+    /\[ldap\] user_filter: unknown placeholder \{mail\}/,
+  );
+  assert.throws(
+    () => new LdapAuthenticator(ldapSchema.parse({ user_filter: "(&(mail={email})" })),
+    /\[ldap\] user_filter/,
+  );
+  assert.throws(
+    () => new LdapAuthenticator(ldapSchema.parse({ bind_dn_template: "uid={user},{base_dn}" })),
+    /\[ldap\] bind_dn_template: unknown placeholder \{user\}/,
+  );
 });

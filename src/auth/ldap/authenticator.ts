@@ -7,7 +7,7 @@
  * @module
  */
 import { getLogger, type Logger } from "@logtape/logtape";
-import type { Client, Entry } from "ldapts";
+import { type Client, type Entry, FilterParser } from "ldapts";
 import type { AuthResult, PasswordAuthenticator } from "../authenticator.ts";
 import type { LdapConfig } from "../../config/ldap_schema.ts";
 import { normalizeDomain, parseEmail } from "../../policy/address.ts";
@@ -136,8 +136,30 @@ export class LdapAuthenticator implements PasswordAuthenticator {
   #binds: LdapPool;
   #dummyRdn = `cn=relay-no-such-user-${crypto.randomUUID()}`;
 
-  /** Creates the authenticator; no connection is opened until the first use. */
+  /**
+   * Creates the authenticator; no connection is opened until the first use.
+   * Throws when `user_filter` or `bind_dn_template` cannot work (an unknown
+   * placeholder, a filter that does not parse), so a bad config stops the start.
+   */
   constructor(config: LdapConfig, options: LdapAuthenticatorOptions = {}) {
+    try {
+      const filter = userFilterFor(config, "probe", "example.com");
+      // ldapts forgives a missing ")" at the end; a server may not.
+      let depth = 0;
+      for (const c of filter) {
+        depth += c === "(" ? 1 : c === ")" ? -1 : 0;
+        if (depth < 0) break;
+      }
+      if (depth !== 0) throw new Error(`unbalanced parentheses in ${config.user_filter}`);
+      FilterParser.parseString(filter);
+    } catch (error) {
+      throw new Error(`[ldap] user_filter: ${describe(error)}`);
+    }
+    try {
+      bindDnFor(config, "probe", "example.com");
+    } catch (error) {
+      throw new Error(`[ldap] bind_dn_template: ${describe(error)}`);
+    }
     this.#config = config;
     this.#log = options.logger ?? getLogger(["relay", "auth", "ldap"]);
     const endpoint = endpointFor(config, options.caPem);

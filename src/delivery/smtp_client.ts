@@ -45,6 +45,7 @@ import { DotStuffer } from "./dot_stuff.ts";
 import {
   DEFAULT_MAX_REPLY_BYTES,
   describe,
+  formatReply,
   isPositive,
   raceTimeout,
   ReplyReader,
@@ -162,6 +163,12 @@ export interface SmtpSendOptions {
   data: Uint8Array | AsyncIterable<Uint8Array>;
   /** MAIL FROM parameters. */
   params?: SmtpSendParams;
+  /**
+   * Send RSET first, to start from a clean state on a reused connection
+   * (with PIPELINING it goes out in the same write as MAIL, RFC 2920 3.1).
+   * A refused RSET closes the connection and throws.
+   */
+  rset?: boolean;
 }
 
 /** How a transaction ended. */
@@ -455,7 +462,15 @@ export class SmtpClient {
       const recipients: SmtpRecipientResult[] = to.map((address) => ({ address, accepted: false }));
       let data: ServerReply | undefined;
       if (pipelined) {
-        await this.#writeText(commands.map((c) => `${c}\r\n`).join(""), this.#timeouts.command);
+        const batch = (options.rset ? ["RSET", ...commands] : commands).map((c) => `${c}\r\n`);
+        await this.#writeText(batch.join(""), this.#timeouts.command);
+        if (options.rset) {
+          const reset = await this.#readReply(this.#timeouts.command);
+          // The rest of the batch may already be executing: give up on this connection.
+          if (!isPositive(reset)) {
+            throw new SmtpProtocolError(`RSET refused: ${formatReply(reset)}`);
+          }
+        }
         mail = await this.#readReply(this.#timeouts.command);
         for (const r of recipients) {
           r.reply = await this.#readReply(this.#timeouts.command);
@@ -463,6 +478,12 @@ export class SmtpClient {
         }
         data = await this.#readReply(this.#timeouts.command);
       } else {
+        if (options.rset) {
+          const reset = await this.#command("RSET");
+          if (!isPositive(reset)) {
+            throw new SmtpProtocolError(`RSET refused: ${formatReply(reset)}`);
+          }
+        }
         mail = await this.#command(commands[0]);
         if (!isPositive(mail)) {
           await this.#rset();

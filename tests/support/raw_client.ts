@@ -236,6 +236,17 @@ export class RawClient {
     }
   }
 
+  /** Reads everything until the server closes; returns it as text (lossy UTF-8). */
+  async readAll(): Promise<string> {
+    const parts = [decoder.decode(this.#buffer)];
+    this.#buffer = new Uint8Array(0);
+    for (;;) {
+      const chunk = await this.#readChunk();
+      if (chunk === null) return parts.join("");
+      parts.push(decoder.decode(chunk));
+    }
+  }
+
   /**
    * Checks that nothing arrives within `ms` (the server stays silent);
    * resolves `false` if data arrived, `true` otherwise.

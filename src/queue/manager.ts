@@ -1,47 +1,106 @@
 /**
  * The queue manager (Postfix's qmgr): takes committed messages from the
- * spool and hands them to the delivery backend, a bounded number at a time.
- * On start it resumes every message left in the spool.
+ * spool and hands them to the delivery backend, a bounded number at a time,
+ * and decides what happens to each recipient:
  *
- * Delivery progress per recipient is kept in `queue/<id>.state` beside the
- * message so a retry never re-sends to a recipient already accepted.
+ * - delivered (2xx): recorded, never sent to again;
+ * - deferred (4xx, connection failure): retried after the next delay of the
+ *   retry schedule (the last delay repeats) until the message is `maxAge`
+ *   old, then treated as failed (status 4.4.7);
+ * - failed (5xx): returned to the sender in a DSN (RFC 3464), queued like any
+ *   message; when the sender is null (the message is itself a bounce) the
+ *   message goes to the dead-letter directory instead.
+ *
+ * Progress per recipient lives in `queue/<id>.state` (see `state.ts`), written
+ * durably after every attempt that leaves recipients pending, so a restart
+ * resumes exactly where the queue was and never re-sends to a recipient whose
+ * 250 was recorded. The message file is removed once every recipient is done.
+ *
+ * A periodic scan of the spool (every `scanIntervalMs`) picks up what
+ * `relay queue` did while we run: `flush/<id>` and `flush/ALL` markers
+ * (retry now), messages deleted from `queue/` (their timers are dropped), and
+ * messages that appeared without our knowing.
  *
  * @module
  */
 import { join } from "node:path";
+import type { AuditLog } from "../audit/mod.ts";
+import type { Config } from "../config/mod.ts";
+import { parseRelayConfig } from "../config/relay_schema.ts";
 import type { DeliveryBackend, RecipientOutcome } from "../delivery/backend.ts";
 import { log } from "../observability/logger.ts";
-import type { AuditLog } from "../audit/mod.ts";
-import type { Spool } from "./spool.ts";
+import { writeDeadLetter } from "./dead_letter.ts";
+import { buildDsn } from "./dsn.ts";
+import { type Envelope, isQueueId, newQueueId, type Spool } from "./spool.ts";
+import {
+  type DeliveryState,
+  FLUSH_ALL,
+  flushDir,
+  readState,
+  removeState,
+  writeState,
+} from "./state.ts";
 
 const logger = log("queue");
 
-/** Per-message delivery state, persisted beside the message. */
-export interface DeliveryState {
-  attempts: number;
-  /** ISO time of the next attempt. */
-  nextAttempt: string;
-  /** Recipients that are finished (delivered or failed), with the outcome. */
-  done: Record<string, RecipientOutcome>;
-  /** Last reply per deferred recipient. */
-  lastError?: string;
-}
+export type { DeliveryState } from "./state.ts";
 
 /** Options for {@link QueueManager}. */
 export interface QueueManagerOptions {
   spool: Spool;
   backend: DeliveryBackend;
   audit: AuditLog;
-  /** Messages in delivery at once. */
+  /** Messages in delivery at once (default 16). */
   concurrency?: number;
-  /** Delays (seconds) before each retry; the last repeats. */
+  /** Delays (seconds) before each retry; the last repeats. Default 1 min doubling to 1 h. */
   retrySchedule?: number[];
-  /** Give up after this many seconds in the queue. */
+  /** Give up (and bounce) after this many seconds in the queue (default 5 days). */
   maxAgeSeconds?: number;
+  /** Milliseconds between spool scans for `relay queue` requests (default 5000; 0: never). */
+  scanIntervalMs?: number;
+  /** Where undeliverable, unreturnable messages go (default `<spool>/dead`). */
+  deadLetterDir?: string;
+  /** Our host name, for DSNs (default `localhost`). */
+  hostname?: string;
+  /** The clock (default `Date.now`). */
   now?: () => number;
 }
 
-const DEFAULT_RETRY = [60, 300, 900, 1800, 3600];
+/** The default retry schedule, seconds: within a minute, doubling up to an hour. */
+export const DEFAULT_RETRY_SCHEDULE: readonly number[] = [60, 120, 240, 480, 960, 1920, 3600];
+
+/** Queue settings from the configuration (`[relay]` and `[server]`), for {@link QueueManager}. */
+export function queueSettings(
+  config: Config,
+): Pick<
+  QueueManagerOptions,
+  | "concurrency"
+  | "retrySchedule"
+  | "maxAgeSeconds"
+  | "scanIntervalMs"
+  | "deadLetterDir"
+  | "hostname"
+> {
+  const relay = parseRelayConfig(config.relay);
+  return {
+    concurrency: relay.workers,
+    retrySchedule: relay.retry_schedule,
+    maxAgeSeconds: relay.max_age,
+    scanIntervalMs: relay.scan_interval * 1000,
+    deadLetterDir: relay.dead_letter_dir ?? join(config.spool.dir, "dead"),
+    hostname: config.server.hostname,
+  };
+}
+
+/** What the manager is doing, for tests and `stats`. */
+export interface QueueManagerStats {
+  /** Waiting for a delivery worker. */
+  ready: number;
+  /** Being delivered now. */
+  active: number;
+  /** Waiting for their retry time. */
+  deferred: number;
+}
 
 /** Moves messages from the spool to the backend. */
 export class QueueManager {
@@ -49,31 +108,45 @@ export class QueueManager {
   #ready: string[] = [];
   #queued = new Set<string>();
   #active = new Set<Promise<void>>();
+  #activeIds = new Set<string>();
   #timers = new Map<string, ReturnType<typeof setTimeout>>();
+  #scanTimer: ReturnType<typeof setInterval> | undefined;
+  #scanning: Promise<void> | null = null;
   #stopped = false;
 
   /** @param options spool, backend and scheduling */
   constructor(options: QueueManagerOptions) {
     this.#o = {
       concurrency: 16,
-      retrySchedule: DEFAULT_RETRY,
+      retrySchedule: [...DEFAULT_RETRY_SCHEDULE],
       maxAgeSeconds: 5 * 86400,
+      scanIntervalMs: 5000,
+      deadLetterDir: join(options.spool.dir, "dead"),
+      hostname: "localhost",
       now: Date.now,
-      ...options,
+      ...stripUndefined(options),
+      spool: options.spool,
+      backend: options.backend,
+      audit: options.audit,
     };
+    if (this.#o.retrySchedule.length === 0) throw new RangeError("retry schedule is empty");
   }
 
-  /** Schedules every message already in the spool (restart recovery). */
+  /**
+   * Schedules every message already in the spool (restart recovery) and
+   * starts the periodic scan. Resolves with the number of messages found.
+   */
   async start(): Promise<number> {
-    const ids = await this.#o.spool.list();
-    for (const id of ids) {
-      const state = await this.#readState(id);
-      const due = state ? Date.parse(state.nextAttempt) - this.#o.now() : 0;
-      if (due > 0) this.#schedule(id, due);
-      else this.enqueue(id);
+    const found = await this.#scan();
+    if (found > 0) logger.info("resumed {count} queued messages", { count: found });
+    if (this.#o.scanIntervalMs > 0 && !this.#stopped) {
+      this.#scanTimer = setInterval(() => {
+        this.#scan().catch((error) =>
+          logger.error("spool scan failed: {error}", { error: String(error) })
+        );
+      }, this.#o.scanIntervalMs);
     }
-    if (ids.length > 0) logger.info("resumed {count} queued messages", { count: ids.length });
-    return ids.length;
+    return found;
   }
 
   /** Queues a committed message for delivery now. */
@@ -89,32 +162,124 @@ export class QueueManager {
     this.#pump();
   }
 
+  /** Retries deferred messages now: one, or all when `id` is omitted. Returns how many. */
+  flush(id?: string): number {
+    const ids = id === undefined ? [...this.#timers.keys()] : this.#timers.has(id) ? [id] : [];
+    for (const each of ids) this.enqueue(each);
+    if (ids.length > 0) logger.info("flushing {count} deferred message(s)", { count: ids.length });
+    return ids.length;
+  }
+
   /** Messages waiting or in delivery. */
   get pending(): number {
     return this.#queued.size + this.#timers.size;
   }
 
+  /** Counts by stage. */
+  get stats(): QueueManagerStats {
+    return {
+      ready: this.#ready.length,
+      active: this.#activeIds.size,
+      deferred: this.#timers.size,
+    };
+  }
+
   /** Stops scheduling and waits for deliveries in progress. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    clearInterval(this.#scanTimer);
+    this.#scanTimer = undefined;
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
     this.#ready = [];
+    await this.#scanning;
     await Promise.all(this.#active);
+  }
+
+  /** Runs one scan unless one is running; resolves with the number of messages seen. */
+  #scan(): Promise<number> {
+    if (this.#scanning) return this.#scanning.then(() => 0);
+    let count = 0;
+    this.#scanning = this.#scanOnce().then((n) => {
+      count = n;
+    }).finally(() => {
+      this.#scanning = null;
+    });
+    return this.#scanning.then(() => count);
+  }
+
+  async #scanOnce(): Promise<number> {
+    const { spool } = this.#o;
+    // Requests left by `relay queue retry`.
+    const markers: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(flushDir(spool))) markers.push(entry.name);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    const flushAll = markers.includes(FLUSH_ALL);
+    const flushIds = new Set(markers.filter(isQueueId));
+
+    const messages = new Set<string>();
+    const states = new Set<string>();
+    for await (const entry of Deno.readDir(join(spool.dir, "queue"))) {
+      if (!entry.isFile) continue;
+      const dot = entry.name.indexOf(".");
+      const id = entry.name.slice(0, dot);
+      if (!isQueueId(id)) continue;
+      const ext = entry.name.slice(dot);
+      if (ext === ".msg") messages.add(id);
+      else if (ext === ".state") states.add(id);
+    }
+    if (this.#stopped) return messages.size;
+
+    // Deleted behind our back (`relay queue delete`): forget their timers.
+    for (const id of [...this.#timers.keys()]) {
+      if (!messages.has(id)) {
+        clearTimeout(this.#timers.get(id));
+        this.#timers.delete(id);
+        logger.info("{id}: removed from the queue by an operator", { id });
+      }
+    }
+    // State files whose message is gone and is not being delivered.
+    for (const id of states) {
+      if (!messages.has(id) && !this.#queued.has(id)) await removeState(spool, id);
+    }
+    // Messages we do not know of (restart, or put there by hand).
+    for (const id of messages) {
+      if (this.#queued.has(id) || this.#timers.has(id)) continue;
+      const state = states.has(id) ? await readState(spool, id) : null;
+      const due = state ? Date.parse(state.nextAttempt) - this.#o.now() : 0;
+      if (due > 0 && !flushAll && !flushIds.has(id)) this.#schedule(id, due);
+      else this.enqueue(id);
+    }
+    if (flushAll) this.flush();
+    for (const id of flushIds) {
+      if (this.flush(id) === 0 && !this.#queued.has(id)) {
+        logger.info("{id}: retry requested but not in the queue", { id });
+      }
+    }
+    for (const name of markers) {
+      await Deno.remove(join(flushDir(spool), name)).catch(() => {});
+    }
+    return messages.size;
   }
 
   #schedule(id: string, delayMs: number): void {
     if (this.#stopped) return;
+    const previous = this.#timers.get(id);
+    if (previous !== undefined) clearTimeout(previous);
     const timer = setTimeout(() => {
       this.#timers.delete(id);
       this.enqueue(id);
-    }, Math.max(0, delayMs));
+    }, Math.max(0, Math.min(delayMs, 2 ** 31 - 1)));
     this.#timers.set(id, timer);
   }
 
   #pump(): void {
     while (!this.#stopped && this.#active.size < this.#o.concurrency && this.#ready.length > 0) {
       const id = this.#ready.shift()!;
+      this.#activeIds.add(id);
       const job: Promise<void> = this.#deliver(id)
         .catch((error) => {
           logger.error("{id}: delivery crashed: {error}", { id, error: String(error) });
@@ -122,6 +287,7 @@ export class QueueManager {
         })
         .finally(() => {
           this.#queued.delete(id);
+          this.#activeIds.delete(id);
           this.#active.delete(job);
           this.#pump();
         });
@@ -129,33 +295,17 @@ export class QueueManager {
     }
   }
 
-  #statePath(id: string): string {
-    return join(this.#o.spool.dir, "queue", `${id}.state`);
-  }
-
-  async #readState(id: string): Promise<DeliveryState | null> {
+  async #messageExists(id: string): Promise<boolean> {
     try {
-      return JSON.parse(await Deno.readTextFile(this.#statePath(id))) as DeliveryState;
+      await Deno.stat(this.#o.spool.messagePath(id));
+      return true;
     } catch {
-      return null;
+      return false;
     }
-  }
-
-  async #writeState(id: string, state: DeliveryState): Promise<void> {
-    const path = this.#statePath(id);
-    const tmp = `${path}.tmp`;
-    const file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
-    try {
-      await file.write(new TextEncoder().encode(JSON.stringify(state)));
-      await file.syncData();
-    } finally {
-      file.close();
-    }
-    await Deno.rename(tmp, path);
   }
 
   async #deliver(id: string): Promise<void> {
-    const { spool, backend, audit } = this.#o;
+    const { spool, backend } = this.#o;
     let message;
     try {
       message = await spool.read(id);
@@ -164,8 +314,9 @@ export class QueueManager {
       throw error;
     }
     const { envelope, data } = message;
-    const state = await this.#readState(id) ??
-      { attempts: 0, nextAttempt: new Date(this.#o.now()).toISOString(), done: {} };
+    const nowIso = () => new Date(this.#o.now()).toISOString();
+    const state: DeliveryState = await readState(spool, id) ??
+      { attempts: 0, nextAttempt: nowIso(), done: {} };
     const todo = envelope.recipients.filter((r) => !(r in state.done));
     let outcomes: RecipientOutcome[];
     try {
@@ -175,53 +326,175 @@ export class QueueManager {
       outcomes = todo.map((recipient) => ({ recipient, status: "deferred", reply }));
     }
     state.attempts++;
+    state.firstAttempt ??= nowIso();
+    state.lastAttempt = nowIso();
+
+    if (!(await this.#messageExists(id))) {
+      logger.info("{id}: removed from the queue during delivery; dropping its state", { id });
+      await removeState(spool, id);
+      return;
+    }
+
+    const age = (this.#o.now() - Date.parse(envelope.receivedAt)) / 1000;
+    const expired = age > this.#o.maxAgeSeconds;
+    const delivered: RecipientOutcome[] = [];
+    const failed: RecipientOutcome[] = [];
     const deferred: RecipientOutcome[] = [];
     for (const outcome of outcomes) {
-      if (outcome.status === "deferred") {
-        deferred.push(outcome);
-        continue;
-      }
+      if (outcome.status === "delivered") delivered.push(outcome);
+      else if (outcome.status === "failed") failed.push(outcome);
+      else if (expired) {
+        failed.push({
+          ...outcome,
+          status: "failed",
+          enhanced: "4.4.7",
+          reply: `message expired after ${
+            Math.round(age / 3600)
+          } h in the queue; last error: ${outcome.reply}`,
+        });
+      } else deferred.push(outcome);
+    }
+    if (expired && outcomes.some((o) => o.status === "deferred")) {
+      logger.error("{id}: giving up after {age}s in the queue", { id, age: Math.round(age) });
+    }
+
+    for (const outcome of delivered) {
       state.done[outcome.recipient] = outcome;
-      const event = outcome.status === "delivered" ? "message_relayed" : "message_bounced";
-      audit.record({ event, queue_id: id, recipient: outcome.recipient, reply: outcome.reply });
-      logger.info("{id}: to=<{rcpt}> via {backend} status={status} ({reply})", {
+      this.#o.audit.record({
+        event: "message_relayed",
+        queue_id: id,
+        recipient: outcome.recipient,
+        via: outcome.via ?? backend.name,
+        reply: outcome.reply,
+      });
+      logger.info("{id}: to=<{rcpt}> via {via} status=delivered ({reply})", {
         id,
         rcpt: outcome.recipient,
-        backend: backend.name,
-        status: outcome.status,
+        via: outcome.via ?? backend.name,
         reply: outcome.reply,
       });
     }
+
+    let dsnId: string | null = null;
+    if (failed.length > 0) dsnId = await this.#bounce(envelope, data, failed);
+    for (const outcome of failed) state.done[outcome.recipient] = outcome;
+
     if (deferred.length === 0) {
       await spool.remove(id);
-      await Deno.remove(this.#statePath(id)).catch(() => {});
+      await removeState(spool, id);
+      if (dsnId) this.enqueue(dsnId);
       return;
     }
-    const age = (this.#o.now() - Date.parse(envelope.receivedAt)) / 1000;
+
     const schedule = this.#o.retrySchedule;
     const delay = schedule[Math.min(state.attempts - 1, schedule.length - 1)];
     state.lastError = deferred[0].reply;
+    state.deferred = Object.fromEntries(deferred.map((o) => [o.recipient, o]));
     state.nextAttempt = new Date(this.#o.now() + delay * 1000).toISOString();
     for (const outcome of deferred) {
-      audit.record({
+      this.#o.audit.record({
         event: "message_deferred",
         queue_id: id,
         recipient: outcome.recipient,
+        via: outcome.via ?? backend.name,
         reply: outcome.reply,
         attempts: state.attempts,
+        next_attempt: state.nextAttempt,
       });
-      logger.warning("{id}: to=<{rcpt}> deferred ({reply}); attempt {n}, next in {delay}s", {
-        id,
-        rcpt: outcome.recipient,
-        reply: outcome.reply,
-        n: state.attempts,
-        delay,
-      });
+      logger.warning(
+        "{id}: to=<{rcpt}> via {via} deferred ({reply}); attempt {n}, next in {delay}s",
+        {
+          id,
+          rcpt: outcome.recipient,
+          via: outcome.via ?? backend.name,
+          reply: outcome.reply,
+          n: state.attempts,
+          delay,
+        },
+      );
     }
-    if (age > this.#o.maxAgeSeconds) {
-      logger.error("{id}: giving up after {age}s in the queue", { id, age: Math.round(age) });
-    }
-    await this.#writeState(id, state);
+    await writeState(spool, id, state);
+    if (dsnId) this.enqueue(dsnId);
     this.#schedule(id, delay * 1000);
   }
+
+  /**
+   * Returns failed recipients to the sender (a queued DSN), or stores the
+   * message as a dead letter when the sender is null. Resolves with the
+   * DSN's queue id, if one was made.
+   */
+  async #bounce(
+    envelope: Envelope,
+    data: Uint8Array,
+    failed: RecipientOutcome[],
+  ): Promise<string | null> {
+    const id = envelope.id;
+    const now = new Date(this.#o.now());
+    if (envelope.from === "") {
+      const path = await writeDeadLetter({
+        dir: this.#o.deadLetterDir,
+        envelope,
+        data,
+        failed,
+        reason: "null sender: the failure cannot be returned",
+        now,
+      });
+      for (const outcome of failed) {
+        this.#o.audit.record({
+          event: "message_bounced",
+          queue_id: id,
+          recipient: outcome.recipient,
+          via: outcome.via ?? this.#o.backend.name,
+          reply: outcome.reply,
+          dead_letter: path,
+        });
+        logger.error(
+          "{id}: to=<{rcpt}> via {via} failed ({reply}); null sender: dead letter {path}",
+          {
+            id,
+            rcpt: outcome.recipient,
+            via: outcome.via ?? this.#o.backend.name,
+            reply: outcome.reply,
+            path,
+          },
+        );
+      }
+      return null;
+    }
+    const dsnId = newQueueId(now.getTime());
+    const dsn = buildDsn({
+      envelope,
+      data,
+      failed,
+      id: dsnId,
+      reportingMta: this.#o.hostname,
+      now,
+    });
+    const writer = this.#o.spool.begin(dsn.envelope);
+    writer.write(dsn.data);
+    await writer.commit();
+    for (const outcome of failed) {
+      this.#o.audit.record({
+        event: "message_bounced",
+        queue_id: id,
+        recipient: outcome.recipient,
+        via: outcome.via ?? this.#o.backend.name,
+        reply: outcome.reply,
+        dsn_id: dsnId,
+      });
+      logger.warning("{id}: to=<{rcpt}> via {via} failed ({reply}); DSN {dsn} to <{from}>", {
+        id,
+        rcpt: outcome.recipient,
+        via: outcome.via ?? this.#o.backend.name,
+        reply: outcome.reply,
+        dsn: dsnId,
+        from: envelope.from,
+      });
+    }
+    return dsnId;
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

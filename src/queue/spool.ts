@@ -270,6 +270,18 @@ export class Spool {
     return new Spool(dir);
   }
 
+  /**
+   * Opens an existing spool without touching it (no clean-up of `tmp/`), for
+   * tools such as `relay queue` that run beside a live server.
+   *
+   * @throws {Deno.errors.NotFound} when there is no `queue/` folder
+   */
+  static async attach(dir: string): Promise<Spool> {
+    const info = await Deno.stat(join(dir, "queue"));
+    if (!info.isDirectory) throw new Deno.errors.NotFound(`${join(dir, "queue")} is not a folder`);
+    return new Spool(dir);
+  }
+
   /** Path of a committed message file. */
   messagePath(id: string): string {
     if (!isQueueId(id)) throw new Error(`not a queue id: ${JSON.stringify(id).slice(0, 40)}`);
@@ -338,4 +350,13 @@ export function parseSpoolFile(bytes: Uint8Array): SpooledMessage {
     throw new Error("spool file envelope is not version 1");
   }
   return { envelope, data: bytes.subarray(lf + 1) };
+}
+
+/** Encodes a spool file (envelope line, LF, message bytes): the inverse of {@link parseSpoolFile}. */
+export function encodeSpoolFile(envelope: Envelope, data: Uint8Array): Uint8Array {
+  const header = encoder.encode(JSON.stringify(envelope) + "\n");
+  const out = new Uint8Array(header.length + data.length);
+  out.set(header, 0);
+  out.set(data, header.length);
+  return out;
 }

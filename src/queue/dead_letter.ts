@@ -1,0 +1,100 @@
+/**
+ * The dead-letter directory: messages that could be neither delivered nor
+ * returned to their sender (the null sender, or a DSN that itself failed).
+ * Each becomes `<dir>/<id>.msg` in the spool's own format (so an operator
+ * can move it back into `queue/` to retry it) beside `<dir>/<id>.json`, which
+ * says which recipients failed and why. Both are fsync'd.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { RecipientOutcome } from "../delivery/backend.ts";
+import { DirectorySync, encodeSpoolFile, type Envelope, isQueueId } from "./spool.ts";
+
+/** What `<id>.json` holds. */
+export interface DeadLetterRecord {
+  id: string;
+  from: string;
+  /** ISO time of the (latest) failure. */
+  failedAt: string;
+  /** Why it could not be returned. */
+  reason: string;
+  /** Every failed recipient so far. */
+  recipients: RecipientOutcome[];
+}
+
+const encoder = new TextEncoder();
+
+async function writeDurably(path: string, data: Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
+  try {
+    let offset = 0;
+    while (offset < data.length) offset += await file.write(data.subarray(offset));
+    await file.syncData();
+  } finally {
+    file.close();
+  }
+  await Deno.rename(tmp, path);
+}
+
+/** Options for {@linkcode writeDeadLetter}. */
+export interface WriteDeadLetterOptions {
+  /** The dead-letter directory (created when missing). */
+  dir: string;
+  envelope: Envelope;
+  data: Uint8Array;
+  /** The recipients that failed in this attempt. */
+  failed: RecipientOutcome[];
+  /** Why the message is not returned to its sender. */
+  reason: string;
+  now: Date;
+}
+
+/**
+ * Stores a message in the dead-letter directory, adding to the record of an
+ * earlier failure of the same message.
+ *
+ * @returns the path of the `.msg` file
+ */
+export async function writeDeadLetter(options: WriteDeadLetterOptions): Promise<string> {
+  const { dir, envelope } = options;
+  if (!isQueueId(envelope.id)) throw new Error("bad queue id");
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const msgPath = join(dir, `${envelope.id}.msg`);
+  const jsonPath = join(dir, `${envelope.id}.json`);
+  let earlier: RecipientOutcome[] = [];
+  try {
+    earlier = (JSON.parse(await Deno.readTextFile(jsonPath)) as DeadLetterRecord).recipients ?? [];
+  } catch {
+    // First failure of this message.
+  }
+  const seen = new Set(options.failed.map((f) => f.recipient));
+  const record: DeadLetterRecord = {
+    id: envelope.id,
+    from: envelope.from,
+    failedAt: options.now.toISOString(),
+    reason: options.reason,
+    recipients: [...earlier.filter((r) => !seen.has(r.recipient)), ...options.failed],
+  };
+  await writeDurably(msgPath, encodeSpoolFile(envelope, options.data));
+  await writeDurably(jsonPath, encoder.encode(JSON.stringify(record, null, 2) + "\n"));
+  await new DirectorySync(dir).sync();
+  return msgPath;
+}
+
+/** Lists the ids in a dead-letter directory (none when it does not exist). */
+export async function listDeadLetters(dir: string): Promise<string[]> {
+  const ids: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isFile && entry.name.endsWith(".msg")) {
+        const id = entry.name.slice(0, -4);
+        if (isQueueId(id)) ids.push(id);
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return ids.sort();
+}

@@ -1,0 +1,173 @@
+/**
+ * Window counters over a {@link StateStore}: fixed windows aligned to the
+ * clock, and sliding windows estimated from two fixed ones (the current
+ * window's count plus the previous window's count weighted by how much of it
+ * still overlaps the last `windowMs`), as Cloudflare and nginx-style limiters
+ * do. The estimate never lets a client burst twice the limit across a window
+ * boundary, and costs two keys per counter instead of one per hit.
+ *
+ * Window boundaries come from the caller's clock, so nodes sharing a Redis
+ * agree on them; counters are keyed `<key>:<window index>`.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStateStore } from "./memory_store.ts";
+ * import { SlidingWindow } from "./window.ts";
+ *
+ * const store = new MemoryStateStore();
+ * const perMinute = new SlidingWindow(store, 60_000);
+ * const count = await perMinute.hit("auth:ip:192.0.2.1", Date.now());
+ * if (count.estimate > 5) console.log("too many");
+ * await store.close();
+ * ```
+ *
+ * @module
+ */
+import type { StateStore } from "./state_store.ts";
+
+/** A sliding-window count at one moment. */
+export interface WindowCount {
+  /** Estimated hits in the last `windowMs`, this one included after {@link SlidingWindow.hit}. */
+  estimate: number;
+  /** Hits in the current fixed window. */
+  current: number;
+  /** Hits in the previous fixed window. */
+  previous: number;
+  /** Start of the current fixed window (ms since the epoch). */
+  windowStart: number;
+  /** The moment the count was taken. */
+  now: number;
+}
+
+/** A sliding-window counter family of one width; see the module documentation. */
+export class SlidingWindow {
+  readonly #store: StateStore;
+  /** The window width in milliseconds. */
+  readonly windowMs: number;
+
+  /**
+   * @param store where the counters live
+   * @param windowMs the window width in milliseconds
+   */
+  constructor(store: StateStore, windowMs: number) {
+    if (!Number.isInteger(windowMs) || windowMs < 1) {
+      throw new RangeError("windowMs must be a positive integer");
+    }
+    this.#store = store;
+    this.windowMs = windowMs;
+  }
+
+  /** Counts one hit for `key` at `now` and returns the new estimate. */
+  async hit(key: string, now: number): Promise<WindowCount> {
+    const index = Math.floor(now / this.windowMs);
+    // Kept for two windows: it is the "previous" counter during the next one.
+    const [current, previous] = await Promise.all([
+      this.#store.increment(`${key}:${index}`, 2 * this.windowMs),
+      this.#store.get(`${key}:${index - 1}`),
+    ]);
+    return this.#count(current, toCount(previous), index, now);
+  }
+
+  /** The estimate for `key` at `now`, without counting a hit. */
+  async peek(key: string, now: number): Promise<WindowCount> {
+    const index = Math.floor(now / this.windowMs);
+    const [current, previous] = await Promise.all([
+      this.#store.get(`${key}:${index}`),
+      this.#store.get(`${key}:${index - 1}`),
+    ]);
+    return this.#count(toCount(current), toCount(previous), index, now);
+  }
+
+  /** Forgets every hit of `key`. */
+  async reset(key: string, now: number): Promise<void> {
+    const index = Math.floor(now / this.windowMs);
+    await Promise.all([
+      this.#store.delete(`${key}:${index}`),
+      this.#store.delete(`${key}:${index - 1}`),
+    ]);
+  }
+
+  /**
+   * Milliseconds from `count.now` until the estimate falls below `limit` if no
+   * further hits come; 0 when it already is.
+   */
+  msUntilBelow(count: WindowCount, limit: number): number {
+    if (count.estimate < limit) return 0;
+    const w = this.windowMs;
+    const { current, previous, windowStart, now } = count;
+    let until: number;
+    if (current >= limit) {
+      // Only in the next window, once `current` (then previous) has faded enough.
+      until = windowStart + w + w * (1 - limit / current);
+    } else {
+      until = windowStart + w * (1 - (limit - current) / previous);
+    }
+    // +1: the estimate must be strictly below the limit.
+    return Math.max(1, Math.ceil(until - now) + 1);
+  }
+
+  #count(current: number, previous: number, index: number, now: number): WindowCount {
+    const windowStart = index * this.windowMs;
+    const overlap = 1 - (now - windowStart) / this.windowMs;
+    return { estimate: current + previous * overlap, current, previous, windowStart, now };
+  }
+}
+
+/**
+ * A fixed window aligned to the clock (hour, UTC day...): counts restart at
+ * each multiple of `windowMs` since the epoch. Used for quotas, where
+ * "this hour" and "today" are what users expect.
+ */
+export class FixedWindow {
+  readonly #store: StateStore;
+  /** The window width in milliseconds. */
+  readonly windowMs: number;
+
+  /**
+   * @param store where the counters live
+   * @param windowMs the window width in milliseconds
+   */
+  constructor(store: StateStore, windowMs: number) {
+    if (!Number.isInteger(windowMs) || windowMs < 1) {
+      throw new RangeError("windowMs must be a positive integer");
+    }
+    this.#store = store;
+    this.windowMs = windowMs;
+  }
+
+  /** Adds `amount` (default 1) to `key`'s count in the window holding `now`; returns the new count. */
+  async add(key: string, now: number, amount = 1): Promise<number> {
+    if (!Number.isInteger(amount) || amount < 0) throw new RangeError("amount must be >= 0");
+    const k = this.#key(key, now);
+    const ttl = this.#msLeft(now);
+    if (amount === 0) return toCount(await this.#store.get(k));
+    // The store's counter adds one at a time; amounts here are small (recipients).
+    let count = 0;
+    for (let i = 0; i < amount; i++) count = await this.#store.increment(k, ttl);
+    return count;
+  }
+
+  /** `key`'s count in the window holding `now`. */
+  async get(key: string, now: number): Promise<number> {
+    return toCount(await this.#store.get(this.#key(key, now)));
+  }
+
+  /** Milliseconds from `now` until the window holding it ends. */
+  msLeft(now: number): number {
+    return this.#msLeft(now);
+  }
+
+  #key(key: string, now: number): string {
+    return `${key}:${Math.floor(now / this.windowMs)}`;
+  }
+
+  #msLeft(now: number): number {
+    return this.windowMs - (now % this.windowMs);
+  }
+}
+
+function toCount(value: string | null): number {
+  if (value === null) return 0;
+  const n = Number(value);
+  return Number.isFinite(n) ? n : 0;
+}

@@ -5,12 +5,14 @@
  *   check                 validate the configuration and print every error
  *   user add|passwd|remove|list   manage password-file users
  *   certs generate|show   development CA and server certificate
+ *   queue list|show|retry|delete|stats   the delivery queue (also while serving)
  *   oauth login|keys|hash-secret   the embedded OAuth2 server's tools
  *
  * @module
  */
 import { runCertsCommand } from "./src/cli/certs.ts";
 import { runCheck } from "./src/cli/check.ts";
+import { runQueueCommand } from "./src/cli/queue.ts";
 import { runOAuthCommand } from "./src/cli/oauth.ts";
 import { runServe } from "./src/cli/serve.ts";
 import { runUserCommand } from "./src/cli/user.ts";
@@ -32,6 +34,11 @@ commands:
   user remove --ldap EMAIL
   certs generate [--hostname NAME]... [--force]
   certs show
+  queue list [--json]            the delivery queue (works while the relay runs)
+  queue show ID [--json]
+  queue retry ID|--all           deliver now instead of at the scheduled retry
+  queue delete ID
+  queue stats [--json]
   oauth login --email EMAIL [--client-id ID] [--no-browser] [--json]
   oauth keys rotate|list
   oauth hash-secret              hash a client secret read from stdin
@@ -77,6 +84,8 @@ async function main(argv: string[]): Promise<number> {
           : await runUserCommand(args, config);
       case "certs":
         return await runCertsCommand(args, config);
+      case "queue":
+        return await runQueueCommand(args, config);
       case "oauth":
         return await runOAuthCommand(args, config);
       default:

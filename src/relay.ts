@@ -12,10 +12,11 @@ import { createAuthenticator, type CreateAuthenticatorOptions } from "./auth/mod
 import type { BearerAuthenticator, PasswordAuthenticator } from "./auth/authenticator.ts";
 import type { Config } from "./config/mod.ts";
 import type { DeliveryBackend } from "./delivery/backend.ts";
-import { FileBackend } from "./delivery/file_backend.ts";
+import { createDeliveryBackend } from "./delivery/create.ts";
+import { parseRelayConfig } from "./config/relay_schema.ts";
 import { log } from "./observability/logger.ts";
 import { normalizeDomain } from "./policy/address.ts";
-import { QueueManager } from "./queue/manager.ts";
+import { QueueManager, queueSettings } from "./queue/manager.ts";
 import { Spool } from "./queue/spool.ts";
 import type { MechanismSpec } from "./smtp/session.ts";
 import { type BoundListener, type ListenerSpec, SmtpServer } from "./smtp/server.ts";
@@ -66,11 +67,15 @@ export interface Relay {
   close(graceMs?: number): Promise<void>;
 }
 
-/** Builds the delivery backend named by `relay.url`. */
+/**
+ * Builds the delivery backend `[relay]` describes: `file:DIR`, an SMTP smart
+ * host (`smtp://`, `smtps://`) with pooled connections, and per-sender-domain
+ * routes.
+ */
 export async function createBackend(config: Config): Promise<DeliveryBackend> {
-  const url = config.relay.url;
-  if (url.startsWith("file:")) return await FileBackend.open(url.slice("file:".length));
-  throw new Error(`relay.url: unsupported backend ${JSON.stringify(url)} (use file:DIR)`);
+  return await createDeliveryBackend(parseRelayConfig(config.relay), {
+    hostname: config.server.hostname,
+  });
 }
 
 /** Starts everything `config` describes. Rejects, releasing what was opened, on failure. */
@@ -107,7 +112,7 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     const spool = await Spool.open(config.spool.dir);
     const backend = options.backend ?? await createBackend(config);
     if (!options.backend) cleanups.push(() => backend.close());
-    const queue = new QueueManager({ spool, backend, audit });
+    const queue = new QueueManager({ spool, backend, audit, ...queueSettings(config) });
     cleanups.push(() => queue.stop());
 
     const hold = options.holdQueue || config.spool.hold;

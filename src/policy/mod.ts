@@ -1,0 +1,27 @@
+/**
+ * What a user may do: address and domain rules, failed-authentication rate
+ * limits, sending quotas and connection-rate limits. Counters live in a
+ * `state/` store, so several relay nodes share them.
+ *
+ * @module
+ */
+export { type EmailAddress, normalizeDomain, parseEmail, sameDomain } from "./address.ts";
+export {
+  type AuthAttempt,
+  type AuthFailure,
+  AuthRateLimiter,
+  type AuthRateLimiterOptions,
+  authRateLimiterOptions,
+  CredentialFingerprinter,
+  oauthRateLimitHook,
+  type OAuthRateLimitOptions,
+  observeOAuthLogins,
+  type RateLimitDecision,
+  type RateLimitScope,
+} from "./rate_limit.ts";
+export {
+  ConnectionRateLimiter,
+  type ConnectionRateLimiterOptions,
+  IpRateLimiter,
+  type IpRateLimiterOptions,
+} from "./connection_rate.ts";

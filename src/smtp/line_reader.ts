@@ -65,8 +65,8 @@ export class LineReader {
       const lf = pending.indexOf(LF, scanFrom);
       if (lf !== -1) {
         this.#pending = pending.subarray(lf + 1);
-        if (discarding || lf > maxLength + 1) return { kind: "too_long" };
         const end = lf > 0 && pending[lf - 1] === CR ? lf - 1 : lf;
+        if (discarding || end > maxLength) return { kind: "too_long" };
         return { kind: "line", line: pending.subarray(0, end) };
       }
       if (pending.length > maxLength + 1) {

@@ -263,6 +263,9 @@ Deno.test("AUTH exchanges and refusals", async (t) => {
           (await c.command(`AUTH   PLAIN ${payload}`)).text,
           "500 5.5.2 Error: line too long",
         );
+        // The same with a bare LF line end (the limit counts the line, not its terminator).
+        await c.write(`AUTH   PLAIN ${payload}\n`);
+        strictEqual((await c.reply()).text, "500 5.5.2 Error: line too long");
         strictEqual((await c.command(`AUTH PLAIN ${ALICE}`)).text, OK);
       });
     });

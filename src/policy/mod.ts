@@ -25,3 +25,12 @@ export {
   IpRateLimiter,
   type IpRateLimiterOptions,
 } from "./connection_rate.ts";
+export {
+  type QuotaDecision,
+  type QuotaMeasure,
+  type QuotaScope,
+  type QuotaUsage,
+  type QuotaWindow,
+  SendQuota,
+  type SendQuotaOptions,
+} from "./quota.ts";

@@ -79,19 +79,20 @@ export class MemoryStateStore implements StateStore {
     return this.#evictions;
   }
 
-  increment(key: string, windowMs: number): Promise<number> {
+  increment(key: string, windowMs: number, by = 1): Promise<number> {
     return settle(() => {
       this.#open();
       checkTtl(windowMs);
+      if (!Number.isSafeInteger(by) || by < 0) throw new RangeError("by must be >= 0");
       const now = this.#maintain();
       const entry = this.#live(key, now);
       if (entry === undefined) {
-        this.#insert(key, { value: 1, expiresAt: now + windowMs });
-        return 1;
+        this.#insert(key, { value: by, expiresAt: now + windowMs });
+        return by;
       }
       const current = typeof entry.value === "number" ? entry.value : parseCounter(entry.value);
       if (current === null) throw new TypeError("the value is not a counter");
-      entry.value = current + 1;
+      entry.value = current + by;
       return entry.value;
     });
   }

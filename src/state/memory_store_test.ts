@@ -76,3 +76,11 @@ Deno.test("MemoryStateStore never holds more than maxKeys, evicting the oldest f
   await store.close();
   await quiet.close();
 });
+
+Deno.test("MemoryStateStore increments by an amount", async () => {
+  const store = new MemoryStateStore();
+  assert.equal(await store.increment("r", 1000, 7), 7);
+  assert.equal(await store.increment("r", 1000, 3), 10);
+  await assert.rejects(store.increment("r", 1000, -1), RangeError);
+  await store.close();
+});

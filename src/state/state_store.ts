@@ -12,7 +12,7 @@
  *
  * | method                    | Redis                                                             |
  * | ------------------------- | ----------------------------------------------------------------- |
- * | `increment(key, windowMs)`| `INCR key` then `PEXPIRE key windowMs NX` in one `MULTI`/`EXEC` (Redis 7), or the script `local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return n` |
+ * | `increment(key, windowMs, by)`| `INCRBY key by` then `PEXPIRE key windowMs NX` in one `MULTI`/`EXEC` (Redis 7), or the script `local n = redis.call('INCRBY', KEYS[1], ARGV[2]) if redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return n` |
  * | `get(key)`                | `GET key`                                                         |
  * | `set(key, value, ttlMs)`  | `SET key value PX ttlMs`                                          |
  * | `ttl(key)`                | `PTTL key` (`-2` → `null`; `-1` cannot happen: every key expires) |
@@ -31,12 +31,13 @@
 /** Shared counters and values with an expiry; see the module documentation. */
 export interface StateStore {
   /**
-   * Adds one to the counter at `key` and returns the new value. A key that
+   * Adds `by` (default 1, a non-negative integer) to the counter at `key`
+   * and returns the new value. A key that
    * did not exist (or had expired) starts at 0 and expires `windowMs` after
    * this call; later increments do not move the expiry (a fixed window).
    * Throws a `TypeError` when the key holds something that is not a counter.
    */
-  increment(key: string, windowMs: number): Promise<number>;
+  increment(key: string, windowMs: number, by?: number): Promise<number>;
   /** The value at `key`, or `null` when it is missing or expired. */
   get(key: string): Promise<string | null>;
   /** Stores `value` at `key`, replacing any value and expiry; it expires after `ttlMs`. */

@@ -141,10 +141,7 @@ export class FixedWindow {
     const k = this.#key(key, now);
     const ttl = this.#msLeft(now);
     if (amount === 0) return toCount(await this.#store.get(k));
-    // The store's counter adds one at a time; amounts here are small (recipients).
-    let count = 0;
-    for (let i = 0; i < amount; i++) count = await this.#store.increment(k, ttl);
-    return count;
+    return await this.#store.increment(k, ttl, amount);
   }
 
   /** `key`'s count in the window holding `now`. */

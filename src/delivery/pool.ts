@@ -108,8 +108,8 @@ export class SmtpPool {
       healthCheckAfterMs: 2_000,
       downCacheMs: 5_000,
       now: Date.now,
-      ...options,
-    };
+      ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
+    } as Required<SmtpPoolOptions>;
     if (!(this.#o.size >= 1)) throw new RangeError("pool size must be at least 1");
   }
 

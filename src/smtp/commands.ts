@@ -67,6 +67,9 @@ const FORBIDDEN = new Set([
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
+/** RFC 3461 xtext: printable ASCII but "+" and "=", or "+" and two upper-case hex digits. */
+const XTEXT = /^([\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})+$/;
+
 /** A path's address, syntactically checked, without angle brackets. */
 function parsePath(text: string, allowNull: boolean): string | null {
   if (!text.startsWith("<")) return null;
@@ -111,7 +114,10 @@ function parseMail(args: string): Command {
       params.body = value.toUpperCase() as "7BIT" | "8BITMIME";
     } else if (key === "SMTPUTF8" && value === null) {
       params.smtputf8 = true;
-    } else if (key === "SIZE" || key === "BODY" || key === "SMTPUTF8") {
+    } else if (key === "AUTH" && value !== null && XTEXT.test(value)) {
+      // RFC 4954 section 5: a server offering AUTH must accept AUTH=<xtext>
+      // (Sendmail sends AUTH=<> to its smart host). It is not trusted: ignored.
+    } else if (key === "SIZE" || key === "BODY" || key === "SMTPUTF8" || key === "AUTH") {
       return { verb: "INVALID", name: key, usage, reply: "value" };
     } else {
       return { verb: "INVALID", name: key, usage, reply: "parameter" };

@@ -572,6 +572,33 @@ Deno.test("compliance", async (t) => {
         c.close();
       }
     });
+
+    await step("31 MAIL FROM accepts the AUTH= parameter (RFC 4954 section 5)", async () => {
+      for (const kind of PORTS) {
+        const c = await authenticated(relay, kind);
+        try {
+          strictEqual(
+            (await c.command("MAIL FROM:<alice@example.com> AUTH=<>")).text,
+            "250 2.1.0 Ok",
+          );
+          await c.command("RSET");
+          strictEqual(
+            (await c.command(
+              "MAIL FROM:<alice@example.com> AUTH=alice+40example.com BODY=8BITMIME",
+            ))
+              .text,
+            "250 2.1.0 Ok",
+          );
+          await c.command("RSET");
+          strictEqual(
+            (await c.command("MAIL FROM:<alice@example.com> AUTH=a=b")).text,
+            "501 5.5.4 Bad value for parameter AUTH",
+          );
+        } finally {
+          c.close();
+        }
+      }
+    });
   } finally {
     await relay.close();
   }

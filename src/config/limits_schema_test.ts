@@ -1,0 +1,32 @@
+import assert from "node:assert/strict";
+import { quotaSchema, rateLimitSchema, stateSchema } from "./limits_schema.ts";
+
+Deno.test("limits schemas: an absent section gets the documented defaults", () => {
+  assert.deepEqual(rateLimitSchema.parse(undefined), {
+    enabled: true,
+    per_minute: 5,
+    per_hour: 20,
+    block_seconds: 300,
+    per_domain_per_minute: 60,
+    per_domain_per_hour: 600,
+    connections_per_ip_per_minute: 0,
+    oauth_registrations_per_ip_per_hour: 20,
+  });
+  const quota = quotaSchema.parse(undefined);
+  assert.equal(Object.keys(quota).length, 8);
+  assert.ok(Object.values(quota).every((v) => v === 0), "quotas are unlimited by default");
+  assert.deepEqual(stateSchema.parse(undefined), { backend: "memory", max_keys: 1_000_000 });
+});
+
+Deno.test("limits schemas: unknown keys and bad values are refused with the key's name", () => {
+  const typo = rateLimitSchema.safeParse({ per_minut: 5 });
+  assert.equal(typo.success, false);
+  assert.match(JSON.stringify(typo.error?.issues), /per_minut/);
+  const negative = quotaSchema.safeParse({ user_messages_per_day: -1 });
+  assert.equal(negative.success, false);
+  assert.deepEqual(negative.error?.issues[0].path, ["user_messages_per_day"]);
+  assert.equal(rateLimitSchema.safeParse({ block_seconds: 0 }).success, false);
+  assert.equal(rateLimitSchema.safeParse({ per_minute: 1.5 }).success, false);
+  assert.equal(stateSchema.safeParse({ backend: "redis" }).success, false);
+  assert.equal(rateLimitSchema.parse({ per_minute: 0 }).per_minute, 0, "0 turns a limit off");
+});

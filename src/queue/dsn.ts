@@ -6,9 +6,12 @@
  * part (one per-message block, one block per failed recipient), and the
  * returned message — in full (`message/rfc822`) when it is small and 7-bit,
  * else only its header (`text/rfc822-headers`) when that is 7-bit, else
- * nothing. A DSN is therefore always 7-bit, and can go back through a
- * backend that lacks 8BITMIME (often the very reason for the bounce). When
- * the original used SMTPUTF8 addresses, the RFC 6533 `global` types are used.
+ * nothing. A DSN is therefore 7-bit, and can go back through a backend
+ * that lacks 8BITMIME or SMTPUTF8 (often the very reason for the bounce):
+ * non-ASCII recipient addresses are written as RFC 6533 `utf-8-addr-xtext`
+ * (`j\x{FC}rgen@example.org`). Only when the sender's own address is not
+ * ASCII (the DSN then needs SMTPUTF8 anyway) are the RFC 6533 `global`
+ * types used.
  *
  * @module
  */
@@ -69,6 +72,20 @@ export function dsnStatus(outcome: RecipientOutcome): string {
   return outcome.status === "failed" ? "5.0.0" : "4.0.0";
 }
 
+/**
+ * RFC 6533 `utf-8-addr-xtext`: an address with every non-ASCII character
+ * (and `+`, `=`, backslash, controls) written as `\x{HEX}`, so it fits a 7-bit report.
+ */
+export function xtext(address: string): string {
+  let out = "";
+  for (const ch of address) {
+    const cp = ch.codePointAt(0)!;
+    const plain = cp >= 0x21 && cp <= 0x7e && ch !== "+" && ch !== "=" && ch !== "\\";
+    out += plain ? ch : `\\x{${cp.toString(16).toUpperCase()}}`;
+  }
+  return out;
+}
+
 /** Whether a reply text looks like an SMTP reply (`550 ...`): then it is an `smtp;` diagnostic. */
 function diagnostic(reply: string): string {
   return /^[245]\d\d\b/.test(reply) ? `smtp; ${clean(reply)}` : `x-relay; ${clean(reply)}`;
@@ -82,8 +99,11 @@ function diagnostic(reply: string): string {
 export function buildDsn(options: BuildDsnOptions): Dsn {
   const { envelope, data, failed, id, reportingMta, now } = options;
   if (envelope.from === "") throw new Error("a message from the null sender is never bounced");
-  const global = [envelope.from, ...failed.map((f) => f.recipient)].some(isNonAscii);
-  const addressType = (address: string) => isNonAscii(address) ? "utf-8" : "rfc822";
+  // A global (RFC 6533) report needs SMTPUTF8 on the way back: only when the sender needs it anyway.
+  const global = isNonAscii(envelope.from);
+  const shown = (address: string) => global ? address : xtext(address);
+  const addressType = (address: string) =>
+    isNonAscii(address) ? `utf-8; ${shown(address)}` : `rfc822; ${address}`;
   const boundary = `${id}/${clean(reportingMta, 60)}`;
   const lines: string[] = [];
   const host = clean(reportingMta, 253);
@@ -118,7 +138,7 @@ export function buildDsn(options: BuildDsnOptions): Dsn {
     "",
   );
   for (const f of failed) {
-    lines.push(`<${f.recipient}>: ${clean(f.reply, 500)}`, "");
+    lines.push(`<${shown(f.recipient)}>: ${clean(f.reply, 500)}`, "");
   }
   lines.push(
     `--${boundary}`,
@@ -132,7 +152,7 @@ export function buildDsn(options: BuildDsnOptions): Dsn {
   );
   for (const f of failed) {
     lines.push(
-      `Final-Recipient: ${addressType(f.recipient)}; ${f.recipient}`,
+      `Final-Recipient: ${addressType(f.recipient)}`,
       "Action: failed",
       `Status: ${dsnStatus(f)}`,
     );

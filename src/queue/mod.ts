@@ -42,7 +42,14 @@ export {
   statePath,
   writeState,
 } from "./state.ts";
-export { buildDsn, type BuildDsnOptions, type Dsn, DSN_RETURN_LIMIT, dsnStatus } from "./dsn.ts";
+export {
+  buildDsn,
+  type BuildDsnOptions,
+  type Dsn,
+  DSN_RETURN_LIMIT,
+  dsnStatus,
+  xtext,
+} from "./dsn.ts";
 export {
   type DeadLetterRecord,
   listDeadLetters,

@@ -94,14 +94,18 @@ export function parseDump(text: string): DumpedMessage | null {
 
 /**
  * Starts smtp-sink with extra flags (`-8`: no 8BITMIME, `-f RCPT`: 5xx to
- * every RCPT, `-r MAIL`: 4xx to MAIL, see `man smtp-sink`).
+ * every RCPT, `-r MAIL`: 4xx to MAIL, see `man smtp-sink`), on a free port
+ * or on `options.port` (to bring a backend back where it was).
  */
-export async function startPostfixSink(flags: string[] = []): Promise<PostfixSink> {
+export async function startPostfixSink(
+  flags: string[] = [],
+  options: { port?: number } = {},
+): Promise<PostfixSink> {
   const dir = await Deno.makeTempDir({ prefix: "relay_smtp_sink_" });
   // smtp-sink drops root privileges (-u nobody) and must still write here.
   await Deno.chmod(dir, 0o777);
   for (let attempt = 0;; attempt++) {
-    const port = freePort();
+    const port = options.port ?? freePort();
     const args = [
       ...(Deno.uid() === 0 ? ["-u", "nobody"] : []),
       "-d",
@@ -128,7 +132,11 @@ export async function startPostfixSink(flags: string[] = []): Promise<PostfixSin
       const { value } = await stderr.read();
       stderr.releaseLock();
       await child.stderr.cancel();
-      if (attempt < 3) continue; // the port was taken in between: another one
+      // The port was taken in between: another one (or the same one again, once it is free).
+      if (attempt < 3) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
+      }
       await Deno.remove(dir, { recursive: true });
       throw new Error(`smtp-sink did not start: ${new TextDecoder().decode(value)}`);
     }

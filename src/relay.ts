@@ -21,6 +21,17 @@ import { Spool } from "./queue/spool.ts";
 import type { MechanismSpec } from "./smtp/session.ts";
 import { type BoundListener, type ListenerSpec, SmtpServer } from "./smtp/server.ts";
 import { TlsContextProvider } from "./tls/mod.ts";
+import { MemoryStateStore } from "./state/mod.ts";
+import {
+  AuthRateLimiter,
+  authRateLimiterOptions,
+  ConnectionRateLimiter,
+  CredentialFingerprinter,
+  IpRateLimiter,
+  oauthRateLimitHook,
+  observeOAuthLogins,
+  SendQuota,
+} from "./policy/mod.ts";
 import { LdapAuthenticator, readLdapCa } from "./auth/ldap/mod.ts";
 import { type OAuthServer, startOAuthServer } from "./oauth/mod.ts";
 import { createExternalBearerAuthenticator } from "./auth/token_verifier.ts";
@@ -119,6 +130,21 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     const disabled = new Set(
       config.domains.disabled.map((d) => normalizeDomain(d) ?? d.toLowerCase()),
     );
+    // Counters for rate limits and quotas: in memory on one node (Redis later).
+    const state = new MemoryStateStore({ maxKeys: config.state.max_keys });
+    cleanups.push(() => state.close());
+    const authLimiter = new AuthRateLimiter({
+      store: state,
+      ...authRateLimiterOptions(config.rate_limit),
+    });
+    const quota = new SendQuota({ store: state, limits: config.quota });
+    const connectionRate = config.rate_limit.connections_per_ip_per_minute > 0
+      ? new ConnectionRateLimiter({
+        store: state,
+        perMinute: config.rate_limit.connections_per_ip_per_minute,
+      })
+      : undefined;
+
     // OAuth2: the embedded authorization server verifies its own tokens
     // locally; an external IdP (remote JWKS or introspection) may be used too.
     let oauth: OAuthServer | null = null;
@@ -126,7 +152,19 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       oauth = await startOAuthServer({
         config: config.oauth,
         authenticator,
-        audit: (event) => audit.record({ event: "security_oauth", ...event }),
+        audit: observeOAuthLogins(
+          authLimiter,
+          (event) => audit.record({ ...event, event: `security_${String(event.event)}` }),
+        ),
+        rateLimit: oauthRateLimitHook({
+          login: authLimiter,
+          register: new IpRateLimiter({
+            store: state,
+            limit: config.rate_limit.oauth_registrations_per_ip_per_hour,
+            windowMs: 3_600_000,
+            name: "oauth_register",
+          }),
+        }),
         domainEnabled: (domain) => !disabled.has(domain),
       });
       const server = oauth;
@@ -166,6 +204,7 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       handshakeTimeoutMs: config.tls.handshake_timeout_seconds * 1000,
       maxConnections: config.limits.max_connections,
       maxConnectionsPerIp: config.limits.max_connections_per_ip,
+      connectionRate,
       session: {
         hostname: config.server.hostname,
         maxMessageBytes: config.limits.max_message_bytes,
@@ -179,6 +218,9 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         bearerFailureChallenge: bearer?.failureChallenge,
         spool,
         audit,
+        authLimiter,
+        fingerprint: new CredentialFingerprinter(),
+        quota,
         onQueued: hold ? () => {} : (id) => queue.enqueue(id),
       },
     });

@@ -8,6 +8,7 @@
 import { z } from "zod";
 import { ldapSchema } from "./ldap_schema.ts";
 import { oauthSchema } from "./oauth_schema.ts";
+import { quotaSchema, rateLimitSchema, stateSchema } from "./limits_schema.ts";
 
 /** A `host:port` listen address; `[::1]:25` style for IPv6. */
 const listenAddress = z.string().regex(
@@ -101,12 +102,6 @@ const limitsSchema = z.strictObject({
   data_timeout_seconds: z.number().positive().max(86400).default(180),
 }).prefault({});
 
-const rateLimitSchema = z.strictObject({
-  per_minute: positiveInt.default(5),
-  per_hour: positiveInt.default(20),
-  block_seconds: positiveInt.default(300),
-}).loose().prefault({});
-
 const domainsSchema = z.strictObject({
   /** Domains whose users may not authenticate or send. */
   disabled: z.array(z.string().min(1)).default([]),
@@ -133,6 +128,8 @@ export const configSchema = z.strictObject({
   audit: auditSchema,
   limits: limitsSchema,
   rate_limit: rateLimitSchema,
+  quota: quotaSchema,
+  state: stateSchema,
   domains: domainsSchema,
   log: logSchema,
 });

@@ -62,6 +62,8 @@ export const Replies = {
   bye: (): SmtpReply => r(221, "2.0.0", "Bye", true),
   tooManyConnections: (host: string): SmtpReply =>
     r(421, "4.7.0", `${host} Error: too many connections`, true),
+  connectionRateExceeded: (host: string, ip: string): SmtpReply =>
+    r(421, "4.7.0", `${host} Error: too many connections from ${ip}, try again later`, true),
   tooManyConnectionsFromIp: (host: string, ip: string): SmtpReply =>
     r(421, "4.7.0", `${host} Error: too many connections from ${ip}`, true),
   timeout: (host: string): SmtpReply => r(421, "4.4.2", `${host} Error: timeout exceeded`, true),
@@ -129,6 +131,8 @@ export const Replies = {
   authTemporaryFailure: (): SmtpReply =>
     r(454, "4.7.0", "Temporary authentication failure, try again later"),
   authMechanismUnknown: (): SmtpReply => r(504, "5.5.4", "Unrecognized authentication type"),
+  authRateLimited: (seconds: number): SmtpReply =>
+    r(421, "4.7.0", `Too many authentication failures, try again in ${seconds} seconds`, true),
   authCancelled: (): SmtpReply => r(501, "5.7.0", "Authentication aborted"),
   authBadBase64: (): SmtpReply => r(501, "5.5.2", "Cannot decode response"),
   authMalformed: (detail: string): SmtpReply =>
@@ -157,6 +161,26 @@ export const Replies = {
     r(550, "5.7.1", `Sender domain ${quote(domain)} is disabled`),
   nonAsciiWithoutSmtpUtf8: (): SmtpReply =>
     r(553, "5.6.7", "Non-ASCII address requires the SMTPUTF8 parameter"),
+  quotaExceeded: (who: string, limit: number, measure: string, window: string, seconds: number) =>
+    r(
+      451,
+      "4.7.1",
+      `Sending quota exceeded for ${
+        quote(who)
+      } (${limit} ${measure} per ${window}), try again in ${seconds} seconds`,
+    ),
+  recipientQuotaExceeded: (who: string, limit: number, window: string): SmtpReply =>
+    r(
+      452,
+      "4.5.3",
+      `Recipient quota exceeded for ${quote(who)} (${limit} recipients per ${window})`,
+    ),
+  quotaExceededPermanently: (who: string, limit: number, measure: string, window: string) =>
+    r(
+      552,
+      "5.7.1",
+      `Message exceeds the sending quota for ${quote(who)} (${limit} ${measure} per ${window})`,
+    ),
   tooManyRecipients: (): SmtpReply => r(452, "4.5.3", "Error: too many recipients"),
   messageTooBigDeclared: (): SmtpReply =>
     r(552, "5.3.4", "Message size exceeds fixed maximum message size"),

@@ -10,6 +10,7 @@ import net from "node:net";
 import type tls from "node:tls";
 import { log } from "../observability/logger.ts";
 import { upgradeServerSocket } from "../tls/mod.ts";
+import type { ConnectionRateLimiter } from "../policy/connection_rate.ts";
 import { normalizeAddress, SocketStream } from "./byte_stream.ts";
 import { encodeReply, Replies } from "./replies.ts";
 import { type ListenerKind, Session, type SessionContext } from "./session.ts";
@@ -33,6 +34,8 @@ export interface SmtpServerOptions {
   handshakeTimeoutMs: number;
   maxConnections: number;
   maxConnectionsPerIp: number;
+  /** New connections per client address per minute (0/absent: unlimited). */
+  connectionRate?: ConnectionRateLimiter;
 }
 
 /** A bound listener's address. */
@@ -142,6 +145,13 @@ export class SmtpServer {
     refusal: ReturnType<typeof Replies.tooManyConnections> | null,
   ): Promise<void> {
     const makeContext = this.#options.secureContext;
+    const rate = this.#options.connectionRate;
+    if (!refusal && rate && !await rate.allow(normalizeAddress(socket.remoteAddress ?? ""))) {
+      refusal = Replies.connectionRateExceeded(
+        this.#options.session.hostname,
+        normalizeAddress(socket.remoteAddress ?? ""),
+      );
+    }
     let stream: SocketStream;
     if (kind === "smtps") {
       if (!makeContext) throw new Error("SMTPS listener without TLS");

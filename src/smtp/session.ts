@@ -13,6 +13,8 @@ import type { AuditLog } from "../audit/mod.ts";
 import type { PasswordAuthenticator } from "../auth/authenticator.ts";
 import type { BearerAuthenticator } from "../auth/authenticator.ts";
 import { parseEmail } from "../policy/address.ts";
+import type { AuthRateLimiter, CredentialFingerprinter } from "../policy/rate_limit.ts";
+import type { QuotaDecision, SendQuota } from "../policy/quota.ts";
 import type { Envelope, Spool, SpoolWriter } from "../queue/spool.ts";
 import { newQueueId } from "../queue/spool.ts";
 import type { SaslCredentials, SaslMechanism } from "../sasl/mechanism.ts";
@@ -64,6 +66,12 @@ export interface SessionContext {
   bearerFailureChallenge?: (mechanism: string, status: string, scope: string) => Uint8Array;
   spool: Spool;
   audit: AuditLog;
+  /** Failed-authentication limits per address, user and domain. */
+  authLimiter?: AuthRateLimiter;
+  /** Keyed fingerprints of wrong passwords (a repeated stale password counts once). */
+  fingerprint?: CredentialFingerprinter;
+  /** Sending quotas per user and domain. */
+  quota?: SendQuota;
   /** Called once a message is durably queued. */
   onQueued: (id: string) => void;
   /** Clock, injectable for tests. */
@@ -324,6 +332,7 @@ export class Session {
       this.reply(Replies.alreadyAuthenticated());
       return;
     }
+    if (await this.#authBlocked("")) return;
     const mechanism = this.#createMechanism(command.mechanism);
     if (!mechanism) {
       this.reply(Replies.authMechanismUnknown());
@@ -361,6 +370,21 @@ export class Session {
       return;
     }
     await this.#verify(mechanism.name, step.credentials);
+  }
+
+  /** Replies 421 and closes when the limiter refuses this address or user. */
+  async #authBlocked(email: string): Promise<boolean> {
+    const limiter = this.#ctx.authLimiter;
+    if (!limiter) return false;
+    const decision = await limiter.check({ ip: this.#stream.remoteAddress, email });
+    if (decision.allowed) return false;
+    this.#audit("rate_limit", {
+      email: email || undefined,
+      scope: decision.scope,
+      retry_after: decision.retryAfterSeconds,
+    });
+    this.reply(Replies.authRateLimited(decision.retryAfterSeconds));
+    return true;
   }
 
   #createMechanism(name: string): SaslMechanism | null {
@@ -405,6 +429,7 @@ export class Session {
         this.reply(Replies.authDomainDisabled(domain));
         return;
       }
+      if (await this.#authBlocked(authcid)) return;
       let result;
       try {
         result = await this.#ctx.authenticator.verifyPassword(authcid, password);
@@ -412,7 +437,12 @@ export class Session {
         logger.error("authenticator failed: {error}", { error: String(error) });
         result = { ok: false as const, reason: "temporary_failure" as const };
       }
-      this.#finishAuth(mechanism, authcid, result);
+      await this.#finishAuth(
+        mechanism,
+        authcid,
+        result,
+        this.#ctx.fingerprint?.fingerprint(authcid, password),
+      );
       return;
     }
     const bearer = this.#ctx.bearer;
@@ -420,6 +450,7 @@ export class Session {
       this.reply(Replies.authMechanismUnknown());
       return;
     }
+    if (await this.#authBlocked(credentials.user ?? "")) return;
     let result;
     try {
       result = await bearer.verifyBearer(credentials.user, credentials.token);
@@ -436,15 +467,19 @@ export class Session {
       const response = await this.#readSaslResponse();
       if (response === "eof") return;
     }
-    this.#finishAuth(mechanism, credentials.user ?? "", result);
+    await this.#finishAuth(mechanism, credentials.user ?? "", result);
   }
 
-  #finishAuth(
+  async #finishAuth(
     mechanism: string,
     user: string,
     result: Awaited<ReturnType<PasswordAuthenticator["verifyPassword"]>>,
-  ): void {
+    credentialFingerprint?: string,
+  ): Promise<void> {
+    const limiter = this.#ctx.authLimiter;
+    const ip = this.#stream.remoteAddress;
     if (result.ok) {
+      await limiter?.recordSuccess({ ip, email: user });
       this.#identity = { email: result.email, domain: result.domain, mechanism };
       this.#audit("auth_attempt", {
         method: mechanism,
@@ -473,10 +508,55 @@ export class Session {
       default:
         this.reply(Replies.authFailed());
     }
+    if (
+      limiter && (result.reason === "invalid_credentials" || result.reason === "account_disabled")
+    ) {
+      const next = await limiter.recordFailure({ ip, email: user, credentialFingerprint });
+      if (!next.allowed) {
+        this.#audit("rate_limit", {
+          email: user.slice(0, 254),
+          scope: next.scope,
+          retry_after: next.retryAfterSeconds,
+        });
+        this.reply(Replies.authRateLimited(next.retryAfterSeconds));
+      }
+    }
+  }
+
+  /** Replies and audits when a quota refuses; `true` when the command must stop. */
+  #quotaRefused(decision: QuotaDecision, atRcpt: boolean): boolean {
+    if (decision.ok) return false;
+    const identity = this.#identity!;
+    const who = decision.exceeded === "user" ? identity.email : identity.domain;
+    this.#audit("quota_exceeded", {
+      email: identity.email,
+      scope: decision.exceeded,
+      measure: decision.measure,
+      limit: decision.limit,
+      window: decision.window,
+    });
+    if (decision.permanent) {
+      this.reply(
+        Replies.quotaExceededPermanently(who, decision.limit, decision.measure, decision.window),
+      );
+    } else if (atRcpt && decision.measure === "recipients") {
+      this.reply(Replies.recipientQuotaExceeded(who, decision.limit, decision.window));
+    } else {
+      this.reply(
+        Replies.quotaExceeded(
+          who,
+          decision.limit,
+          decision.measure,
+          decision.window,
+          decision.retryAfterSeconds,
+        ),
+      );
+    }
+    return true;
   }
 
   /** @internal */
-  mail(command: { address: string; params: MailParams }): void {
+  async mail(command: { address: string; params: MailParams }): Promise<void> {
     if (this.#ctx.kind === "submission" && this.#stream.tls === null) {
       this.reply(Replies.tlsRequired());
       return;
@@ -527,12 +607,17 @@ export class Session {
       this.reply(Replies.domainMismatch(identity.domain, sender.domain));
       return;
     }
+    const quota = this.#ctx.quota;
+    if (quota) {
+      const usage = { email: identity.email, domain: identity.domain, recipients: 0 };
+      if (this.#quotaRefused(await quota.checkMessage(usage), false)) return;
+    }
     this.#tx = { from: address, params, recipients: [] };
     this.reply(Replies.senderOk());
   }
 
   /** @internal */
-  rcpt(command: { address: string }): void {
+  async rcpt(command: { address: string }): Promise<void> {
     const tx = this.#tx;
     if (tx === null) {
       this.reply(Replies.needMail());
@@ -549,6 +634,16 @@ export class Session {
     if (!parseEmail(command.address)) {
       this.reply(Replies.badRecipientSyntax());
       return;
+    }
+    const quota = this.#ctx.quota;
+    if (quota) {
+      const identity = this.#identity!;
+      const usage = {
+        email: identity.email,
+        domain: identity.domain,
+        recipients: tx.recipients.length + 1,
+      };
+      if (this.#quotaRefused(await quota.checkMessage(usage), true)) return;
     }
     tx.recipients.push(command.address);
     this.reply(Replies.recipientOk());
@@ -663,6 +758,11 @@ export class Session {
     });
     this.reply(Replies.queued(id));
     this.#ctx.onQueued(id);
+    await this.#ctx.quota?.commit({
+      email: identity.email,
+      domain: identity.domain,
+      recipients: tx.recipients.length,
+    }).catch((error) => logger.error("quota commit failed: {error}", { error: String(error) }));
   }
 
   /** @internal */

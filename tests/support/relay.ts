@@ -87,6 +87,8 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
     relay: { url: `file:${outbox}` },
     audit: { file: join(dir, "audit.jsonl") },
     oauth: { enabled: false, keys_file: join(dir, "oauth-keys.json") },
+    // Protocol tests fail AUTH on purpose many times; rate-limit tests turn this on.
+    rate_limit: { enabled: false },
     log: { level: "warning", format: "json" },
   };
   for (const [section, values] of Object.entries(options.config ?? {})) {

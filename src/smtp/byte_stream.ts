@@ -35,7 +35,10 @@ export interface ByteStream {
   setReadTimeout(ms: number): void;
   /** Closes the stream; pending reads resolve `null`. Idempotent. */
   close(): void;
-  /** Interrupts a pending `read` with `reason` (used by shutdown). */
+  /**
+   * Interrupts a pending `read` with `reason` (used by shutdown); with no
+   * read pending, the next `read` rejects with it instead.
+   */
   interrupt(reason: Error): void;
   /** TLS details once TLS is up, else `null`. */
   readonly tls: TlsInfo | null;
@@ -74,6 +77,7 @@ export class SocketStream implements ByteStream {
   #ended = false;
   #error: Error | null = null;
   #waiter: { resolve: (c: Uint8Array | null) => void; reject: (e: Error) => void } | null = null;
+  #interrupted: Error | null = null;
   #timeoutMs = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #tls: TlsInfo | null = null;
@@ -167,6 +171,11 @@ export class SocketStream implements ByteStream {
   }
 
   read(): Promise<Uint8Array | null> {
+    if (this.#interrupted) {
+      const reason = this.#interrupted;
+      this.#interrupted = null;
+      return Promise.reject(reason);
+    }
     if (this.#chunks.length > 0) {
       const chunk = this.#chunks.shift()!;
       this.#queued -= chunk.length;
@@ -190,7 +199,12 @@ export class SocketStream implements ByteStream {
 
   interrupt(reason: Error): void {
     const w = this.#waiter;
-    if (!w) return;
+    if (!w) {
+      // The session is between reads (writing, verifying a password): keep
+      // the reason for its next read rather than lose it.
+      this.#interrupted = reason;
+      return;
+    }
     this.#waiter = null;
     this.#clearTimer();
     w.reject(reason);

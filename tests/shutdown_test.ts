@@ -6,8 +6,11 @@
  */
 import { ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
+import type { BearerResult } from "../src/auth/authenticator.ts";
+import { createXoauth2, xoauth2FailureChallenge } from "../src/sasl/xoauth2.ts";
 import {
   authenticated,
+  b64,
   connectTo,
   GREETING,
   PORTS,
@@ -161,6 +164,53 @@ Deno.test("shutdown: listeners stop accepting at once", async () => {
       await closing;
       ok(await notServed(relay.smtpsPort));
       ok(await notServed(relay.submissionPort));
+    } finally {
+      c.close();
+    }
+  } finally {
+    await relay.close();
+  }
+});
+
+Deno.test("shutdown: a request that arrives while the session is busy but idle is not lost", async () => {
+  // The token check is held open by the test, so shutdown starts while the
+  // session is between reads (idle, no transaction). The session then sends
+  // its 334 failure challenge and reads again: that read must end at once
+  // with 421, not wait for the grace deadline.
+  let release!: (result: BearerResult) => void;
+  let checking!: () => void;
+  const checkStarted = new Promise<void>((resolve) => checking = resolve);
+  const relay = await startTestRelay({
+    start: {
+      bearer: {
+        verifier: {
+          verifyBearer: () => {
+            checking();
+            return new Promise((resolve) => release = resolve);
+          },
+        },
+        mechanisms: { XOAUTH2: { create: createXoauth2 } },
+        failureChallenge: (_mechanism, status, scope) => xoauth2FailureChallenge(status, scope),
+      },
+    },
+  });
+  try {
+    const [c] = await connectTo(relay, "smtps");
+    try {
+      await c.command("EHLO client.example");
+      await c.send(`AUTH XOAUTH2 ${b64("user=alice@example.com\x01auth=Bearer expired\x01\x01")}`);
+      await checkStarted;
+      const started = Date.now();
+      const closing = relay.relay.close(4000);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      release({ ok: false, reason: "invalid_credentials", status: "invalid_token" });
+      strictEqual((await c.reply()).code, 334);
+      strictEqual((await c.reply()).text, SHUTTING_DOWN);
+      const waited = Date.now() - started;
+      ok(waited < 2000, `421 came after ${waited} ms: the shutdown request was lost`);
+      await c.expectEof();
+      c.close();
+      await closing;
     } finally {
       c.close();
     }

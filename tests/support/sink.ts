@@ -80,6 +80,8 @@ export class SmtpSink {
   rcptReply: ReplyHook<string> | undefined;
   /** Final-dot hook, after the message is received; a non-2xx reply does not record it. */
   dataReply: ReplyHook<SinkMessage> | undefined;
+  /** Delay before the reply to the final dot, ms (starts as `options.finalDelayMs`). */
+  finalDelayMs = 0;
   /** Close the connection in the middle of the next N DATA transfers. */
   dropMidData = 0;
   /** Connections accepted so far. */
@@ -99,6 +101,7 @@ export class SmtpSink {
 
   private constructor(options: SinkOptions) {
     this.#options = options;
+    this.finalDelayMs = options.finalDelayMs ?? 0;
     if (options.tls) this.#context = tls.createSecureContext(options.tls);
     this.#server = this.#createServer();
   }
@@ -392,7 +395,7 @@ export class SmtpSink {
         ...(user ? { user } : {}),
         connection,
       };
-      if (o.finalDelayMs) await this.#delay(o.finalDelayMs);
+      if (this.finalDelayMs > 0) await this.#delay(this.finalDelayMs);
       const hooked = this.dataReply?.(message);
       reset();
       if (hooked) return write(hooked);

@@ -1,0 +1,232 @@
+/**
+ * Restart safety: the relay (a real `main.ts serve` process) is killed with
+ * SIGKILL while it accepts and delivers 500 messages. After a restart every
+ * message that got a 250 reaches the backend; none is lost. Duplicates are
+ * allowed only for deliveries in flight at the kill (the backend's 250 came,
+ * our record of it did not), so there are at most as many as workers.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { SmtpClient } from "../src/delivery/mod.ts";
+import { SmtpSink } from "./support/sink.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const ROOT = new URL("..", import.meta.url).pathname;
+const TOTAL = 500;
+const WORKERS = 16;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+async function accepts(port: number): Promise<boolean> {
+  try {
+    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface Server {
+  child: Deno.ChildProcess;
+  output: () => string;
+  done: Promise<Deno.CommandStatus>;
+}
+
+/** Starts `main.ts serve` and waits for its SMTPS port. */
+async function serve(configPath: string, port: number): Promise<Server> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "serve", "--config", configPath],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let tail = "";
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) tail = (tail + decoder.decode(chunk)).slice(-8000);
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  const done = child.status.then(async (status) => {
+    await drained;
+    return status;
+  });
+  let exited = false;
+  done.then(() => exited = true);
+  const deadline = Date.now() + 30_000;
+  while (!(await accepts(port))) {
+    if (exited || Date.now() > deadline) {
+      if (!exited) child.kill("SIGKILL");
+      await done;
+      throw new Error(`relay did not start:\n${tail}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { child, output: () => tail, done };
+}
+
+/** Sends `subjects` over one authenticated connection; returns those that got a 250. */
+async function sendAll(port: number, caPem: string, subjects: string[]): Promise<string[]> {
+  const accepted: string[] = [];
+  let client: SmtpClient | undefined;
+  try {
+    client = await SmtpClient.connect({
+      host: "127.0.0.1",
+      port,
+      security: "implicit",
+      servername: "localhost",
+      caCerts: [caPem],
+    });
+    await client.auth({ username: "alice@example.com", password: "crash-test-pw" });
+    for (const subject of subjects) {
+      const result = await client.send({
+        from: "alice@example.com",
+        to: ["bob@dest.org"],
+        data: encoder.encode(`Subject: ${subject}\r\n\r\nbody of ${subject}\r\n`),
+      });
+      if (result.final?.code === 250) accepted.push(subject);
+    }
+    await client.quit();
+  } catch {
+    // The relay was killed under us: what got a 250 so far is what counts.
+    client?.close();
+  }
+  return accepted;
+}
+
+Deno.test("restart safety: SIGKILL while delivering 500 messages loses none that got a 250", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "relay_crash_" });
+  const sink = await SmtpSink.start();
+  const port = freePort();
+  const configPath = join(dir, "relay.toml");
+  const q = JSON.stringify;
+  await Deno.writeTextFile(
+    configPath,
+    `[server]
+hostname = "relay.test"
+shutdown_grace_seconds = 1
+[smtps]
+listen = ${q(`127.0.0.1:${port}`)}
+[submission]
+enabled = false
+[tls]
+cert = ${q(join(dir, "certs", "server.crt"))}
+key = ${q(join(dir, "certs", "server.key"))}
+[auth]
+workers = 1
+[auth.argon2]
+memory_kib = 64
+iterations = 1
+[auth.file]
+users = ${q(join(dir, "users.txt"))}
+users_dir = ${q(join(dir, "users"))}
+[spool]
+dir = ${q(join(dir, "spool"))}
+[relay]
+url = ${q(`smtp://127.0.0.1:${sink.port}?tls=none`)}
+pool_size = 4
+workers = ${WORKERS}
+retry_schedule = [0.2]
+scan_interval = 0.2
+[audit]
+file = ${q(join(dir, "audit.jsonl"))}
+[rate_limit]
+per_minute = 100000000
+per_hour = 100000000
+[log]
+level = "error"
+format = "json"
+`,
+  );
+  let server: Server | undefined;
+  try {
+    const add = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        MAIN,
+        "user",
+        "add",
+        "alice@example.com",
+        "--password-stdin",
+        "--config",
+        configPath,
+      ],
+      cwd: ROOT,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const writer = add.stdin.getWriter();
+    await writer.write(encoder.encode("crash-test-pw\n"));
+    await writer.close();
+    const added = await add.output();
+    assert.equal(added.code, 0, decoder.decode(added.stderr));
+
+    server = await serve(configPath, port);
+    const caPem = await Deno.readTextFile(join(dir, "certs", "ca.crt"));
+    const subjects = Array.from({ length: TOTAL }, (_, i) => `crash-${i}`);
+    const lanes = [0, 1, 2, 3].map((lane) => subjects.filter((_, i) => i % 4 === lane));
+    // Accept all 500 while the backend is slow, then kill in the middle of delivering them.
+    sink.finalDelayMs = 40;
+    const acceptedBeforeKill = (await Promise.all(lanes.map((l) => sendAll(port, caPem, l))))
+      .flat();
+    assert.equal(acceptedBeforeKill.length, TOTAL);
+    await sink.waitForMessages(Math.min(sink.messages.length + 40, TOTAL - 100), 20_000);
+    server.child.kill("SIGKILL");
+    const status = await server.done;
+    assert.equal(status.signal, "SIGKILL");
+    const deliveredAtKill = sink.messages.length;
+    assert.ok(deliveredAtKill < TOTAL - 50, `killed while delivering (${deliveredAtKill} done)`);
+    sink.finalDelayMs = 0;
+
+    server = await serve(configPath, port);
+
+    const subjectOf = (text: string) => /^Subject: (\S+)/m.exec(text)![1];
+    const deadline = Date.now() + 30_000;
+    let seen = new Set<string>();
+    while (seen.size < TOTAL && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      seen = new Set(sink.texts().map(subjectOf));
+    }
+    const lost = acceptedBeforeKill.filter((s) => !seen.has(s));
+    assert.deepEqual(lost, [], "every message that got a 250 before the kill was delivered");
+    assert.equal(seen.size, TOTAL);
+    const duplicates = sink.messages.length - seen.size;
+    assert.ok(duplicates <= WORKERS, `${duplicates} duplicates, at most one per worker`);
+    // Everything delivered: the spool holds no message.
+    const left = [...Deno.readDirSync(join(dir, "spool", "queue"))].filter((e) =>
+      e.name.endsWith(".msg")
+    );
+    const deadline2 = Date.now() + 5000;
+    while (left.length > 0 && Date.now() < deadline2) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      left.splice(
+        0,
+        left.length,
+        ...[...Deno.readDirSync(join(dir, "spool", "queue"))].filter((e) =>
+          e.name.endsWith(".msg")
+        ),
+      );
+    }
+    assert.equal(left.length, 0);
+  } catch (error) {
+    if (server) console.error(`relay output:\n${server.output()}`);
+    throw error;
+  } finally {
+    if (server) {
+      try {
+        server.child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await server.done;
+    }
+    await sink.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -8,6 +8,7 @@
 import { z } from "zod";
 import { ldapSchema } from "./ldap_schema.ts";
 import { oauthSchema } from "./oauth_schema.ts";
+import { relaySchema } from "./relay_schema.ts";
 import { quotaSchema, rateLimitSchema, stateSchema } from "./limits_schema.ts";
 
 /** A `host:port` listen address; `[::1]:25` style for IPv6. */
@@ -79,11 +80,6 @@ const spoolSchema = z.strictObject({
    */
   hold: z.boolean().default(false),
 }).prefault({});
-
-const relaySchema = z.strictObject({
-  /** Where accepted mail goes: `file:DIR`, `smtp://host:port`, `smtps://host:port`. */
-  url: z.string().min(1).default("file:data/outbox"),
-}).loose().prefault({});
 
 const auditSchema = z.strictObject({
   file: z.string().min(1).default("logs/audit.jsonl"),

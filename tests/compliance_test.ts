@@ -599,6 +599,36 @@ Deno.test("compliance", async (t) => {
         }
       }
     });
+
+    await step(
+      "32 a client that half-closes after its commands still gets every reply",
+      async () => {
+        for (let round = 0; round < 5; round++) {
+          const conn = await Deno.connect({ hostname: "127.0.0.1", port: relay.submissionPort });
+          try {
+            await conn.write(encoder.encode("EHLO x\r\nNOOP\r\nVRFY a\r\nQUIT\r\n"));
+            await conn.closeWrite();
+            const buf = new Uint8Array(65536);
+            let text = "";
+            for (;;) {
+              const n = await conn.read(buf);
+              if (n === null) break;
+              text += decoder.decode(buf.subarray(0, n));
+            }
+            const lines = text.split("\r\n");
+            deepStrictEqual(lines.slice(-5), [
+              "250 STARTTLS",
+              "250 2.0.0 Ok",
+              "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery",
+              "221 2.0.0 Bye",
+              "",
+            ]);
+          } finally {
+            conn.close();
+          }
+        }
+      },
+    );
   } finally {
     await relay.close();
   }

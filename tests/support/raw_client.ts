@@ -66,7 +66,14 @@ export class RawClient {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: options.port });
     conn.setNoDelay(true);
     const client = new RawClient(conn, options);
-    if (options.implicitTls) await client.#handshake();
+    if (options.implicitTls) {
+      try {
+        await client.#handshake();
+      } catch (error) {
+        client.close();
+        throw error;
+      }
+    }
     return client;
   }
 

@@ -104,10 +104,8 @@ type State = "connected" | "greeted";
 interface CommandSpec {
   /** Needs EHLO/HELO first. */
   needsHelo: boolean;
-  /** Allowed while a MAIL transaction is open. */
+  /** Allowed while a MAIL transaction is open (else 503 5.5.1, as for AUTH and STARTTLS). */
   inTransaction: boolean;
-  /** Counts as an error (syntax, unknown, forbidden...). */
-  isError?: boolean;
   run: (session: Session, command: never) => Promise<void> | void;
 }
 
@@ -247,6 +245,10 @@ export class Session {
     const spec = COMMAND_TABLE[command.verb];
     if (spec.needsHelo && this.#state !== "greeted") {
       this.reply(Replies.needEhlo());
+      return;
+    }
+    if (!spec.inTransaction && !this.idle) {
+      this.reply(Replies.authInTransaction());
       return;
     }
     await spec.run(this, command as never);
@@ -840,9 +842,10 @@ export const COMMAND_TABLE: { [V in Command["verb"]]: CommandSpec } = {
   AUTH: {
     needsHelo: true,
     inTransaction: false,
-    run: (s, c) => s.idle ? s.auth(c) : s.reply(Replies.authInTransaction()),
+    run: (s, c) => s.auth(c),
   },
-  MAIL: { needsHelo: true, inTransaction: false, run: (s, c) => s.mail(c) },
+  // A nested MAIL gets its own reply from the handler.
+  MAIL: { needsHelo: true, inTransaction: true, run: (s, c) => s.mail(c) },
   RCPT: { needsHelo: true, inTransaction: true, run: (s, c) => s.rcpt(c) },
   DATA: { needsHelo: true, inTransaction: true, run: (s) => s.data() },
   RSET: { needsHelo: false, inTransaction: true, run: (s) => s.reset() },
@@ -853,26 +856,22 @@ export const COMMAND_TABLE: { [V in Command["verb"]]: CommandSpec } = {
   UNIMPLEMENTED: {
     needsHelo: false,
     inTransaction: true,
-    isError: true,
     run: (s, c: { name: string }) => s.reply(Replies.notImplemented(c.name)),
   },
   FORBIDDEN: {
     needsHelo: false,
     inTransaction: true,
-    isError: true,
     run: (s, c) => s.forbidden(c),
   },
   UNKNOWN: {
     needsHelo: false,
     inTransaction: true,
-    isError: true,
     run: (s) => s.reply(Replies.unknownCommand()),
   },
-  INVALID: { needsHelo: false, inTransaction: true, isError: true, run: (s, c) => s.invalid(c) },
+  INVALID: { needsHelo: false, inTransaction: true, run: (s, c) => s.invalid(c) },
   BAD_BYTES: {
     needsHelo: false,
     inTransaction: true,
-    isError: true,
     run: (s) => s.reply(Replies.badCharacters()),
   },
 };

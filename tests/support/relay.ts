@@ -8,6 +8,7 @@
 import { join } from "node:path";
 import { MemoryAuditLog } from "../../src/audit/mod.ts";
 import { hashPassword } from "../../src/auth/password_hash.ts";
+import { normalizeDomain } from "../../src/policy/address.ts";
 import { type Config, parseConfig } from "../../src/config/mod.ts";
 import { type Relay, startRelay, type StartRelayOptions } from "../../src/relay.ts";
 
@@ -61,7 +62,9 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
   await Deno.mkdir(usersDir);
   const byDomain = new Map<string, string[]>();
   for (const user of users) {
-    const domain = user.email.split("@")[1];
+    const raw = user.email.split("@")[1];
+    // The store looks files up by the canonical (punycode) domain.
+    const domain = normalizeDomain(raw) ?? raw;
     const hash = await hashPassword(user.password, {
       memoryKib: TEST_ARGON2.memory_kib,
       iterations: TEST_ARGON2.iterations,

@@ -38,6 +38,7 @@ import {
   flushDir,
   readState,
   removeState,
+  statePath,
   writeState,
 } from "./state.ts";
 
@@ -222,6 +223,7 @@ export class QueueManager {
 
     const messages = new Set<string>();
     const states = new Set<string>();
+    const leftovers = new Set<string>();
     for await (const entry of Deno.readDir(join(spool.dir, "queue"))) {
       if (!entry.isFile) continue;
       const dot = entry.name.indexOf(".");
@@ -230,6 +232,7 @@ export class QueueManager {
       const ext = entry.name.slice(dot);
       if (ext === ".msg") messages.add(id);
       else if (ext === ".state") states.add(id);
+      else if (ext === ".state.tmp") leftovers.add(id);
     }
     if (this.#stopped) return messages.size;
 
@@ -241,9 +244,14 @@ export class QueueManager {
         logger.info("{id}: removed from the queue by an operator", { id });
       }
     }
-    // State files whose message is gone and is not being delivered.
+    // State files whose message is gone and is not being delivered; half-written ones.
     for (const id of states) {
       if (!messages.has(id) && !this.#queued.has(id)) await removeState(spool, id);
+    }
+    for (const id of leftovers) {
+      if (!this.#queued.has(id)) {
+        await Deno.remove(`${statePath(spool, id)}.tmp`).catch(() => {});
+      }
     }
     // Messages we do not know of (restart, or put there by hand).
     for (const id of messages) {
@@ -376,8 +384,27 @@ export class QueueManager {
     }
 
     let dsnId: string | null = null;
-    if (failed.length > 0) dsnId = await this.#bounce(envelope, data, failed);
-    for (const outcome of failed) state.done[outcome.recipient] = outcome;
+    if (failed.length > 0) {
+      try {
+        dsnId = await this.#bounce(envelope, data, failed);
+        for (const outcome of failed) state.done[outcome.recipient] = outcome;
+      } catch (error) {
+        // No DSN and no dead letter (disk trouble?): keep them pending, and still
+        // record the delivered ones below so they are never sent again.
+        logger.error("{id}: cannot return the failure to <{from}>: {error}", {
+          id,
+          from: envelope.from,
+          error: String(error),
+        });
+        for (const outcome of failed) {
+          deferred.push({
+            ...outcome,
+            status: "deferred",
+            reply: `bounce pending: ${outcome.reply}`,
+          });
+        }
+      }
+    }
 
     if (deferred.length === 0) {
       await spool.remove(id);
@@ -436,7 +463,7 @@ export class QueueManager {
         envelope,
         data,
         failed,
-        reason: "null sender: the failure cannot be returned",
+        reason: "null sender (a bounce or a notification): the failure cannot be returned",
         now,
       });
       for (const outcome of failed) {

@@ -54,6 +54,11 @@ const routeSchema = z.strictObject({
 export const relaySchema = z.strictObject({
   /** Default backend: `file:DIR` (development), `smtp://host:port?tls=...`, `smtps://host:port`. */
   url: z.string().min(1).default("file:data/outbox"),
+  /**
+   * `queue`: store and forward (250 once spooled). `passthrough`: relay while
+   * the client sends and answer with the backend's reply (needs the session hook).
+   */
+  mode: z.enum(["queue", "passthrough"]).default("queue"),
   /** AUTH identity at the backend (optional). */
   username: z.string().min(1).optional(),
   /** AUTH password at the backend (optional; never logged). */

@@ -52,15 +52,23 @@ async function send(backend: SmtpBackend, subject: string): Promise<string> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
 Deno.test("pool: one connection reused with RSET; NOOP only after idling", async () => {
   const sink = await SmtpSink.start();
-  const backend = backendFor(sink, { healthCheckAfterMs: 150 });
+  const backend = backendFor(sink, { healthCheckAfterMs: 400 });
   try {
     for (let i = 0; i < 3; i++) assert.equal(await send(backend, `m${i}`), "delivered");
     assert.equal(sink.connections, 1);
     assert.equal(sink.count("RSET"), 2);
     assert.equal(sink.count("NOOP"), 0);
-    await sleep(200);
+    await sleep(450);
     assert.equal(await send(backend, "after idle"), "delivered");
     assert.equal(sink.count("NOOP"), 1);
     assert.equal(sink.connections, 1);
@@ -100,8 +108,7 @@ Deno.test("pool: max_messages_per_connection, then QUIT and a new connection", a
   try {
     for (let i = 0; i < 5; i++) assert.equal(await send(backend, `m${i}`), "delivered");
     assert.equal(sink.connections, 3);
-    await sleep(30);
-    assert.equal(sink.count("QUIT"), 2);
+    await until("two QUITs", () => sink.count("QUIT") === 2);
   } finally {
     await backend.close();
     await sink.close();
@@ -111,13 +118,13 @@ Deno.test("pool: max_messages_per_connection, then QUIT and a new connection", a
 
 Deno.test("pool: idle connections are closed after idle_timeout", async () => {
   const sink = await SmtpSink.start();
-  const backend = backendFor(sink, { idleTimeoutMs: 100 });
+  const backend = backendFor(sink, { idleTimeoutMs: 300 });
   try {
     assert.equal(await send(backend, "one"), "delivered");
     assert.equal(sink.open, 1);
-    await sleep(300);
-    assert.equal(sink.count("QUIT"), 1);
-    assert.equal(sink.open, 0);
+    await sleep(100);
+    assert.equal(sink.count("QUIT"), 0, "not before idle_timeout");
+    await until("the idle connection's QUIT", () => sink.count("QUIT") === 1 && sink.open === 0);
     assert.equal(backend.pool.stats.open, 0);
     assert.equal(await send(backend, "two"), "delivered");
     assert.equal(sink.connections, 2);

@@ -1,6 +1,6 @@
 /**
  * Restart safety: the relay (a real `main.ts serve` process) is killed with
- * SIGKILL while it accepts and delivers 500 messages. After a restart every
+ * SIGKILL while it delivers 500 accepted messages. After a restart every
  * message that got a 250 reaches the backend; none is lost. Duplicates are
  * allowed only for deliveries in flight at the kill (the backend's 250 came,
  * our record of it did not), so there are at most as many as workers.
@@ -35,40 +35,49 @@ async function accepts(port: number): Promise<boolean> {
 
 interface Server {
   child: Deno.ChildProcess;
+  port: number;
   output: () => string;
   done: Promise<Deno.CommandStatus>;
 }
 
-/** Starts `main.ts serve` and waits for its SMTPS port. */
-async function serve(configPath: string, port: number): Promise<Server> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "serve", "--config", configPath],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let tail = "";
-  const drain = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream) tail = (tail + decoder.decode(chunk)).slice(-8000);
-  };
-  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
-  const done = child.status.then(async (status) => {
-    await drained;
-    return status;
-  });
-  let exited = false;
-  done.then(() => exited = true);
-  const deadline = Date.now() + 30_000;
-  while (!(await accepts(port))) {
-    if (exited || Date.now() > deadline) {
-      if (!exited) child.kill("SIGKILL");
-      await done;
-      throw new Error(`relay did not start:\n${tail}`);
+/**
+ * Writes the config for a free port, starts `main.ts serve` and waits for its
+ * SMTPS port; another free port when that one was taken in the meantime.
+ */
+async function serve(writeConfig: (port: number) => Promise<string>): Promise<Server> {
+  for (let attempt = 1;; attempt++) {
+    const port = freePort();
+    const configPath = await writeConfig(port);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, "serve", "--config", configPath],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let tail = "";
+    const drain = async (stream: ReadableStream<Uint8Array>) => {
+      for await (const chunk of stream) tail = (tail + decoder.decode(chunk)).slice(-8000);
+    };
+    const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+    const done = child.status.then(async (status) => {
+      await drained;
+      return status;
+    });
+    let exited = false;
+    done.then(() => exited = true);
+    const deadline = Date.now() + 30_000;
+    while (!(await accepts(port))) {
+      if (exited || Date.now() > deadline) {
+        if (!exited) child.kill("SIGKILL");
+        await done;
+        if (attempt < 3 && tail.includes("Address already in use")) break;
+        throw new Error(`relay did not start:\n${tail}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    if (!exited) return { child, port, output: () => tail, done };
   }
-  return { child, output: () => tail, done };
 }
 
 /** Sends `subjects` over one authenticated connection; returns those that got a 250. */
@@ -103,12 +112,12 @@ async function sendAll(port: number, caPem: string, subjects: string[]): Promise
 Deno.test("restart safety: SIGKILL while delivering 500 messages loses none that got a 250", async () => {
   const dir = await Deno.makeTempDir({ prefix: "relay_crash_" });
   const sink = await SmtpSink.start();
-  const port = freePort();
   const configPath = join(dir, "relay.toml");
   const q = JSON.stringify;
-  await Deno.writeTextFile(
-    configPath,
-    `[server]
+  const writeConfig = async (port: number) => {
+    await Deno.writeTextFile(
+      configPath,
+      `[server]
 hostname = "relay.test"
 shutdown_grace_seconds = 1
 [smtps]
@@ -143,9 +152,12 @@ per_hour = 100000000
 level = "error"
 format = "json"
 `,
-  );
+    );
+    return configPath;
+  };
   let server: Server | undefined;
   try {
+    await writeConfig(0); // the user command binds nothing
     const add = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
@@ -169,13 +181,15 @@ format = "json"
     const added = await add.output();
     assert.equal(added.code, 0, decoder.decode(added.stderr));
 
-    server = await serve(configPath, port);
+    server = await serve(writeConfig);
     const caPem = await Deno.readTextFile(join(dir, "certs", "ca.crt"));
     const subjects = Array.from({ length: TOTAL }, (_, i) => `crash-${i}`);
     const lanes = [0, 1, 2, 3].map((lane) => subjects.filter((_, i) => i % 4 === lane));
     // Accept all 500 while the backend is slow, then kill in the middle of delivering them.
     sink.finalDelayMs = 40;
-    const acceptedBeforeKill = (await Promise.all(lanes.map((l) => sendAll(port, caPem, l))))
+    const acceptedBeforeKill = (await Promise.all(lanes.map((l) =>
+      sendAll(server!.port, caPem, l)
+    )))
       .flat();
     assert.equal(acceptedBeforeKill.length, TOTAL);
     await sink.waitForMessages(Math.min(sink.messages.length + 40, TOTAL - 100), 20_000);
@@ -186,7 +200,7 @@ format = "json"
     assert.ok(deliveredAtKill < TOTAL - 50, `killed while delivering (${deliveredAtKill} done)`);
     sink.finalDelayMs = 0;
 
-    server = await serve(configPath, port);
+    server = await serve(writeConfig);
 
     const subjectOf = (text: string) => /^Subject: (\S+)/m.exec(text)![1];
     const deadline = Date.now() + 30_000;

@@ -124,6 +124,8 @@ shutdown_grace_seconds = 1
 listen = ${q(`127.0.0.1:${port}`)}
 [submission]
 enabled = false
+[oauth]
+enabled = false
 [tls]
 cert = ${q(join(dir, "certs", "server.crt"))}
 key = ${q(join(dir, "certs", "server.key"))}

@@ -8,6 +8,7 @@ import type { Envelope } from "../queue/spool.ts";
 
 /** What happened to one recipient. */
 export interface RecipientOutcome {
+  /** The recipient, as in the envelope. */
   recipient: string;
   /** `delivered`: done. `deferred`: try again later (4xx, network). `failed`: give up (5xx). */
   status: "delivered" | "deferred" | "failed";

@@ -18,6 +18,7 @@ const logger = log("delivery");
 export interface RouteChoice {
   /** `default` or the route's domain. */
   label: string;
+  /** The backend of that route. */
   backend: DeliveryBackend;
 }
 
@@ -35,6 +36,8 @@ export class RoutingBackend implements DeliveryBackend {
   #routes: Map<string, DeliveryBackend>;
 
   /**
+   * Creates the router.
+   *
    * @param defaultBackend where messages of other domains go
    * @param routes domain (any case, IDN allowed) → backend
    */

@@ -34,12 +34,15 @@ export interface SmtpBackendOptions {
   route: string;
   /** Backend host name or address. */
   host: string;
+  /** TCP port. */
   port: number;
+  /** `starttls` (required), `implicit` TLS or `none`. */
   security: SmtpSecurity;
   /** The URL as configured (no credentials), for logs and `via`. */
   display: string;
   /** AUTH credentials; AUTH PLAIN or LOGIN, whichever the host offers. */
   username?: string;
+  /** AUTH password (never logged). */
   password?: string;
   /** Extra trusted CA certificates (PEM). */
   caCerts?: string[];
@@ -51,7 +54,9 @@ export interface SmtpBackendOptions {
   ehloName: string;
   /** Most connections at once. */
   poolSize: number;
+  /** Messages per connection before it is replaced (default 100). */
   maxMessagesPerConnection?: number;
+  /** Idle time before a pooled connection is closed, ms (default 30 s). */
   idleTimeoutMs?: number;
   /** How long a failed connect is repeated to later callers without retrying, ms. */
   downCacheMs?: number;

@@ -20,6 +20,7 @@ import { type DeliveryState, FLUSH_ALL, flushDir, readState, statePath } from ".
 
 /** One message as `relay queue list` shows it. */
 export interface QueueEntry {
+  /** Queue id. */
   id: string;
   /** Envelope sender; `""` is the null sender. */
   from: string;
@@ -33,6 +34,7 @@ export interface QueueEntry {
   receivedAt: string;
   /** `new`: not tried yet (or its first attempt is running); `deferred`: waiting for a retry. */
   status: "new" | "deferred";
+  /** Attempts made so far. */
   attempts: number;
   /** ISO time of the next attempt (deferred messages). */
   nextAttempt?: string;
@@ -44,7 +46,9 @@ export interface QueueEntry {
 
 /** A message in detail (`relay queue show`). */
 export interface QueueMessageDetail extends QueueEntry {
+  /** The envelope as spooled. */
   envelope: Envelope;
+  /** The state file, or null before the first attempt. */
   state: DeliveryState | null;
   /** Outcome per recipient: finished ones, and the last deferral of pending ones. */
   outcomes: Record<string, RecipientOutcome | { status: "pending" }>;
@@ -54,9 +58,13 @@ export interface QueueMessageDetail extends QueueEntry {
 
 /** Counters for `relay queue stats`. */
 export interface QueueStatistics {
+  /** Messages in the queue. */
   messages: number;
+  /** Their message bytes together. */
   bytes: number;
+  /** Messages not tried yet (or in their first attempt). */
   new: number;
+  /** Messages waiting for a retry. */
   deferred: number;
   /** Pending recipients over all messages. */
   recipients: number;

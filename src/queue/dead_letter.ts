@@ -13,7 +13,9 @@ import { DirectorySync, encodeSpoolFile, type Envelope, isQueueId } from "./spoo
 
 /** What `<id>.json` holds. */
 export interface DeadLetterRecord {
+  /** Queue id of the message. */
   id: string;
+  /** Its envelope sender (`""` for the null sender). */
   from: string;
   /** ISO time of the (latest) failure. */
   failedAt: string;
@@ -42,12 +44,15 @@ async function writeDurably(path: string, data: Uint8Array): Promise<void> {
 export interface WriteDeadLetterOptions {
   /** The dead-letter directory (created when missing). */
   dir: string;
+  /** The message's envelope. */
   envelope: Envelope;
+  /** The message's bytes. */
   data: Uint8Array;
   /** The recipients that failed in this attempt. */
   failed: RecipientOutcome[];
   /** Why the message is not returned to its sender. */
   reason: string;
+  /** When it failed. */
   now: Date;
 }
 

@@ -42,7 +42,9 @@ export interface BuildDsnOptions {
 
 /** A DSN ready for the spool. */
 export interface Dsn {
+  /** Envelope of the DSN: null sender, the original sender as recipient. */
   envelope: Envelope;
+  /** The DSN message (7-bit unless the sender needs SMTPUTF8). */
   data: Uint8Array;
 }
 

@@ -48,8 +48,11 @@ export type { DeliveryState } from "./state.ts";
 
 /** Options for {@link QueueManager}. */
 export interface QueueManagerOptions {
+  /** The spool to deliver from. */
   spool: Spool;
+  /** Where messages go. */
   backend: DeliveryBackend;
+  /** Audit trail for `message_relayed`, `message_deferred`, `message_bounced`. */
   audit: AuditLog;
   /** Messages in delivery at once (default 16). */
   concurrency?: number;
@@ -115,7 +118,11 @@ export class QueueManager {
   #scanning: Promise<void> | null = null;
   #stopped = false;
 
-  /** @param options spool, backend and scheduling */
+  /**
+   * Creates a stopped manager; {@linkcode QueueManager.start} resumes the spool.
+   *
+   * @param options spool, backend and scheduling
+   */
   constructor(options: QueueManagerOptions) {
     this.#o = {
       concurrency: 16,

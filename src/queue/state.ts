@@ -26,8 +26,9 @@ export interface DeliveryState {
   lastError?: string;
   /** Last outcome of each recipient still pending. */
   deferred?: Record<string, RecipientOutcome>;
-  /** ISO time of the first and of the latest attempt. */
+  /** ISO time of the first attempt. */
   firstAttempt?: string;
+  /** ISO time of the latest attempt. */
   lastAttempt?: string;
 }
 

@@ -134,18 +134,29 @@ export class SmtpBackend implements StreamingBackend {
     return client;
   }
 
-  /** Borrows a connection; `null` with outcomes for everyone when the host is unreachable. */
+  /** Borrows a connection, or gives every recipient a deferral when there is none to be had. */
   async #acquire(
     id: string,
     recipients: string[],
-  ): Promise<PoolLease | { failed: RecipientOutcome[] }> {
+  ): Promise<PoolLease | { unreachable: RecipientOutcome[] }> {
     try {
       return await this.#pool.acquire();
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
-      logger.warning("{id}: cannot reach {via}: {reason}", { id, via: this.#via, reason });
+      if (error instanceof SmtpReplyError && error.command.startsWith("AUTH")) {
+        logger.error(
+          "{id}: {via} refused our AUTH ({reason}); check the route's username/password",
+          {
+            id,
+            via: this.#via,
+            reason,
+          },
+        );
+      } else {
+        logger.warning("{id}: cannot reach {via}: {reason}", { id, via: this.#via, reason });
+      }
       return {
-        failed: recipients.map((recipient) => ({
+        unreachable: recipients.map((recipient) => ({
           recipient,
           status: "deferred",
           reply: `${this.#o.display}: ${reason}`,
@@ -249,7 +260,7 @@ export class SmtpBackend implements StreamingBackend {
   ): Promise<RecipientOutcome[]> {
     const id = envelope.id;
     const lease = await this.#acquire(id, recipients);
-    if ("failed" in lease) return lease.failed;
+    if ("unreachable" in lease) return lease.unreachable;
     const needs = messageNeeds(envelope, data);
     const plan = this.#plan(lease.client, recipients, {
       ...needs,
@@ -308,8 +319,8 @@ export class SmtpBackend implements StreamingBackend {
     let outcomes: RecipientOutcome[];
     let final: ServerReply | undefined;
     const lease = await this.#acquire(envelope.id, recipients);
-    if ("failed" in lease) {
-      outcomes = lease.failed;
+    if ("unreachable" in lease) {
+      outcomes = lease.unreachable;
     } else {
       // The bytes are not here yet: judge by what the client declared.
       const plan = this.#plan(lease.client, recipients, {

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { makeTestCertificates, type TestCertificates } from "../src/delivery/_smtp_test_server.ts";
 import {
+  ChunkPipe,
   type DeliveryBackend,
   relayPassthrough,
   RoutingBackend,
@@ -306,5 +307,39 @@ Deno.test("passthrough: streams a transaction and returns the backend's final re
     assert.equal(refused.reply.enhanced, "5.7.1");
     assert.equal(read, chunks.length);
     assert.equal(refused.recipients[0].status, "failed");
+  });
+});
+
+Deno.test("passthrough: a pushed DATA stream through ChunkPipe; a client gone mid-way delivers nothing", async () => {
+  await withSink({}, {}, async (sink, backend) => {
+    const pipe = new ChunkPipe(16);
+    const relayed = relayPassthrough(backend, envelope(), pipe);
+    pipe.push(encoder.encode("Subject: piped\r\n\r\n"));
+    for (let i = 0; i < 20; i++) {
+      pipe.push(encoder.encode(`line ${i}\r\n`));
+      await pipe.drain(); // back-pressure: waits for the backend side to take it
+    }
+    pipe.end();
+    const result = await relayed;
+    assert.equal(result.reply.code, 250);
+    assert.match(sink.texts()[0], /^Subject: piped\r\n\r\nline 0\r\n[^]*line 19\r\n$/);
+
+    const broken = new ChunkPipe();
+    const aborted = relayPassthrough(backend, envelope(), broken);
+    broken.push(encoder.encode("Subject: half\r\n\r\nhalf a message"));
+    broken.end(new Error("client went away"));
+    await assert.rejects(aborted, /client went away/);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(sink.messages.length, 1, "the half message was not delivered");
+    // The pool replaced the connection it had to abandon.
+    const again = await relayPassthrough(
+      backend,
+      envelope(),
+      (async function* () {
+        yield encoder.encode("Subject: after\r\n\r\nok\r\n");
+      })(),
+    );
+    assert.equal(again.reply.code, 250);
+    assert.equal(sink.messages.length, 2);
   });
 });

@@ -33,7 +33,7 @@ export {
   type MessageNeeds,
   messageNeeds,
 } from "./message_traits.ts";
-export { relayPassthrough } from "./passthrough.ts";
+export { ChunkPipe, relayPassthrough } from "./passthrough.ts";
 export { type PoolLease, type PoolStats, SmtpPool, type SmtpPoolOptions } from "./pool.ts";
 export { parseRelayUrl, type RelayTarget, RelayUrlError } from "./relay_url.ts";
 export { type RouteChoice, RoutingBackend, routingDomain } from "./routing.ts";

@@ -24,6 +24,7 @@ import { parseArgs } from "node:util";
 import { readCpuMs } from "./cpu.ts";
 import { type LoadResult, percentile, runPooled, runTasks } from "./load.ts";
 import { type RelayProcess, startRelay } from "./relay_process.ts";
+import { formatRelayPathReport, runRelayPath } from "./relay_path.ts";
 import {
   makeMessage,
   openSession,
@@ -63,6 +64,8 @@ const USAGE = `usage: deno task bench [options]
   --ca FILE           extra CA certificate (PEM) for --host
   --servername N      TLS name to verify (default: host, or localhost for our relay)
   --from A --to A     envelope (default: the user, and rcpt@example.net)
+  --relay-path        also run the full path: relay -> spool -> pooled SMTP -> local sink
+  --pool-size N       backend connections for --relay-path (default 4)
   --deliver           also deliver to the file outbox (default: spool.hold, accept path only)
   --keep              keep the temp dir of the started relay
   --json              print JSON lines instead of a table`;
@@ -78,6 +81,8 @@ async function main(args: string[]): Promise<number> {
       concurrency: { type: "string", default: "12" },
       warmup: { type: "string", default: "10" },
       deliver: { type: "boolean", default: false },
+      "relay-path": { type: "boolean", default: false },
+      "pool-size": { type: "string", default: "4" },
       host: { type: "string" },
       port: { type: "string" },
       user: { type: "string" },
@@ -176,7 +181,21 @@ async function main(args: string[]): Promise<number> {
     await relay?.stop();
   }
   if (!values.json) console.log(formatTable(reports));
-  const failures = reports.reduce((n, r) => n + r.failed, 0);
+  let failures = reports.reduce((n, r) => n + r.failed, 0);
+  if (values["relay-path"] && !values.host) {
+    // The full path: client -> relay -> spool -> pooled relay -> local sink backend.
+    const path = await runRelayPath({
+      count,
+      size,
+      concurrency,
+      mode: mode as "smtps" | "starttls",
+      warmup,
+      poolSize: Number(values["pool-size"]),
+      keepDir: values.keep,
+    });
+    console.log(values.json ? JSON.stringify(path) : "\n" + formatRelayPathReport(path));
+    if (path.failed > 0 || path.delivered < path.accepted) failures++;
+  }
   for (const r of reports) {
     for (const [kind, n] of Object.entries(r.errors)) {
       console.error(`${r.scenario}: ${n} × ${kind}`);

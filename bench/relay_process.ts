@@ -125,6 +125,9 @@ max_connections_per_ip = 10000
 per_minute = 100000000
 per_hour = 100000000
 
+[oauth]
+enabled = false
+
 [log]
 level = ${q(options.logLevel ?? "warning")}
 format = "json"

@@ -41,6 +41,11 @@ const tlsSchema = z.strictObject({
   generate_if_missing: z.boolean().default(true),
   /** Seconds a client has to finish the TLS handshake. */
   handshake_timeout_seconds: z.number().positive().max(600).default(30),
+  /**
+   * Watch `cert` and `key` and serve a new pair once both parse and match
+   * (SIGHUP reloads either way). Open connections keep their certificate.
+   */
+  reload: z.boolean().default(true),
 }).prefault({});
 
 const authFileSchema = z.strictObject({
@@ -82,8 +87,17 @@ const spoolSchema = z.strictObject({
 }).prefault({});
 
 const auditSchema = z.strictObject({
+  /** The JSON-lines audit file; rotated files are `<file>.1` (newest) to `<file>.<max_files>`. */
   file: z.string().min(1).default("logs/audit.jsonl"),
-}).loose().prefault({});
+  /** Rotate before the file would exceed this many bytes (0: no size limit). */
+  max_bytes: z.number().int().min(0).max(2 ** 50).default(100 * 1024 * 1024),
+  /** Rotated files kept besides the active one; older ones are deleted (0: none kept). */
+  max_files: z.number().int().min(0).max(10_000).default(10),
+  /** Also rotate at the first write of each new UTC day. */
+  rotate_daily: z.boolean().default(false),
+  /** Refuse new mail (451 4.3.0) while the audit file cannot be written. */
+  required: z.boolean().default(false),
+}).prefault({});
 
 const limitsSchema = z.strictObject({
   max_message_bytes: positiveInt.max(2 ** 31).default(26_214_400),

@@ -21,6 +21,8 @@ import { Spool } from "./queue/spool.ts";
 import type { MechanismSpec } from "./smtp/session.ts";
 import { type BoundListener, type ListenerSpec, SmtpServer } from "./smtp/server.ts";
 import { TlsContextProvider } from "./tls/mod.ts";
+import { relayPassthrough } from "./delivery/passthrough.ts";
+import { writeState } from "./queue/state.ts";
 import { MemoryStateStore } from "./state/mod.ts";
 import {
   AuthRateLimiter,
@@ -221,6 +223,21 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         authLimiter,
         fingerprint: new CredentialFingerprinter(),
         quota,
+        passthrough: config.relay.mode === "passthrough"
+          ? {
+            relay: (envelope, source) => relayPassthrough(backend, envelope, source),
+            markDelivered: async (id, outcomes) => {
+              const now = new Date().toISOString();
+              await writeState(spool, id, {
+                attempts: 1,
+                nextAttempt: now,
+                firstAttempt: now,
+                lastAttempt: now,
+                done: Object.fromEntries(outcomes.map((o) => [o.recipient, o])),
+              });
+            },
+          }
+          : undefined,
         onQueued: hold ? () => {} : (id) => queue.enqueue(id),
       },
     });

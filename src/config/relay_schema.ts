@@ -58,10 +58,7 @@ export const relaySchema = z.strictObject({
    * `queue`: store and forward (250 once spooled). `passthrough`: relay while
    * the client sends and answer with the backend's reply (needs the session hook).
    */
-  mode: z.enum(["queue", "passthrough"]).default("queue").refine(
-    (mode) => mode === "queue",
-    'passthrough is not available yet (the relay always queues); use "queue"',
-  ),
+  mode: z.enum(["queue", "passthrough"]).default("queue"),
   /** AUTH identity at the backend (optional). */
   username: z.string().min(1).optional(),
   /** AUTH password at the backend (optional; never logged). */

@@ -191,6 +191,9 @@ export const Replies = {
     r(552, "5.3.4", "Message size exceeds fixed maximum message size"),
   bareLineFeed: (): SmtpReply =>
     r(554, "5.6.0", "Message contains bare <LF>; lines must end with <CR><LF>"),
+  /** The backend's own final reply, passed on in pass-through mode. */
+  relayed: (code: number, enhanced: string | undefined, text: string): SmtpReply =>
+    r(code, enhanced ?? `${Math.floor(code / 100)}.0.0`, text.slice(0, 400)),
   queued: (id: string): SmtpReply => r(250, "2.0.0", `Ok: queued as ${id}`),
   spoolFailure: (): SmtpReply => r(451, "4.3.0", "Error: queue file write error, try again later"),
   localError: (): SmtpReply => r(451, "4.3.0", "Error: local error in processing"),

@@ -18,6 +18,8 @@ import type { QuotaDecision, SendQuota } from "../policy/quota.ts";
 import type { Envelope, Spool, SpoolWriter } from "../queue/spool.ts";
 import { newQueueId } from "../queue/spool.ts";
 import type { SaslCredentials, SaslMechanism } from "../sasl/mechanism.ts";
+import type { RecipientOutcome, StreamedDelivery } from "../delivery/backend.ts";
+import { ChunkPipe } from "../delivery/passthrough.ts";
 import { createLogin } from "../sasl/login.ts";
 import { createPlain } from "../sasl/plain.ts";
 import { log } from "../observability/logger.ts";
@@ -72,6 +74,15 @@ export interface SessionContext {
   fingerprint?: CredentialFingerprinter;
   /** Sending quotas per user and domain. */
   quota?: SendQuota;
+  /**
+   * Pass-through mode: relays the message to the backend while it arrives
+   * and resolves with the backend's verdict (`relay.mode = "passthrough"`).
+   */
+  passthrough?: {
+    relay: (envelope: Envelope, source: AsyncIterable<Uint8Array>) => Promise<StreamedDelivery>;
+    /** Records recipients already delivered, before a partly relayed message is queued. */
+    markDelivered: (id: string, outcomes: RecipientOutcome[]) => Promise<void>;
+  };
   /** Called once a message is durably queued. */
   onQueued: (id: string) => void;
   /** Clock, injectable for tests. */
@@ -686,7 +697,7 @@ export class Session {
     const writer: SpoolWriter = this.#ctx.spool.begin(envelope);
     const max = this.#ctx.maxMessageBytes;
     let tooBig = false;
-    writer.write(encoder.encode(receivedHeader({
+    const header = encoder.encode(receivedHeader({
       hostname: this.#ctx.hostname,
       helo: this.#helo,
       address: this.#stream.remoteAddress,
@@ -696,7 +707,15 @@ export class Session {
       id,
       recipients: tx.recipients,
       date: this.#now(),
-    })));
+    }));
+    writer.write(header);
+    // Pass-through: the backend gets the bytes as they arrive; the spool keeps a copy
+    // in case some recipients must be retried later.
+    const passthrough = this.#ctx.passthrough;
+    const pipe = passthrough ? new ChunkPipe() : null;
+    const relayed = passthrough && pipe ? passthrough.relay(envelope, pipe) : null;
+    relayed?.catch(() => {}); // awaited below; never an unhandled rejection
+    pipe?.push(header);
     let received = 0;
     this.#stream.setReadTimeout(this.#ctx.dataTimeoutMs);
     let result;
@@ -705,11 +724,19 @@ export class Session {
         (bytes) => {
           received += bytes.length;
           if (received > max) tooBig = true;
-          else writer.write(bytes);
+          else {
+            writer.write(bytes);
+            pipe?.push(bytes);
+          }
         },
-        () => writer.drain(),
+        () => {
+          const a = pipe?.drain();
+          const b = writer.drain();
+          return a && b ? Promise.all([a, b]).then(() => {}) : a ?? b;
+        },
       );
     } catch (error) {
+      pipe?.end(error);
       await writer.abort();
       this.#inData = false;
       this.#tx = null;
@@ -719,6 +746,17 @@ export class Session {
     }
     this.#inData = false;
     this.#tx = null;
+    const refusal = !result.complete
+      ? "client went away"
+      : tooBig
+      ? "message too big"
+      : result.bareLf
+      ? "bare LF"
+      : null;
+    // A refused message must not reach the backend: ending the pipe with an
+    // error means the backend never sees the final dot.
+    pipe?.end(refusal ? new Error(refusal) : undefined);
+    if (refusal && relayed) await relayed.catch(() => {});
     if (!result.complete) {
       // The client vanished mid-DATA: nothing of it stays behind.
       await writer.abort();
@@ -735,6 +773,60 @@ export class Session {
       this.reply(Replies.bareLineFeed());
       return;
     }
+    if (relayed && passthrough) {
+      const outcome = await relayed.catch((error) => {
+        logger.warning("{id}: pass-through failed, queueing: {error}", {
+          id,
+          error: String(error),
+        });
+        return null;
+      });
+      const statuses = outcome?.recipients.map((r) => r.status) ?? [];
+      if (outcome && statuses.length > 0 && statuses.every((st) => st !== "deferred")) {
+        // Every recipient has a final answer: the client gets the backend's verdict.
+        await writer.abort();
+        const delivered = statuses.filter((st) => st === "delivered").length;
+        logger.info("{id}: relayed in pass-through: {delivered}/{count} delivered ({reply})", {
+          id,
+          delivered,
+          count: statuses.length,
+          reply: `${outcome.reply.code} ${outcome.reply.text}`,
+        });
+        for (const r of outcome.recipients) {
+          this.#audit(r.status === "delivered" ? "message_relayed" : "message_bounced", {
+            queue_id: id,
+            email: identity.email,
+            recipient: r.recipient,
+            reply: r.reply,
+            mode: "passthrough",
+          });
+        }
+        if (delivered > 0) {
+          this.#messages++;
+          await this.#commitQuota(tx, identity);
+        }
+        this.reply(
+          Replies.relayed(outcome.reply.code, outcome.reply.enhanced, outcome.reply.text),
+        );
+        return;
+      }
+      // Some recipients must be retried: queue the spooled copy for them only.
+      if (outcome) {
+        const done = outcome.recipients.filter((r) => r.status === "delivered");
+        if (done.length > 0) {
+          try {
+            await writer.commit();
+            await passthrough.markDelivered(id, done);
+          } catch (error) {
+            logger.error("spool write failed for {id}: {error}", { id, error: String(error) });
+            this.reply(Replies.spoolFailure());
+            return;
+          }
+          await this.#acceptedReply(id, tx, identity, received);
+          return;
+        }
+      }
+    }
     try {
       await writer.commit();
     } catch (error) {
@@ -742,6 +834,16 @@ export class Session {
       this.reply(Replies.spoolFailure());
       return;
     }
+    await this.#acceptedReply(id, tx, identity, received);
+  }
+
+  /** Logs, audits and answers a message that is durably queued, then hands it on. */
+  async #acceptedReply(
+    id: string,
+    tx: Transaction,
+    identity: Identity,
+    received: number,
+  ): Promise<void> {
     this.#messages++;
     logger.info("{id}: accepted from={from} rcpts={count} size={size} user={user}", {
       id,
@@ -760,6 +862,10 @@ export class Session {
     });
     this.reply(Replies.queued(id));
     this.#ctx.onQueued(id);
+    await this.#commitQuota(tx, identity);
+  }
+
+  async #commitQuota(tx: Transaction, identity: Identity): Promise<void> {
     await this.#ctx.quota?.commit({
       email: identity.email,
       domain: identity.domain,

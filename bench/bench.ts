@@ -25,6 +25,7 @@ import { readCpuMs } from "./cpu.ts";
 import { type LoadResult, percentile, runPooled, runTasks } from "./load.ts";
 import { type RelayProcess, startRelay } from "./relay_process.ts";
 import { formatRelayPathReport, runRelayPath } from "./relay_path.ts";
+import { signInOverHttp } from "../tests/support/oauth_flow.ts";
 import {
   makeMessage,
   openSession,
@@ -66,6 +67,8 @@ const USAGE = `usage: deno task bench [options]
   --from A --to A     envelope (default: the user, and rcpt@example.net)
   --relay-path        also run the full path: relay -> spool -> pooled SMTP -> local sink
   --pool-size N       backend connections for --relay-path (default 4)
+  --auth LIST         plain, xoauth2 or both (plain,xoauth2): XOAUTH2 runs get a token from the
+                      relay's own OAuth2 server (login form + code exchange, PKCE)
   --deliver           also deliver to the file outbox (default: spool.hold, accept path only)
   --keep              keep the temp dir of the started relay
   --json              print JSON lines instead of a table`;
@@ -81,6 +84,7 @@ async function main(args: string[]): Promise<number> {
       concurrency: { type: "string", default: "12" },
       warmup: { type: "string", default: "10" },
       deliver: { type: "boolean", default: false },
+      auth: { type: "string", default: "plain" },
       "relay-path": { type: "boolean", default: false },
       "pool-size": { type: "string", default: "4" },
       host: { type: "string" },
@@ -109,6 +113,10 @@ async function main(args: string[]): Promise<number> {
   const mode = values.mode;
   if (mode !== "smtps" && mode !== "starttls") throw new UsageError("--mode: smtps or starttls");
   const scenarios = values.scenario.split(",").map((s) => s.trim()).filter(Boolean);
+  const auths = values.auth.split(",").map((a) => a.trim().toLowerCase()).filter(Boolean);
+  for (const a of auths) {
+    if (a !== "plain" && a !== "xoauth2") throw new UsageError(`--auth: unknown method ${a}`);
+  }
   for (const s of scenarios) {
     if (!(SCENARIOS as readonly string[]).includes(s)) {
       throw new UsageError(`unknown scenario ${s}`);
@@ -140,7 +148,11 @@ async function main(args: string[]): Promise<number> {
     };
   } else {
     console.error("starting a relay (main.ts serve) in a temp dir...");
-    relay = await startRelay({ keepDir: values.keep, hold: !values.deliver });
+    relay = await startRelay({
+      keepDir: values.keep,
+      hold: !values.deliver,
+      oauth: auths.includes("xoauth2"),
+    });
     console.error(
       `relay pid ${relay.pid}, smtps ${relay.smtpsPort}, submission ` +
         `${relay.submissionPort}, dir ${relay.dir}${values.keep ? " (kept)" : ""}`,
@@ -160,19 +172,32 @@ async function main(args: string[]): Promise<number> {
 
   const reports: ScenarioReport[] = [];
   try {
-    for (const scenario of scenarios as Scenario[]) {
-      const report = await runScenario({
-        scenario,
-        mode,
-        target,
-        count,
-        size,
-        concurrency: scenario === "sequential" ? 1 : concurrency,
-        warmup,
-        serverPid: relay?.pid,
-      });
-      reports.push(report);
-      if (values.json) console.log(JSON.stringify(report));
+    for (const auth of auths) {
+      let authTarget = target;
+      if (auth === "xoauth2") {
+        if (!relay?.oauthUrl) throw new UsageError("--auth xoauth2 needs the bench's own relay");
+        const tokens = await signInOverHttp({
+          issuer: relay.oauthUrl,
+          redirectUri: "http://127.0.0.1:1/callback",
+          email: relay.username,
+          password: relay.password,
+        });
+        authTarget = { ...target, password: undefined, accessToken: tokens.access_token };
+      }
+      for (const scenario of scenarios as Scenario[]) {
+        const report = await runScenario({
+          scenario,
+          mode: auths.length > 1 || auth !== "plain" ? `${mode}/${auth}` : mode,
+          target: authTarget,
+          count,
+          size,
+          concurrency: scenario === "sequential" ? 1 : concurrency,
+          warmup,
+          serverPid: relay?.pid,
+        });
+        reports.push(report);
+        if (values.json) console.log(JSON.stringify(report));
+      }
     }
   } catch (error) {
     if (relay) console.error(`relay output (tail):\n${relay.output()}`);

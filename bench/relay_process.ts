@@ -15,6 +15,8 @@ export interface StartRelayOptions {
   username?: string;
   /** Extra TOML appended to the generated config (to try settings). */
   extraToml?: string;
+  /** Run the embedded OAuth2 server (for XOAUTH2 runs); its URL is `oauthUrl`. */
+  oauth?: boolean;
   /** Keep accepted mail in the spool (`spool.hold`): measures the accept path alone. */
   hold?: boolean;
   /** Log level for the relay (default `warning`). */
@@ -38,6 +40,8 @@ export interface RelayProcess {
   caCert: string;
   username: string;
   password: string;
+  /** The OAuth2 server's base URL (issuer), when started with `oauth`. */
+  oauthUrl?: string;
   /** The outbox directory (`relay.url = "file:..."`). */
   outbox: string;
   /** The last output of the relay (stdout and stderr), for diagnostics. */
@@ -79,6 +83,7 @@ async function launch(dir: string, options: StartRelayOptions): Promise<RelayPro
   await Deno.mkdir(`${dir}/users`);
   const smtpsPort = freePort();
   const submissionPort = freePort();
+  const oauthPort = freePort();
   const outbox = `${dir}/outbox`;
   const configPath = `${dir}/relay.toml`;
   const q = (s: string) => JSON.stringify(s);
@@ -126,7 +131,10 @@ per_minute = 100000000
 per_hour = 100000000
 
 [oauth]
-enabled = false
+enabled = ${options.oauth ? "true" : "false"}
+listen = ${q(`127.0.0.1:${oauthPort}`)}
+issuer = ${q(`http://127.0.0.1:${oauthPort}`)}
+keys_file = ${q(`${dir}/oauth-keys.json`)}
 
 [log]
 level = ${q(options.logLevel ?? "warning")}
@@ -198,6 +206,7 @@ ${options.extraToml ?? ""}
     caCert: certs.caCert,
     username,
     password,
+    ...(options.oauth ? { oauthUrl: `http://127.0.0.1:${oauthPort}` } : {}),
     outbox,
     output: () => tail,
     stop,

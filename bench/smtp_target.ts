@@ -19,6 +19,8 @@ export interface SmtpTarget {
   /** AUTH PLAIN credentials; no AUTH when absent. */
   username?: string;
   password?: string;
+  /** An OAuth2 access token: AUTH XOAUTH2 for `username` instead of PLAIN. */
+  accessToken?: string;
   /** Envelope sender and recipients. */
   from: string;
   to: string[];
@@ -39,7 +41,11 @@ export async function openSession(target: SmtpTarget): Promise<SmtpClient> {
     timeouts: { connect: timeout, command: timeout, data: timeout },
   });
   try {
-    if (target.username !== undefined && target.password !== undefined) {
+    if (target.username !== undefined && target.accessToken !== undefined) {
+      const payload = `user=${target.username}\x01auth=Bearer ${target.accessToken}\x01\x01`;
+      const reply = await client.authRaw("XOAUTH2", new TextEncoder().encode(payload).toBase64());
+      if (reply.code !== 235) throw new Error(`XOAUTH2 refused: ${reply.code}`);
+    } else if (target.username !== undefined && target.password !== undefined) {
       await client.auth({ username: target.username, password: target.password });
     }
   } catch (error) {

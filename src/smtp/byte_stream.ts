@@ -67,6 +67,16 @@ export interface SocketStreamOptions {
   secureContext?: () => tls.SecureContext;
   /** Milliseconds a TLS handshake may take. */
   handshakeTimeoutMs?: number;
+  /** The client's address when a trusted proxy named it (PROXY protocol); default: the peer's. */
+  remoteAddress?: string;
+  /** The client's port, likewise. */
+  remotePort?: number;
+  /**
+   * TLS that a trusted proxy terminated in front of this plain socket (PROXY
+   * protocol v2 SSL TLV): {@link SocketStream.tls} reports it, so the session
+   * treats the connection as TLS (and offers no STARTTLS).
+   */
+  proxiedTls?: TlsInfo;
 }
 
 /** {@link ByteStream} over a `node:net` or `node:tls` socket. */
@@ -90,9 +100,11 @@ export class SocketStream implements ByteStream {
   constructor(socket: net.Socket, options: SocketStreamOptions = {}) {
     this.#socket = socket;
     this.#options = options;
-    this.remoteAddress = normalizeAddress(socket.remoteAddress ?? "unknown");
-    this.remotePort = socket.remotePort ?? 0;
+    this.remoteAddress = options.remoteAddress ??
+      normalizeAddress(socket.remoteAddress ?? "unknown");
+    this.remotePort = options.remotePort ?? socket.remotePort ?? 0;
     if (socket instanceof TLSSocket) this.#tls = tlsInfo(socket);
+    else if (options.proxiedTls) this.#tls = options.proxiedTls;
     this.#attach(socket);
     // A socket fresh from a TLS handshake arrives paused; start the flow now.
     socket.resume();

@@ -11,8 +11,13 @@ import type tls from "node:tls";
 import { log } from "../observability/logger.ts";
 import { upgradeServerSocket } from "../tls/mod.ts";
 import type { ConnectionRateLimiter } from "../policy/connection_rate.ts";
-import { normalizeAddress, SocketStream } from "./byte_stream.ts";
-import { encodeReply, Replies } from "./replies.ts";
+import { normalizeAddress, SocketStream, type TlsInfo } from "./byte_stream.ts";
+import {
+  acceptProxyConnection,
+  type ProxyListenerOptions,
+  ProxyProtocolError,
+} from "./proxy_protocol.ts";
+import { encodeReply, Replies, type SmtpReply } from "./replies.ts";
 import { type ListenerKind, Session, type SessionContext } from "./session.ts";
 
 const logger = log("smtp");
@@ -22,6 +27,11 @@ export interface ListenerSpec {
   kind: ListenerKind;
   /** `host:port`; port 0 picks a free one. */
   listen: string;
+  /**
+   * Every connection starts with a PROXY protocol header from a trusted
+   * proxy; its source address becomes the client's address (absent: off).
+   */
+  proxy?: ProxyListenerOptions;
 }
 
 /** Options for {@link SmtpServer}. */
@@ -60,6 +70,8 @@ export class SmtpServer {
   #perIp = new Map<string, number>();
   #connections = 0;
   #closing = false;
+  /** Aborts PROXY header reads still pending at shutdown. */
+  #stopping = new AbortController();
   #bound: BoundListener[] = [];
 
   /** @param options listeners, limits and the session context */
@@ -84,7 +96,7 @@ export class SmtpServer {
         const { host, port } = parseListen(spec.listen);
         const server = net.createServer(
           { noDelay: true },
-          (socket) => this.#accept(spec.kind, socket),
+          (socket) => this.#accept(spec, socket),
         );
         await new Promise<void>((resolve, reject) => {
           server.once("error", reject);
@@ -107,62 +119,127 @@ export class SmtpServer {
     }
   }
 
-  #accept(kind: ListenerKind, socket: net.Socket): void {
+  #accept(spec: ListenerSpec, socket: net.Socket): void {
     socket.setNoDelay(true);
-    const ip = normalizeAddress(socket.remoteAddress ?? "unknown");
+    const peer = normalizeAddress(socket.remoteAddress ?? "unknown");
     if (this.#closing) {
       socket.destroy();
       return;
     }
     this.#connections++;
-    this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1);
+    // Counted per client address once that is known (after a PROXY header).
+    let counted: string | null = null;
+    let closed = false;
     socket.once("close", () => {
+      closed = true;
       this.#connections--;
-      const n = (this.#perIp.get(ip) ?? 1) - 1;
-      if (n <= 0) this.#perIp.delete(ip);
-      else this.#perIp.set(ip, n);
+      if (counted === null) return;
+      const n = (this.#perIp.get(counted) ?? 1) - 1;
+      if (n <= 0) this.#perIp.delete(counted);
+      else this.#perIp.set(counted, n);
     });
     socket.on("error", () => {/* reported through the stream or the close */});
-    const host = this.#options.session.hostname;
-    let refusal = null;
-    if (this.#connections > this.#options.maxConnections) {
-      refusal = Replies.tooManyConnections(host);
-    } else if (this.#perIp.get(ip)! > this.#options.maxConnectionsPerIp) {
-      refusal = Replies.tooManyConnectionsFromIp(host, ip);
-    }
-    void this.#open(kind, socket, refusal).catch((error) => {
+    const admit = (ip: string): SmtpReply | null => {
+      if (!closed) {
+        counted = ip;
+        this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1);
+      }
+      const host = this.#options.session.hostname;
+      if (this.#connections > this.#options.maxConnections) {
+        return Replies.tooManyConnections(host);
+      }
+      if ((this.#perIp.get(ip) ?? 0) > this.#options.maxConnectionsPerIp) {
+        return Replies.tooManyConnectionsFromIp(host, ip);
+      }
+      return null;
+    };
+    void this.#open(spec, socket, peer, admit).catch((error) => {
       logger.debug("connection from {ip} ended before its session: {error}", {
-        ip,
+        ip: peer,
         error: String(error instanceof Error ? error.message : error),
       });
       socket.destroy();
     });
   }
 
-  async #open(
-    kind: ListenerKind,
+  /**
+   * Reads the PROXY header on a listener that expects one. Refusals (an
+   * untrusted peer, a bad or missing header) close the socket without a
+   * greeting and are audited; `null` then.
+   */
+  async #proxied(
+    spec: ListenerSpec & { proxy: ProxyListenerOptions },
     socket: net.Socket,
-    refusal: ReturnType<typeof Replies.tooManyConnections> | null,
+    peer: string,
+  ): Promise<{ address: string; port: number; tls: TlsInfo | null } | null> {
+    try {
+      return await acceptProxyConnection(socket, {
+        ...spec.proxy,
+        tlsTerminated: spec.kind === "submission" && spec.proxy.tlsTerminated,
+        signal: this.#stopping.signal,
+      });
+    } catch (error) {
+      if (!(error instanceof ProxyProtocolError)) throw error;
+      socket.destroy();
+      // A proxy's TCP health check connects and closes without a byte: not an incident.
+      if (error.reason === "aborted" || (error.reason === "closed" && error.received === 0)) {
+        logger.debug("connection from {ip} closed before its PROXY header", { ip: peer });
+        return null;
+      }
+      logger.warning("PROXY protocol: closing connection from {ip} on {port}: {reason}", {
+        ip: peer,
+        port: spec.kind,
+        reason: error.message,
+      });
+      this.#options.session.audit.record({
+        event: "security_proxy_protocol",
+        ip: peer,
+        port: spec.kind,
+        reason: error.reason,
+        detail: error.message,
+      });
+      return null;
+    }
+  }
+
+  async #open(
+    spec: ListenerSpec,
+    socket: net.Socket,
+    peer: string,
+    admit: (ip: string) => SmtpReply | null,
   ): Promise<void> {
+    const kind = spec.kind;
+    let client: { address: string; port: number; tls: TlsInfo | null } | null = null;
+    if (spec.proxy) {
+      client = await this.#proxied({ ...spec, proxy: spec.proxy }, socket, peer);
+      if (client === null) return;
+    }
+    const ip = client?.address ?? peer;
+    let refusal = admit(ip);
     const makeContext = this.#options.secureContext;
     const rate = this.#options.connectionRate;
-    if (!refusal && rate && !await rate.allow(normalizeAddress(socket.remoteAddress ?? ""))) {
-      refusal = Replies.connectionRateExceeded(
-        this.#options.session.hostname,
-        normalizeAddress(socket.remoteAddress ?? ""),
-      );
+    if (!refusal && rate && !await rate.allow(ip)) {
+      refusal = Replies.connectionRateExceeded(this.#options.session.hostname, ip);
     }
+    const named = client
+      ? {
+        remoteAddress: client.address,
+        remotePort: client.port,
+        ...(client.tls ? { proxiedTls: client.tls } : {}),
+      }
+      : {};
     let stream: SocketStream;
     if (kind === "smtps") {
       if (!makeContext) throw new Error("SMTPS listener without TLS");
       const secure = await upgradeServerSocket(socket, makeContext(), {
         handshakeTimeoutMs: this.#options.handshakeTimeoutMs,
       });
-      stream = new SocketStream(secure);
+      stream = new SocketStream(secure, named);
     } else {
       stream = new SocketStream(socket, {
         secureContext: makeContext ?? undefined,
         handshakeTimeoutMs: this.#options.handshakeTimeoutMs,
+        ...named,
       });
     }
     if (refusal) {
@@ -206,6 +283,7 @@ export class SmtpServer {
    */
   async shutdown(graceMs: number): Promise<void> {
     this.#closing = true;
+    this.#stopping.abort();
     const listenersClosed = this.#closeListeners();
     for (const session of this.#sessions) session.requestShutdown();
     const deadline = Date.now() + graceMs;

@@ -20,7 +20,8 @@ import { QueueManager, queueSettings } from "./queue/manager.ts";
 import { Spool } from "./queue/spool.ts";
 import type { MechanismSpec } from "./smtp/session.ts";
 import { type BoundListener, type ListenerSpec, SmtpServer } from "./smtp/server.ts";
-import { TlsContextProvider } from "./tls/mod.ts";
+import { type CertificateInfo, TlsContextProvider } from "./tls/mod.ts";
+import { startTlsReloader } from "./tls/watch.ts";
 import { relayPassthrough } from "./delivery/passthrough.ts";
 import { writeState } from "./queue/state.ts";
 import { MemoryStateStore } from "./state/mod.ts";
@@ -72,6 +73,12 @@ export interface Relay {
   spool: Spool;
   queue: QueueManager;
   tls: TlsContextProvider;
+  /**
+   * Re-reads `tls.cert` and `tls.key` (on SIGHUP) and logs the outcome; never
+   * rejects. On an error the served certificate stays. Resolves with the
+   * certificate served afterwards and whether the new files were taken.
+   */
+  reloadTls(trigger?: string): Promise<{ ok: boolean; info: CertificateInfo }>;
   authenticator: PasswordAuthenticator;
   audit: AuditLog;
   /** The embedded OAuth2 authorization server, when `oauth.enabled`. */
@@ -108,6 +115,9 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         { dir: tls.generated.paths.dir, ca: tls.generated.paths.caCert },
       );
     }
+    // New handshakes get a reloaded pair; open connections keep theirs.
+    const tlsReloader = startTlsReloader(tls, { watch: config.tls.reload });
+    cleanups.push(() => tlsReloader.close());
     const audit = options.audit ?? await FileAuditLog.open({ path: config.audit.file });
     if (!options.audit) cleanups.push(() => audit.close());
 
@@ -257,6 +267,10 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       spool,
       queue,
       tls,
+      async reloadTls(trigger = "SIGHUP") {
+        const result = await tlsReloader.reload(trigger);
+        return { ok: result.ok, info: result.info };
+      },
       authenticator,
       audit,
       oauth,

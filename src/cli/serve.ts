@@ -17,19 +17,33 @@ export async function runServe(config: Config, configPath: string | null): Promi
   const info = relay.tls.info;
   logger.info("relay {hostname} listening: {ports}", { hostname: config.server.hostname, ports });
   logger.info("config: {path}", { path: configPath ?? "(none found: embedded defaults)" });
-  logger.info("TLS certificate {cert} ({subject}, valid until {until}, TLS >= {min})", {
-    cert: config.tls.cert,
-    subject: info.subject,
-    until: info.notAfter,
-    min: config.tls.min_version,
-  });
+  logger.info(
+    config.tls.reload
+      ? "TLS certificate {cert} ({subject}, valid until {until}, TLS >= {min}); reloaded when the files change and on SIGHUP"
+      : "TLS certificate {cert} ({subject}, valid until {until}, TLS >= {min}); reloaded on SIGHUP",
+    {
+      cert: config.tls.cert,
+      subject: info.subject,
+      until: info.notAfter,
+      min: config.tls.min_version,
+    },
+  );
   logger.info("users: {users} and {dir}/<domain>.txt; spool: {spool}; delivery: {relayUrl}", {
     users: config.auth.file.users,
     dir: config.auth.file.users_dir,
     spool: config.spool.dir,
     relayUrl: config.relay.url,
   });
-  logger.info("audit trail: {audit}", { audit: config.audit.file });
+  const rotation = [
+    config.audit.max_bytes > 0 ? `at ${config.audit.max_bytes} bytes` : "",
+    config.audit.rotate_daily ? "daily (UTC)" : "",
+  ].filter((s) => s !== "").join(" and ") || "never";
+  logger.info(
+    config.audit.required
+      ? "audit trail: {audit} (rotated {rotation}, {files} old files kept); required: mail is refused while it cannot be written"
+      : "audit trail: {audit} (rotated {rotation}, {files} old files kept)",
+    { audit: config.audit.file, rotation, files: config.audit.max_files },
+  );
   if (relay.oauth) {
     logger.info("OAuth2: {url}/.well-known/oauth-authorization-server (login page, token, JWKS)", {
       url: relay.oauth.url,
@@ -46,6 +60,12 @@ export async function runServe(config: Config, configPath: string | null): Promi
     Deno.addSignalListener(signal, handler);
     return [signal, handler] as const;
   });
+  // SIGHUP re-reads the certificate and key; the outcome is logged, the server keeps running.
+  const onHangup = () => void relay.reloadTls("SIGHUP");
+  if (Deno.build.os !== "windows") {
+    Deno.addSignalListener("SIGHUP", onHangup);
+    handlers.push(["SIGHUP", onHangup]);
+  }
   const signal = await stopped;
   for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
   logger.info("{signal}: shutting down (grace {grace}s)", {

@@ -215,10 +215,15 @@ Deno.test("bad input: the server survives hostile clients", async (t) => {
     await t.step("thousands of pipelined commands are all answered in order", async () => {
       const c = await authenticated(relay, "smtps");
       try {
+        // MAIL/RSET pairs: real work, so the junk-command limit (NOOPs) does not apply.
         const n = 5000;
-        await c.write("NOOP\r\n".repeat(n) + "RSET\r\n");
+        await c.write("MAIL FROM:<alice@example.com>\r\nRSET\r\n".repeat(n / 2) + "NOOP\r\n");
         const replies = await c.replies(n + 1);
-        ok(replies.slice(0, n).every((r) => r.text === "250 2.0.0 Ok"));
+        ok(
+          replies.slice(0, n).every((r, i) =>
+            r.text === (i % 2 === 0 ? "250 2.1.0 Ok" : "250 2.0.0 Ok")
+          ),
+        );
         strictEqual(replies[n].text, "250 2.0.0 Ok");
         strictEqual(c.buffered.length, 0);
       } finally {

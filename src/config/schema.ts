@@ -30,6 +30,32 @@ const listenerSchema = (listen: string) =>
   z.strictObject({
     enabled: z.boolean().default(true),
     listen: listenAddress.default(listen),
+    /**
+     * Every connection starts with a PROXY protocol header (v1 or v2, e.g.
+     * HAProxy `send-proxy-v2`) naming the client; without one it is closed.
+     */
+    proxy_protocol: z.boolean().default(false),
+    /** Addresses or CIDR ranges (IPv4, IPv6) allowed to send that header. */
+    trusted_proxies: z.array(
+      z.string().refine(
+        (text) => z.union([z.cidrv4(), z.cidrv6(), z.ipv4(), z.ipv6()]).safeParse(text).success,
+        'expected an IP address or CIDR range, e.g. "10.0.0.0/8" or "::1/128"',
+      ),
+    ).default(["127.0.0.1/32", "::1/128"]),
+    /**
+     * The proxy terminates TLS (HAProxy `ssl` bind + `send-proxy-v2-ssl`): a
+     * header whose SSL TLV says the client used TLS counts as TLS. Plain
+     * listeners (submission) only.
+     */
+    proxy_tls_terminated: z.boolean().default(false),
+    /** Seconds a proxy has to send the whole header. */
+    proxy_header_timeout_seconds: z.number().positive().max(60).default(5),
+  }).refine((l) => l.proxy_protocol || !l.proxy_tls_terminated, {
+    path: ["proxy_tls_terminated"],
+    message: "needs proxy_protocol = true",
+  }).refine((l) => !l.proxy_protocol || l.trusted_proxies.length > 0, {
+    path: ["trusted_proxies"],
+    message: "is empty: with proxy_protocol = true every connection would be refused",
   }).prefault({});
 
 const tlsSchema = z.strictObject({
@@ -110,6 +136,14 @@ const limitsSchema = z.strictObject({
   command_timeout_seconds: z.number().positive().max(86400).default(300),
   /** Seconds to wait for more DATA bytes (RFC 5321 4.5.3.2.5-6: 3 minutes per block). */
   data_timeout_seconds: z.number().positive().max(86400).default(180),
+  /** Errors in a session after which each error reply is delayed (Postfix: 10). */
+  soft_error_limit: z.number().int().min(0).max(1000).default(10),
+  /** Errors in a session after which it is closed with 421 4.7.0 (Postfix: 20). */
+  hard_error_limit: z.number().int().min(1).max(1000).default(20),
+  /** Milliseconds of delay per error past the soft limit (capped at 10 s). */
+  error_delay_ms: z.number().int().min(0).max(10_000).default(1000),
+  /** NOOP/RSET/VRFY/HELP/EHLO/HELO without a message before 421 4.7.0 (Postfix: 100). */
+  junk_command_limit: z.number().int().min(1).max(100_000).default(100),
 }).prefault({});
 
 const domainsSchema = z.strictObject({

@@ -69,6 +69,8 @@ export const Replies = {
   timeout: (host: string): SmtpReply => r(421, "4.4.2", `${host} Error: timeout exceeded`, true),
   shuttingDown: (host: string): SmtpReply =>
     r(421, "4.3.2", `${host} Service shutting down, closing transmission channel`, true),
+  tooManyJunkCommands: (host: string): SmtpReply =>
+    r(421, "4.7.0", `${host} Error: too many commands without a message`, true),
   tooManyErrors: (host: string): SmtpReply =>
     r(421, "4.7.0", `${host} Error: too many errors`, true),
 

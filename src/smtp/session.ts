@@ -36,8 +36,35 @@ const encoder = new TextEncoder();
 export const MAX_COMMAND_LINE = 2048;
 /** Longest AUTH line or SASL response (RFC 4954 section 4: 12288 octets). */
 export const MAX_AUTH_LINE = 12288;
-/** Errors after which the session is closed. */
-export const MAX_ERRORS = 20;
+/** Error and junk-command limits (Postfix's smtpd_soft/hard_error_limit, junk_command_limit). */
+export interface AbuseLimits {
+  /** Errors after which every error reply is delayed. */
+  softErrorLimit: number;
+  /** Errors after which the session is closed with 421. */
+  hardErrorLimit: number;
+  /** Delay per error beyond the soft limit, ms (grows with each error, capped at 10 s). */
+  errorDelayMs: number;
+  /** NOOP/RSET/VRFY/HELP/EHLO/HELO without a delivered message before 421. */
+  junkCommandLimit: number;
+}
+
+/** Defaults as in Postfix. */
+export const DEFAULT_ABUSE_LIMITS: AbuseLimits = {
+  softErrorLimit: 10,
+  hardErrorLimit: 20,
+  errorDelayMs: 1000,
+  junkCommandLimit: 100,
+};
+
+/** Verbs that do no work toward a message (counted against the junk limit). */
+const JUNK_VERBS: ReadonlySet<Command["verb"]> = new Set([
+  "NOOP",
+  "RSET",
+  "VRFY",
+  "HELP",
+  "EHLO",
+  "HELO",
+]);
 
 /** Which listener a session came in on. */
 export type ListenerKind = "smtps" | "submission";
@@ -68,6 +95,8 @@ export interface SessionContext {
   bearerFailureChallenge?: (mechanism: string, status: string, scope: string) => Uint8Array;
   spool: Spool;
   audit: AuditLog;
+  /** Error and junk-command limits; default {@link DEFAULT_ABUSE_LIMITS}. */
+  abuse?: AbuseLimits;
   /** Failed-authentication limits per address, user and domain. */
   authLimiter?: AuthRateLimiter;
   /** Keyed fingerprints of wrong passwords (a repeated stale password counts once). */
@@ -138,6 +167,7 @@ export class Session {
   #closing = false;
   #shutdownRequested = false;
   #errors = 0;
+  #junk = 0;
   #messages = 0;
 
   /** @param stream the connection, TLS already up on the SMTPS port */
@@ -214,6 +244,7 @@ export class Session {
           break;
         }
         if (!this.#reader.hasBufferedLine()) await this.#flush();
+        const errorsBefore = this.#errors;
         // AUTH may carry an initial response up to MAX_AUTH_LINE; other commands are shorter.
         const result = await this.#reader.readLine(MAX_AUTH_LINE);
         if (result.kind === "eof") break;
@@ -225,10 +256,7 @@ export class Session {
         } else {
           await this.#dispatch(parseCommand(result.line));
         }
-        if (this.#errors >= MAX_ERRORS && !this.#closing) {
-          this.#audit("security_too_many_errors", { errors: this.#errors });
-          this.reply(Replies.tooManyErrors(this.#ctx.hostname));
-        }
+        await this.#enforceAbuseLimits(errorsBefore);
       }
     } catch (error) {
       if (error instanceof StreamTimeoutError) {
@@ -252,8 +280,35 @@ export class Session {
     }
   }
 
+  /**
+   * After each command: past the soft error limit every error reply waits
+   * (tarpitting a guesser or a confused client); at the hard limit, and past
+   * the junk-command limit, the session ends with 421.
+   */
+  async #enforceAbuseLimits(errorsBefore: number): Promise<void> {
+    if (this.#closing) return;
+    const limits = this.#ctx.abuse ?? DEFAULT_ABUSE_LIMITS;
+    if (this.#errors >= limits.hardErrorLimit) {
+      this.#audit("security_too_many_errors", { errors: this.#errors });
+      this.reply(Replies.tooManyErrors(this.#ctx.hostname));
+      return;
+    }
+    if (this.#junk > limits.junkCommandLimit) {
+      this.#audit("security_too_many_junk_commands", { commands: this.#junk });
+      this.reply(Replies.tooManyJunkCommands(this.#ctx.hostname));
+      return;
+    }
+    const over = this.#errors - limits.softErrorLimit;
+    if (this.#errors > errorsBefore && over > 0 && limits.errorDelayMs > 0) {
+      await new Promise((resolve) =>
+        setTimeout(resolve, Math.min(limits.errorDelayMs * over, 10_000))
+      );
+    }
+  }
+
   async #dispatch(command: Command): Promise<void> {
     const spec = COMMAND_TABLE[command.verb];
+    if (JUNK_VERBS.has(command.verb) && this.#tx === null) this.#junk++;
     if (spec.needsHelo && this.#state !== "greeted") {
       this.reply(Replies.needEhlo());
       return;
@@ -845,6 +900,7 @@ export class Session {
     received: number,
   ): Promise<void> {
     this.#messages++;
+    this.#junk = 0;
     logger.info("{id}: accepted from={from} rcpts={count} size={size} user={user}", {
       id,
       from: tx.from,

@@ -92,6 +92,7 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
     oauth: { enabled: false, keys_file: join(dir, "oauth-keys.json") },
     // Protocol tests fail AUTH on purpose many times; rate-limit tests turn this on.
     rate_limit: { enabled: false },
+    limits: { error_delay_ms: 0 },
     log: { level: "warning", format: "json" },
   };
   for (const [section, values] of Object.entries(options.config ?? {})) {

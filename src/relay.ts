@@ -221,6 +221,12 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         hostname: config.server.hostname,
         maxMessageBytes: config.limits.max_message_bytes,
         maxRecipients: config.limits.max_recipients,
+        abuse: {
+          softErrorLimit: config.limits.soft_error_limit,
+          hardErrorLimit: config.limits.hard_error_limit,
+          errorDelayMs: config.limits.error_delay_ms,
+          junkCommandLimit: config.limits.junk_command_limit,
+        },
         commandTimeoutMs: config.limits.command_timeout_seconds * 1000,
         dataTimeoutMs: config.limits.data_timeout_seconds * 1000,
         disabledDomains: disabled,

@@ -250,6 +250,12 @@ Deno.test("OAuth2: browser sign-in, then XOAUTH2 (nodemailer) and OAUTHBEARER ov
       }
     });
 
+    await t.step("token checks are audited as token_validation", () => {
+      const events = relay.audit.events.filter((e) => e.event === "token_validation");
+      assert.ok(events.some((e) => e.success === true && e.email === "alice@example.com"));
+      assert.ok(events.some((e) => e.success === false && e.status === "invalid_token"));
+    });
+
     await t.step("no token ever reaches the audit trail", () => {
       const trail = JSON.stringify(relay.audit.events);
       assert.ok(!trail.includes(accessToken));

@@ -526,6 +526,17 @@ export class Session {
       logger.error("token verification failed: {error}", { error: String(error) });
       result = { ok: false as const, reason: "temporary_failure" as const };
     }
+    this.#audit("token_validation", {
+      method: mechanism,
+      format: credentials.format,
+      email: (result.ok ? result.email : credentials.user ?? "").slice(0, 254),
+      success: result.ok,
+      ...(result.ok ? {} : {
+        reason: result.reason,
+        status: "status" in result ? result.status : undefined,
+        detail: result.detail,
+      }),
+    });
     if (!result.ok && result.reason !== "temporary_failure" && this.#ctx.bearerFailureChallenge) {
       // RFC 7628 3.2.2 / Google XOAUTH2: a 334 with the error, the client answers, then 535.
       const status = "status" in result && result.status ? result.status : "invalid_token";

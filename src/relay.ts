@@ -118,7 +118,13 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     // New handshakes get a reloaded pair; open connections keep theirs.
     const tlsReloader = startTlsReloader(tls, { watch: config.tls.reload });
     cleanups.push(() => tlsReloader.close());
-    const audit = options.audit ?? await FileAuditLog.open({ path: config.audit.file });
+    const audit = options.audit ?? await FileAuditLog.open({
+      path: config.audit.file,
+      maxBytes: config.audit.max_bytes,
+      maxFiles: config.audit.max_files,
+      rotateDaily: config.audit.rotate_daily,
+      required: config.audit.required,
+    });
     if (!options.audit) cleanups.push(() => audit.close());
 
     // The LDAP backend needs its CA file read before the (synchronous) chain is built.

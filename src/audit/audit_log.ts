@@ -1,14 +1,17 @@
 /**
  * The audit trail port: security-relevant events, one JSON object each.
  * Events never carry a password or token; the session passes identities,
- * addresses and reasons only.
+ * addresses and reasons only (and the file log redacts such fields anyway,
+ * see {@linkcode redactAuditField}).
  *
  * @module
  */
 
 /** One audit event. `event` names it (`auth_attempt`, `message_accepted`...). */
 export interface AuditEvent {
+  /** The event's name. */
   event: string;
+  /** Any other field: identities, addresses, reasons, counts. */
   [field: string]: unknown;
 }
 
@@ -16,16 +19,79 @@ export interface AuditEvent {
 export interface AuditLog {
   /** Records an event; never throws, never blocks the caller on I/O. */
   record(event: AuditEvent): void;
-  /** Writes out anything buffered. */
+  /** Writes out anything buffered. Never rejects; a failure shows in {@linkcode AuditLog.healthy}. */
   flush(): Promise<void>;
   /** Flushes and releases the file. */
   close(): Promise<void>;
+  /**
+   * False while events cannot be written (full disk, unwritable file): they
+   * are dropped and counted. True again after the next successful write.
+   */
+  readonly healthy: boolean;
+  /**
+   * `[audit] required`: no new mail may be accepted while the trail is not
+   * {@linkcode AuditLog.healthy} (the session answers `451 4.3.0`).
+   */
+  readonly required: boolean;
+}
+
+/** What a redacted field's value becomes. */
+export const REDACTED = "[REDACTED]";
+
+/**
+ * Whether a field must never reach the audit trail: any key that names a
+ * password, secret, token or authorization header (`password`,
+ * `bind_password`, `client_secret`, `access_token`, `refreshToken`,
+ * `Authorization`...). `token_type` and similar descriptions stay.
+ *
+ * @param key A field name at any depth of an event.
+ * @returns True when its value is to be replaced by {@linkcode REDACTED}.
+ */
+export function redactAuditField(key: string): boolean {
+  const name = key.toLowerCase().replace(/[-_]/g, "");
+  return name.endsWith("password") || name.endsWith("passwd") || name.endsWith("secret") ||
+    name.endsWith("token") || name.endsWith("authorization");
+}
+
+/**
+ * Serializes an event as one JSON line (no newline) with `ts` first,
+ * redacting sensitive fields at any depth (booleans and nulls stay, so
+ * `{ has_token: true }` keeps its meaning). An event that cannot be
+ * serialized (a cycle, a BigInt) becomes a line naming the problem.
+ *
+ * @param event The event.
+ * @param ts Its ISO timestamp, unless the event carries its own `ts`.
+ * @returns The JSON text.
+ */
+export function serializeAuditEvent(event: AuditEvent, ts: string): string {
+  try {
+    return JSON.stringify({ ts, ...event }, redactor);
+  } catch (error) {
+    return JSON.stringify({
+      ts,
+      event: typeof event.event === "string" ? event.event : "unknown",
+      audit_error: `event could not be serialized: ${
+        error instanceof Error ? error.name : "error"
+      }`,
+    });
+  }
+}
+
+function redactor(key: string, value: unknown): unknown {
+  if (key === "" || value === null || value === undefined || typeof value === "boolean") {
+    return value;
+  }
+  return redactAuditField(key) ? REDACTED : value;
 }
 
 /** An audit log that keeps events in memory (tests) or drops them. */
 export class MemoryAuditLog implements AuditLog {
   /** Events recorded so far, with timestamps. */
   readonly events: AuditEvent[] = [];
+  /** Settable, so a test can play an audit outage. */
+  healthy = true;
+  /** Settable, so a test can play `[audit] required = true`. */
+  required = false;
   #limit: number;
 
   /** @param limit events kept before the oldest are dropped */
@@ -33,15 +99,18 @@ export class MemoryAuditLog implements AuditLog {
     this.#limit = limit;
   }
 
+  /** Keeps the event with a `ts`. */
   record(event: AuditEvent): void {
     this.events.push({ ts: new Date().toISOString(), ...event });
     if (this.events.length > this.#limit) this.events.shift();
   }
 
+  /** Nothing to write. */
   flush(): Promise<void> {
     return Promise.resolve();
   }
 
+  /** Nothing to release. */
   close(): Promise<void> {
     return Promise.resolve();
   }

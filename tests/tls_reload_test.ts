@@ -260,7 +260,7 @@ format = "json"
     return s;
   });
   try {
-    await until("the relay to listen", async () => {
+    await until("the relay to listen", () => {
       if (exited) throw new Error(`relay exited:\n${stderr}`);
       return stderr.includes("listening");
     }, 30_000);

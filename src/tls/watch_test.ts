@@ -165,12 +165,12 @@ Deno.test("a half-written or mismatched pair keeps the old certificate and logs 
 
 Deno.test("changes are debounced, and unrelated files in the folder cause no reload", async () => {
   await withFixture(async (f) => {
-    const reloader = startTlsReloader(f.provider, { watch: true, debounceMs: 150 });
+    const reloader = startTlsReloader(f.provider, { watch: true, debounceMs: 500 });
     try {
       await sleep(50);
       await Deno.writeTextFile(join(f.dir, "served", "README"), "not a certificate\n");
       await Deno.writeTextFile(f.cert, await Deno.readTextFile(f.cert)); // same bytes
-      await sleep(400);
+      await sleep(700);
       assert.deepEqual(f.messages(), []);
 
       const next = await f.newPair("second");
@@ -178,11 +178,11 @@ Deno.test("changes are debounced, and unrelated files in the folder cause no rel
       // A slow writer: several writes within the quiet period, then the key.
       for (let i = 1; i <= 4; i++) {
         await Deno.writeTextFile(f.cert, certPem.slice(0, (certPem.length * i) / 4));
-        await sleep(30);
+        await sleep(5);
       }
       await Deno.copyFile(next.key, f.key);
       await until("a reload", () => f.messages().length > 0);
-      await sleep(400);
+      await sleep(600);
       assert.equal(f.messages().length, 1, f.messages().join("\n"));
       assert.match(f.messages()[0], /^TLS certificate reloaded/);
     } finally {

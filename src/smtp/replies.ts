@@ -197,6 +197,8 @@ export const Replies = {
   relayed: (code: number, enhanced: string | undefined, text: string): SmtpReply =>
     r(code, enhanced ?? `${Math.floor(code / 100)}.0.0`, text.slice(0, 400)),
   queued: (id: string): SmtpReply => r(250, "2.0.0", `Ok: queued as ${id}`),
+  auditUnavailable: (): SmtpReply =>
+    r(451, "4.3.0", "Error: audit trail unavailable, try again later"),
   spoolFailure: (): SmtpReply => r(451, "4.3.0", "Error: queue file write error, try again later"),
   localError: (): SmtpReply => r(451, "4.3.0", "Error: local error in processing"),
 } as const;

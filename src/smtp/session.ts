@@ -602,6 +602,14 @@ export class Session {
     }
   }
 
+  /** With `[audit] required`, refuses new mail (451 4.3.0) while the trail cannot be written. */
+  #auditDown(): boolean {
+    const audit = this.#ctx.audit;
+    if (!audit.required || audit.healthy) return false;
+    this.reply(Replies.auditUnavailable());
+    return true;
+  }
+
   /** Replies and audits when a quota refuses; `true` when the command must stop. */
   #quotaRefused(decision: QuotaDecision, atRcpt: boolean): boolean {
     if (decision.ok) return false;
@@ -649,6 +657,7 @@ export class Session {
       this.reply(Replies.nestedMail());
       return;
     }
+    if (this.#auditDown()) return;
     const { address, params } = command;
     if (params.size !== undefined && params.size > this.#ctx.maxMessageBytes) {
       this.reply(Replies.messageTooBigDeclared());
@@ -837,6 +846,12 @@ export class Session {
     if (result.bareLf) {
       await writer.abort();
       this.reply(Replies.bareLineFeed());
+      return;
+    }
+    // Checked before the spool commit: a 451 after spooling would make the
+    // client resend a message that is also delivered.
+    if (this.#auditDown()) {
+      await writer.abort();
       return;
     }
     if (relayed && passthrough) {

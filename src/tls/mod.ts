@@ -48,3 +48,9 @@ export {
   upgradeServerSocket,
   type UpgradeServerSocketOptions,
 } from "./upgrade.ts";
+export {
+  startTlsReloader,
+  type TlsReloader,
+  type TlsReloaderOptions,
+  type TlsReloadResult,
+} from "./watch.ts";

@@ -20,6 +20,7 @@ import { QueueManager, queueSettings } from "./queue/manager.ts";
 import { Spool } from "./queue/spool.ts";
 import type { MechanismSpec } from "./smtp/session.ts";
 import { type BoundListener, type ListenerSpec, SmtpServer } from "./smtp/server.ts";
+import { type ProxyListenerOptions, TrustedProxies } from "./smtp/proxy_protocol.ts";
 import { type CertificateInfo, TlsContextProvider } from "./tls/mod.ts";
 import { startTlsReloader } from "./tls/watch.ts";
 import { relayPassthrough } from "./delivery/passthrough.ts";
@@ -211,10 +212,31 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       }
       : undefined;
 
+    if (config.smtps.proxy_protocol && config.smtps.proxy_tls_terminated) {
+      throw new Error(
+        "smtps.proxy_tls_terminated: the SMTPS listener does its own TLS; point a proxy " +
+          "that terminates TLS at the plain [submission] listener",
+      );
+    }
+    // PROXY protocol (HAProxy in front): the header's source is the client.
+    const proxy = (section: Config["smtps"]): ProxyListenerOptions | undefined =>
+      section.proxy_protocol
+        ? {
+          trusted: new TrustedProxies(section.trusted_proxies),
+          tlsTerminated: section.proxy_tls_terminated,
+          headerTimeoutMs: section.proxy_header_timeout_seconds * 1000,
+        }
+        : undefined;
     const listeners: ListenerSpec[] = [];
-    if (config.smtps.enabled) listeners.push({ kind: "smtps", listen: config.smtps.listen });
+    if (config.smtps.enabled) {
+      listeners.push({ kind: "smtps", listen: config.smtps.listen, proxy: proxy(config.smtps) });
+    }
     if (config.submission.enabled) {
-      listeners.push({ kind: "submission", listen: config.submission.listen });
+      listeners.push({
+        kind: "submission",
+        listen: config.submission.listen,
+        proxy: proxy(config.submission),
+      });
     }
     const smtp = new SmtpServer({
       listeners,

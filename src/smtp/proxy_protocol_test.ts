@@ -378,9 +378,18 @@ async function socketPair(): Promise<
   };
 }
 
+/** The next chunk the socket yields; fails after 2 s. */
 function nextData(socket: net.Socket): Promise<string> {
-  return new Promise((resolve) => {
-    socket.once("data", (chunk: Uint8Array) => resolve(decoder.decode(chunk)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.off("data", onData);
+      reject(new Error("no data within 2 s"));
+    }, 2000);
+    const onData = (chunk: Uint8Array) => {
+      clearTimeout(timer);
+      resolve(decoder.decode(chunk));
+    };
+    socket.once("data", onData);
     socket.resume();
   });
 }

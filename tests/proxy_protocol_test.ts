@@ -8,6 +8,7 @@
  */
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
+import { parseConfigText } from "../src/config/mod.ts";
 import { encodeProxyHeaderV2 } from "../src/smtp/proxy_protocol.ts";
 import {
   GREETING,
@@ -553,4 +554,55 @@ Deno.test("per-address connection caps count the address from the PROXY header",
     for (const client of clients) client.close();
     await relay.close();
   }
+});
+
+Deno.test("shutdown closes connections still waiting for their PROXY header", async () => {
+  const relay = await startTestRelay({
+    config: { smtps: { enabled: false }, submission: { proxy_protocol: true } },
+  });
+  const client = await RawClient.connect({ port: relay.submissionPort });
+  try {
+    await client.write("PROXY TCP4 ");
+    const started = performance.now();
+    // The header timeout is 5 s; shutdown must not wait for it.
+    await relay.close();
+    ok(performance.now() - started < 2000, `shutdown took ${performance.now() - started} ms`);
+    await client.expectEof();
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("PROXY protocol settings are checked at start", async () => {
+  const configError = (toml: string) => {
+    try {
+      parseConfigText(toml, "relay.toml");
+    } catch (error) {
+      return (error as Error).message;
+    }
+    throw new Error("expected a configuration error");
+  };
+  match(
+    configError("[submission]\nproxy_tls_terminated = true\n"),
+    /submission\.proxy_tls_terminated: needs proxy_protocol = true/,
+  );
+  match(
+    configError('[smtps]\nproxy_protocol = true\ntrusted_proxies = ["10.0.0.0/33"]\n'),
+    /smtps\.trusted_proxies\.0: expected an IP address or CIDR range/,
+  );
+  match(
+    configError("[smtps]\nproxy_protocol = true\ntrusted_proxies = []\n"),
+    /smtps\.trusted_proxies: is empty/,
+  );
+  let error: unknown = null;
+  try {
+    const relay = await startTestRelay({
+      config: { smtps: { proxy_protocol: true, proxy_tls_terminated: true } },
+    });
+    await relay.close();
+  } catch (e) {
+    error = e;
+  }
+  ok(error instanceof Error, "expected startRelay to refuse");
+  match(error.message, /smtps\.proxy_tls_terminated: the SMTPS listener does its own TLS/);
 });

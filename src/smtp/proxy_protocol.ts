@@ -647,6 +647,11 @@ export function readProxyHeader(
       onAbort();
       return;
     }
+    // Gone before we got to it: its close event has already passed.
+    if (socket.destroyed) {
+      onEnd();
+      return;
+    }
     signal?.addEventListener("abort", onAbort);
     socket.on("data", onData);
     socket.on("end", onEnd);

@@ -21,8 +21,8 @@ import { Spool } from "./queue/spool.ts";
 import type { MechanismSpec } from "./smtp/session.ts";
 import { type BoundListener, type ListenerSpec, SmtpServer } from "./smtp/server.ts";
 import { type ProxyListenerOptions, TrustedProxies } from "./smtp/proxy_protocol.ts";
-import { type CertificateInfo, TlsContextProvider } from "./tls/mod.ts";
-import { startTlsReloader } from "./tls/watch.ts";
+import { type CertificateInfo, SniCertificates, TlsContextProvider } from "./tls/mod.ts";
+import { startTlsReloader } from "./tls/mod.ts";
 import { relayPassthrough } from "./delivery/passthrough.ts";
 import { writeState } from "./queue/state.ts";
 import { MemoryStateStore } from "./state/mod.ts";
@@ -119,6 +119,14 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     // New handshakes get a reloaded pair; open connections keep theirs.
     const tlsReloader = startTlsReloader(tls, { watch: config.tls.reload });
     cleanups.push(() => tlsReloader.close());
+    const sni = await SniCertificates.load(config.tls.certificates, config.tls.min_version);
+    for (const { names, info } of sni.served) {
+      logger.info("TLS: {names} served with {subject} (valid until {until})", {
+        names: names.join(", "),
+        subject: info.subject,
+        until: info.notAfter.toISOString(),
+      });
+    }
     const audit = options.audit ?? await FileAuditLog.open({
       path: config.audit.file,
       maxBytes: config.audit.max_bytes,
@@ -241,6 +249,7 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     const smtp = new SmtpServer({
       listeners,
       secureContext: () => tls.current(),
+      sni: sni.size > 0 ? (name) => sni.lookup(name) : undefined,
       handshakeTimeoutMs: config.tls.handshake_timeout_seconds * 1000,
       maxConnections: config.limits.max_connections,
       maxConnectionsPerIp: config.limits.max_connections_per_ip,
@@ -302,6 +311,12 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       queue,
       tls,
       async reloadTls(trigger = "SIGHUP") {
+        await sni.reload().catch((error: unknown) =>
+          logger.error("TLS: extra certificates not reloaded ({trigger}): {error}", {
+            trigger,
+            error: String(error instanceof Error ? error.message : error),
+          })
+        );
         const result = await tlsReloader.reload(trigger);
         return { ok: result.ok, info: result.info };
       },

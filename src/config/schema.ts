@@ -72,6 +72,16 @@ const tlsSchema = z.strictObject({
    * (SIGHUP reloads either way). Open connections keep their certificate.
    */
   reload: z.boolean().default(true),
+  /**
+   * Extra certificates chosen by the client's SNI name (several domains on one
+   * listener). Each serves the DNS names in its certificate unless `hostnames`
+   * says otherwise; any other name gets `cert`/`key`.
+   */
+  certificates: z.array(z.strictObject({
+    cert: z.string().min(1),
+    key: z.string().min(1),
+    hostnames: z.array(z.string().min(1)).min(1).optional(),
+  })).default([]),
 }).prefault({});
 
 const authFileSchema = z.strictObject({

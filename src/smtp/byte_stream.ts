@@ -65,6 +65,8 @@ export const HIGH_WATER = 256 * 1024;
 export interface SocketStreamOptions {
   /** Builds the secure context for STARTTLS (current certificate). */
   secureContext?: () => tls.SecureContext;
+  /** Another certificate for a client's SNI name. */
+  sni?: (servername: string) => tls.SecureContext | undefined;
   /** Milliseconds a TLS handshake may take. */
   handshakeTimeoutMs?: number;
   /** The client's address when a trusted proxy named it (PROXY protocol); default: the peer's. */
@@ -243,6 +245,7 @@ export class SocketStream implements ByteStream {
     try {
       secure = await upgradeServerSocket(raw, makeContext(), {
         handshakeTimeoutMs: this.#options.handshakeTimeoutMs ?? 30_000,
+        sni: this.#options.sni,
       });
     } catch (error) {
       this.#ended = true;

@@ -41,6 +41,8 @@ export interface SmtpServerOptions {
   session: Omit<SessionContext, "kind" | "tlsAvailable">;
   /** Current TLS context (re-read per connection, so a reload applies to new ones). */
   secureContext: (() => tls.SecureContext) | null;
+  /** Another certificate for a client's SNI name (`[[tls.certificates]]`). */
+  sni?: (servername: string) => tls.SecureContext | undefined;
   handshakeTimeoutMs: number;
   maxConnections: number;
   maxConnectionsPerIp: number;
@@ -233,11 +235,13 @@ export class SmtpServer {
       if (!makeContext) throw new Error("SMTPS listener without TLS");
       const secure = await upgradeServerSocket(socket, makeContext(), {
         handshakeTimeoutMs: this.#options.handshakeTimeoutMs,
+        sni: this.#options.sni,
       });
       stream = new SocketStream(secure, named);
     } else {
       stream = new SocketStream(socket, {
         secureContext: makeContext ?? undefined,
+        sni: this.#options.sni,
         handshakeTimeoutMs: this.#options.handshakeTimeoutMs,
         ...named,
       });

@@ -54,3 +54,4 @@ export {
   type TlsReloaderOptions,
   type TlsReloadResult,
 } from "./watch.ts";
+export { SniCertificates, type SniCertificateConfig } from "./sni.ts";

@@ -31,6 +31,8 @@ export class TlsHandshakeError extends Error {
 export interface UpgradeServerSocketOptions {
   /** Milliseconds the client has to complete the handshake. */
   handshakeTimeoutMs: number;
+  /** Picks another certificate by the client's SNI name; `undefined` keeps `context`. */
+  sni?: (servername: string) => tls.SecureContext | undefined;
 }
 
 /**
@@ -77,7 +79,12 @@ export function upgradeServerSocket(
   }
   sock.setNoDelay(true);
   sock.pause();
-  const secure = new tls.TLSSocket(sock, { isServer: true, secureContext: context });
+  const sni = options.sni;
+  const secure = new tls.TLSSocket(sock, {
+    isServer: true,
+    secureContext: context,
+    ...(sni ? { SNICallback: (name: string, done) => done(null, sni(name) ?? context) } : {}),
+  });
   return new Promise<tls.TLSSocket>((resolve, reject) => {
     let settled = false;
     const cleanup = () => {

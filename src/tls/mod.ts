@@ -54,4 +54,4 @@ export {
   type TlsReloaderOptions,
   type TlsReloadResult,
 } from "./watch.ts";
-export { SniCertificates, type SniCertificateConfig } from "./sni.ts";
+export { type SniCertificateConfig, SniCertificates } from "./sni.ts";

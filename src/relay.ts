@@ -181,7 +181,16 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         authenticator,
         audit: observeOAuthLogins(
           authLimiter,
-          (event) => audit.record({ ...event, event: `security_${String(event.event)}` }),
+          // Login-page attempts are auth attempts like SMTP AUTH; the rest are OAuth events.
+          (event) =>
+            event.event === "oauth.login"
+              ? audit.record({
+                ...event,
+                event: "auth_attempt",
+                method: "OAUTH_LOGIN",
+                success: event.outcome === "success",
+              })
+              : audit.record({ ...event, event: `security_${String(event.event)}` }),
         ),
         rateLimit: oauthRateLimitHook({
           login: authLimiter,

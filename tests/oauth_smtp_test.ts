@@ -254,6 +254,12 @@ Deno.test("OAuth2: browser sign-in, then XOAUTH2 (nodemailer) and OAUTHBEARER ov
       const events = relay.audit.events.filter((e) => e.event === "token_validation");
       assert.ok(events.some((e) => e.success === true && e.email === "alice@example.com"));
       assert.ok(events.some((e) => e.success === false && e.status === "invalid_token"));
+      // The browser sign-in is an auth attempt of its own.
+      assert.ok(
+        relay.audit.events.some((e) =>
+          e.event === "auth_attempt" && e.method === "OAUTH_LOGIN" && e.success === true
+        ),
+      );
     });
 
     await t.step("no token ever reaches the audit trail", () => {

@@ -59,7 +59,7 @@ const USAGE = `usage: deno task bench [options]
   --count N           messages per scenario (default 200)
   --size BYTES        message size (default 2048)
   --concurrency N     connections in flight (concurrent, pooled; default 12)
-  --warmup N          unmeasured messages before each scenario (default 10)
+  --warmup N          unmeasured messages before each scenario (default 500: the relay's JIT and disk settle)
   --host H --port P   benchmark a running relay instead of starting one
   --user U            AUTH user for --host (password from stdin with --password-stdin)
   --ca FILE           extra CA certificate (PEM) for --host
@@ -82,7 +82,7 @@ async function main(args: string[]): Promise<number> {
       count: { type: "string", default: "200" },
       size: { type: "string", default: "2048" },
       concurrency: { type: "string", default: "12" },
-      warmup: { type: "string", default: "10" },
+      warmup: { type: "string", default: "500" },
       deliver: { type: "boolean", default: false },
       auth: { type: "string", default: "plain" },
       "relay-path": { type: "boolean", default: false },

@@ -300,7 +300,9 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
             },
           }
           : undefined,
-        onQueued: hold ? () => {} : (id) => queue.enqueue(id),
+        onQueued: hold
+          ? () => {}
+          : (id, hasState) => hasState ? queue.enqueue(id) : queue.enqueueNew(id),
       },
     });
     await smtp.start();

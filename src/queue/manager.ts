@@ -115,6 +115,8 @@ export class QueueManager {
   #activeIds = new Set<string>();
   #timers = new Map<string, ReturnType<typeof setTimeout>>();
   #scanTimer: ReturnType<typeof setInterval> | undefined;
+  /** Messages whose first attempt has not run and that have no state file. */
+  #fresh = new Set<string>();
   #scanning: Promise<void> | null = null;
   #stopped = false;
 
@@ -160,6 +162,21 @@ export class QueueManager {
   /** Queues a committed message for delivery now. */
   enqueue(id: string): void {
     if (this.#stopped || this.#queued.has(id)) return;
+    this.#enqueue(id);
+  }
+
+  /**
+   * Queues a message just accepted, known to have no state file yet: its
+   * first attempt skips looking for one (a failed lookup costs a syscall and
+   * an exception per message on the hot path).
+   */
+  enqueueNew(id: string): void {
+    if (this.#stopped || this.#queued.has(id)) return;
+    this.#fresh.add(id);
+    this.#enqueue(id);
+  }
+
+  #enqueue(id: string): void {
     const timer = this.#timers.get(id);
     if (timer !== undefined) {
       clearTimeout(timer);
@@ -330,8 +347,9 @@ export class QueueManager {
     }
     const { envelope, data } = message;
     const nowIso = () => new Date(this.#o.now()).toISOString();
-    const state: DeliveryState = await readState(spool, id) ??
-      { attempts: 0, nextAttempt: nowIso(), done: {} };
+    const fresh = this.#fresh.delete(id);
+    const stored = fresh ? null : await readState(spool, id);
+    const state: DeliveryState = stored ?? { attempts: 0, nextAttempt: nowIso(), done: {} };
     const todo = envelope.recipients.filter((r) => !(r in state.done));
     let outcomes: RecipientOutcome[];
     try {
@@ -415,7 +433,7 @@ export class QueueManager {
 
     if (deferred.length === 0) {
       await spool.remove(id);
-      await removeState(spool, id);
+      if (stored) await removeState(spool, id);
       if (dsnId) this.enqueue(dsnId);
       return;
     }

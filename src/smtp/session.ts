@@ -112,8 +112,11 @@ export interface SessionContext {
     /** Records recipients already delivered, before a partly relayed message is queued. */
     markDelivered: (id: string, outcomes: RecipientOutcome[]) => Promise<void>;
   };
-  /** Called once a message is durably queued. */
-  onQueued: (id: string) => void;
+  /**
+   * Called once a message is durably queued; `hasState` when delivery
+   * progress was already recorded for it (pass-through, partly relayed).
+   */
+  onQueued: (id: string, hasState?: boolean) => void;
   /** Clock, injectable for tests. */
   now?: () => Date;
 }
@@ -903,7 +906,7 @@ export class Session {
             this.reply(Replies.spoolFailure());
             return;
           }
-          await this.#acceptedReply(id, tx, identity, received);
+          await this.#acceptedReply(id, tx, identity, received, true);
           return;
         }
       }
@@ -924,6 +927,7 @@ export class Session {
     tx: Transaction,
     identity: Identity,
     received: number,
+    hasState = false,
   ): Promise<void> {
     this.#messages++;
     this.#junk = 0;
@@ -943,7 +947,7 @@ export class Session {
       size: received,
     });
     this.reply(Replies.queued(id));
-    this.#ctx.onQueued(id);
+    this.#ctx.onQueued(id, hasState);
     await this.#commitQuota(tx, identity);
   }
 

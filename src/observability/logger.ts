@@ -9,7 +9,6 @@ import {
   configure,
   getAnsiColorFormatter,
   getLogger,
-  jsonLinesFormatter,
   type Logger,
   type LogLevel,
   type LogRecord,
@@ -19,6 +18,34 @@ import {
 } from "@logtape/logtape";
 
 const encoder = new TextEncoder();
+
+/** A message with its values in place; strings bare (no quotes), others as JSON. */
+function renderMessage(record: LogRecord): string {
+  let out = "";
+  for (let i = 0; i < record.message.length; i++) {
+    const part = record.message[i];
+    out += i % 2 === 0 || typeof part === "string" ? String(part) : safeJson(part);
+  }
+  return out;
+}
+
+function safeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+/** One JSON object per line: time, level, logger, message, then the properties. */
+const jsonFormatter: TextFormatter = (record) =>
+  safeJson({
+    "@timestamp": new Date(record.timestamp).toISOString(),
+    level: record.level.toUpperCase(),
+    logger: record.category.join("."),
+    message: renderMessage(record),
+    ...record.properties,
+  }) + "\n";
 
 /** Writes each formatted record to stderr (all logs go to stderr; stdout is for command output). */
 function stderrSink(formatter: TextFormatter): Sink {
@@ -45,7 +72,7 @@ export async function setupLogging(options: LogOptions): Promise<void> {
     reset: true,
     sinks: {
       stderr: stderrSink(
-        pretty ? getAnsiColorFormatter({ timestamp: "time" }) : jsonLinesFormatter,
+        pretty ? getAnsiColorFormatter({ timestamp: "time", value: "bare" }) : jsonFormatter,
       ),
     },
     loggers: [

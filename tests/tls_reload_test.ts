@@ -280,7 +280,7 @@ format = "json"
     assert.equal(await smtpsGreets(port, oldCa), false);
     const records = stderr.trim().split("\n").map((line) => JSON.parse(line));
     const reloaded = records.find((r) => r.message.startsWith("TLS certificate reloaded"));
-    assert.equal(reloaded?.properties.trigger, "SIGHUP", stderr);
+    assert.equal(reloaded?.trigger, "SIGHUP", stderr);
 
     child.kill("SIGTERM");
     assert.equal((await status).code, 0, stderr);

@@ -32,6 +32,7 @@ commands:
   user add --ldap EMAIL --first NAME --last NAME [--password-stdin] [--create-ou]
   user passwd --ldap EMAIL [--password-stdin]
   user remove --ldap EMAIL
+  user show --ldap EMAIL
   certs generate [--hostname NAME]... [--force]
   certs show
   queue list [--json]            the delivery queue (works while the relay runs)

@@ -16,15 +16,12 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { type ByteReader, CommandError, readNewPassword } from "./password_input.ts";
 import type { LdapConfig } from "../config/ldap_schema.ts";
 import { LdapAdminError, LdapUserAdmin } from "../auth/ldap/admin.ts";
 import { readLdapCa } from "../auth/ldap/authenticator.ts";
 
-/** Something bytes can be read from, like `Deno.stdin`. */
-export interface ByteReader {
-  /** Reads into `buffer`; resolves the count, or `null` at end of input. */
-  read(buffer: Uint8Array): Promise<number | null>;
-}
+export type { ByteReader } from "./password_input.ts";
 
 /** Injection points for {@linkcode runLdapUserCommand} (tests); all default to the process's own. */
 export interface LdapUserCommandOptions {
@@ -53,93 +50,6 @@ const USAGE = [
   "       relay user show --ldap EMAIL",
   "  every command: [--bind-dn DN --bind-password-file FILE] (default: [ldap.admin])",
 ].join("\n");
-
-/** A request that cannot be carried out; `code` is the exit status. */
-class CommandError extends Error {
-  readonly code: number;
-  constructor(message: string, code = 1) {
-    super(message);
-    this.code = code;
-  }
-}
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** Reads the first line of `reader` (without its line ending), at most MAX_PASSWORD_BYTES + 1. */
-async function readFirstLine(reader: ByteReader): Promise<string> {
-  const bytes: number[] = [];
-  const buffer = new Uint8Array(256);
-  try {
-    for (;;) {
-      const n = await reader.read(buffer);
-      if (n === null) break;
-      const chunk = buffer.subarray(0, n);
-      const newline = chunk.indexOf(0x0a);
-      bytes.push(...(newline === -1 ? chunk : chunk.subarray(0, newline)));
-      if (newline !== -1 || bytes.length > MAX_PASSWORD_BYTES) break;
-    }
-    return decoder.decode(new Uint8Array(bytes)).replace(/\r$/, "");
-  } finally {
-    buffer.fill(0);
-    bytes.fill(0);
-  }
-}
-
-/** Asks on the terminal with echo off: reads until Enter; Ctrl-C or Ctrl-D gives up. */
-async function promptOnTerminal(prompt: string): Promise<string | null> {
-  await Deno.stderr.write(encoder.encode(prompt));
-  Deno.stdin.setRaw(true);
-  const bytes: number[] = [];
-  try {
-    const buffer = new Uint8Array(256);
-    for (;;) {
-      const n = await Deno.stdin.read(buffer);
-      if (n === null) return null;
-      for (const byte of buffer.subarray(0, n)) {
-        if (byte === 0x0d || byte === 0x0a) return decoder.decode(new Uint8Array(bytes));
-        if (byte === 0x03) return null; // Ctrl-C
-        if (byte === 0x04 && bytes.length === 0) return null; // Ctrl-D on an empty line
-        if (byte === 0x15) bytes.length = 0; // Ctrl-U
-        else if (byte === 0x7f || byte === 0x08) {
-          while (bytes.length > 0 && (bytes[bytes.length - 1] & 0xc0) === 0x80) bytes.pop();
-          bytes.pop();
-        } else if (byte >= 0x20 || byte === 0x09) bytes.push(byte);
-      }
-    }
-  } finally {
-    bytes.fill(0);
-    Deno.stdin.setRaw(false);
-    await Deno.stderr.write(encoder.encode("\n"));
-  }
-}
-
-async function readNewPassword(
-  fromStdin: boolean,
-  options: LdapUserCommandOptions,
-): Promise<string> {
-  let password: string;
-  if (fromStdin) {
-    password = await readFirstLine(options.stdin ?? Deno.stdin);
-  } else {
-    if (!(options.isTerminal ?? Deno.stdin.isTerminal())) {
-      throw new CommandError("no terminal to ask for the password: use --password-stdin", 2);
-    }
-    const prompt = options.promptPassword ?? promptOnTerminal;
-    const first = await prompt("New password: ");
-    if (first === null) throw new CommandError("cancelled");
-    if (first === "") throw new CommandError("empty password refused");
-    const second = await prompt("Repeat password: ");
-    if (second === null) throw new CommandError("cancelled");
-    if (first !== second) throw new CommandError("passwords do not match");
-    password = first;
-  }
-  if (password === "") throw new CommandError("empty password refused");
-  if (encoder.encode(password).length > MAX_PASSWORD_BYTES) {
-    throw new CommandError(`password longer than ${MAX_PASSWORD_BYTES} bytes refused`);
-  }
-  return password;
-}
 
 /**
  * Runs `relay user ... --ldap`. `args` are the words after `user` (`--ldap`
@@ -232,7 +142,11 @@ export async function runLdapUserCommand(
         if (await admin.findUser(email) !== null) {
           throw new CommandError(`${email.trim().toLowerCase()} already exists`);
         }
-        const password = await readNewPassword(values["password-stdin"] === true, options);
+        const password = await readNewPassword(
+          values["password-stdin"] === true,
+          options,
+          MAX_PASSWORD_BYTES,
+        );
         const added = await admin.addUser({
           email,
           givenName: values.first!,
@@ -249,7 +163,11 @@ export async function runLdapUserCommand(
         if (await admin.findUser(email) === null) {
           throw new CommandError(`no such user: ${email.trim().toLowerCase()}`);
         }
-        const password = await readNewPassword(values["password-stdin"] === true, options);
+        const password = await readNewPassword(
+          values["password-stdin"] === true,
+          options,
+          MAX_PASSWORD_BYTES,
+        );
         const dn = await admin.setPassword(email, password);
         stdout(`changed the password of ${dn}`);
         return 0;

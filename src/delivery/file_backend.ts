@@ -9,21 +9,9 @@ import { join } from "node:path";
 import type { Envelope } from "../queue/spool.ts";
 import { DirectorySync } from "../queue/spool.ts";
 import type { DeliveryBackend, RecipientOutcome } from "./backend.ts";
+import { writeFileDurably } from "../queue/durable_file.ts";
 
 const encoder = new TextEncoder();
-
-async function writeDurably(path: string, data: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
-  try {
-    let offset = 0;
-    while (offset < data.length) offset += await file.write(data.subarray(offset));
-    await file.syncData();
-  } finally {
-    file.close();
-  }
-  await Deno.rename(tmp, path);
-}
 
 /** Writes messages into a folder. */
 export class FileBackend implements DeliveryBackend {
@@ -53,8 +41,8 @@ export class FileBackend implements DeliveryBackend {
     recipients: string[],
   ): Promise<RecipientOutcome[]> {
     const meta = { ...envelope, recipients, deliveredAt: new Date().toISOString() };
-    await writeDurably(join(this.#dir, `${envelope.id}.eml`), data);
-    await writeDurably(
+    await writeFileDurably(join(this.#dir, `${envelope.id}.eml`), data);
+    await writeFileDurably(
       join(this.#dir, `${envelope.id}.json`),
       encoder.encode(JSON.stringify(meta, null, 2) + "\n"),
     );

@@ -10,6 +10,7 @@
 import { join } from "node:path";
 import type { RecipientOutcome } from "../delivery/backend.ts";
 import { DirectorySync, encodeSpoolFile, type Envelope, isQueueId } from "./spool.ts";
+import { writeFileDurably } from "./durable_file.ts";
 
 /** What `<id>.json` holds. */
 export interface DeadLetterRecord {
@@ -26,19 +27,6 @@ export interface DeadLetterRecord {
 }
 
 const encoder = new TextEncoder();
-
-async function writeDurably(path: string, data: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
-  try {
-    let offset = 0;
-    while (offset < data.length) offset += await file.write(data.subarray(offset));
-    await file.syncData();
-  } finally {
-    file.close();
-  }
-  await Deno.rename(tmp, path);
-}
 
 /** Options for {@linkcode writeDeadLetter}. */
 export interface WriteDeadLetterOptions {
@@ -82,8 +70,8 @@ export async function writeDeadLetter(options: WriteDeadLetterOptions): Promise<
     reason: options.reason,
     recipients: [...earlier.filter((r) => !seen.has(r.recipient)), ...options.failed],
   };
-  await writeDurably(msgPath, encodeSpoolFile(envelope, options.data));
-  await writeDurably(jsonPath, encoder.encode(JSON.stringify(record, null, 2) + "\n"));
+  await writeFileDurably(msgPath, encodeSpoolFile(envelope, options.data));
+  await writeFileDurably(jsonPath, encoder.encode(JSON.stringify(record, null, 2) + "\n"));
   await new DirectorySync(dir).sync();
   return msgPath;
 }

@@ -13,6 +13,7 @@
 import { join } from "node:path";
 import type { RecipientOutcome } from "../delivery/backend.ts";
 import type { Spool } from "./spool.ts";
+import { writeFileDurably } from "./durable_file.ts";
 
 /** Per-message delivery state. */
 export interface DeliveryState {
@@ -53,18 +54,7 @@ export async function readState(spool: Spool, id: string): Promise<DeliveryState
 
 /** Replaces a message's state durably (fsync'd file, synced directory). */
 export async function writeState(spool: Spool, id: string, state: DeliveryState): Promise<void> {
-  const path = statePath(spool, id);
-  const tmp = `${path}.tmp`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
-  try {
-    const bytes = encoder.encode(JSON.stringify(state));
-    let offset = 0;
-    while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
-    await file.syncData();
-  } finally {
-    file.close();
-  }
-  await Deno.rename(tmp, path);
+  await writeFileDurably(statePath(spool, id), encoder.encode(JSON.stringify(state)));
   await spool.queueDirSync.sync();
 }
 

@@ -10,19 +10,19 @@
  * @module
  */
 import type { AuditLog } from "../audit/mod.ts";
-import type { PasswordAuthenticator } from "../auth/authenticator.ts";
-import type { BearerAuthenticator } from "../auth/authenticator.ts";
 import { parseEmail } from "../policy/address.ts";
-import type { AuthRateLimiter, CredentialFingerprinter } from "../policy/rate_limit.ts";
 import type { QuotaDecision, SendQuota } from "../policy/quota.ts";
 import type { Envelope, Spool, SpoolWriter } from "../queue/spool.ts";
 import { newQueueId } from "../queue/spool.ts";
-import type { SaslCredentials, SaslMechanism } from "../sasl/mechanism.ts";
 import type { RecipientOutcome, StreamedDelivery } from "../delivery/backend.ts";
 import { ChunkPipe } from "../delivery/passthrough.ts";
-import { createLogin } from "../sasl/login.ts";
-import { createPlain } from "../sasl/plain.ts";
 import { log } from "../observability/logger.ts";
+import {
+  type AuthContext,
+  decodeBase64,
+  mechanismNames,
+  runAuthExchange,
+} from "./auth_exchange.ts";
 import { type ByteStream, StreamTimeoutError } from "./byte_stream.ts";
 import { type Command, type MailParams, parseCommand } from "./commands.ts";
 import { LineReader } from "./line_reader.ts";
@@ -69,13 +69,10 @@ const JUNK_VERBS: ReadonlySet<Command["verb"]> = new Set([
 /** Which listener a session came in on. */
 export type ListenerKind = "smtps" | "submission";
 
-/** A SASL mechanism factory, and whether it carries a password or a token. */
-export interface MechanismSpec {
-  create: () => SaslMechanism;
-}
+export type { MechanismSpec } from "./auth_exchange.ts";
 
-/** What a session needs from the server around it. */
-export interface SessionContext {
+/** What a session needs from the server around it (the AUTH parts: {@link AuthContext}). */
+export interface SessionContext extends AuthContext {
   hostname: string;
   kind: ListenerKind;
   /** Whether STARTTLS can be offered (a certificate is loaded). */
@@ -84,23 +81,10 @@ export interface SessionContext {
   maxRecipients: number;
   commandTimeoutMs: number;
   dataTimeoutMs: number;
-  /** Lower-cased ASCII domains whose users may neither log in nor send. */
-  disabledDomains: ReadonlySet<string>;
-  authenticator: PasswordAuthenticator;
-  /** Verifies OAuth2 bearer tokens; XOAUTH2/OAUTHBEARER are offered only with it. */
-  bearer?: BearerAuthenticator;
-  /** Extra SASL mechanisms (XOAUTH2, OAUTHBEARER), by name. */
-  bearerMechanisms?: Record<string, MechanismSpec>;
-  /** Builds the failure challenge sent before 535 for a bearer mechanism. */
-  bearerFailureChallenge?: (mechanism: string, status: string, scope: string) => Uint8Array;
   spool: Spool;
   audit: AuditLog;
   /** Error and junk-command limits; default {@link DEFAULT_ABUSE_LIMITS}. */
   abuse?: AbuseLimits;
-  /** Failed-authentication limits per address, user and domain. */
-  authLimiter?: AuthRateLimiter;
-  /** Keyed fingerprints of wrong passwords (a repeated stale password counts once). */
-  fingerprint?: CredentialFingerprinter;
   /** Sending quotas per user and domain. */
   quota?: SendQuota;
   /**
@@ -354,13 +338,9 @@ export class Session {
     ];
     if (this.#stream.tls === null && this.#ctx.tlsAvailable) ext.push("STARTTLS");
     if (this.#stream.tls !== null && this.#identity === null) {
-      ext.push(`AUTH ${this.#mechanismNames().join(" ")}`);
+      ext.push(`AUTH ${mechanismNames(this.#ctx).join(" ")}`);
     }
     return ext;
-  }
-
-  #mechanismNames(): string[] {
-    return ["PLAIN", "LOGIN", ...Object.keys(this.#ctx.bearerMechanisms ?? {})];
   }
 
   /** @internal */
@@ -403,65 +383,17 @@ export class Session {
       this.reply(Replies.alreadyAuthenticated());
       return;
     }
-    if (await this.#authBlocked("")) return;
-    const mechanism = this.#createMechanism(command.mechanism);
-    if (!mechanism) {
-      this.reply(Replies.authMechanismUnknown());
-      return;
-    }
-    let initial: Uint8Array | null = null;
-    if (command.initial !== null) {
-      initial = command.initial === "=" ? new Uint8Array() : decodeBase64(command.initial);
-      if (initial === null) {
-        this.reply(Replies.authBadBase64());
-        return;
-      }
-    }
-    let step = mechanism.start(initial);
-    while (step.type === "challenge") {
-      this.reply(Replies.authChallenge(step.challenge.toBase64()));
-      const response = await this.#readSaslResponse();
-      if (response === "eof") return;
-      if (response === "cancel") {
-        this.reply(Replies.authCancelled());
-        return;
-      }
-      if (response === "bad") {
-        this.reply(Replies.authBadBase64());
-        return;
-      }
-      if (response === "too_long") {
-        this.reply(Replies.lineTooLong());
-        return;
-      }
-      step = mechanism.next(response);
-    }
-    if (step.type === "malformed") {
-      this.reply(Replies.authMalformed(step.message));
-      return;
-    }
-    await this.#verify(mechanism.name, step.credentials);
-  }
-
-  /** Replies 421 and closes when the limiter refuses this address or user. */
-  async #authBlocked(email: string): Promise<boolean> {
-    const limiter = this.#ctx.authLimiter;
-    if (!limiter) return false;
-    const decision = await limiter.check({ ip: this.#stream.remoteAddress, email });
-    if (decision.allowed) return false;
-    this.#audit("rate_limit", {
-      email: email || undefined,
-      scope: decision.scope,
-      retry_after: decision.retryAfterSeconds,
-    });
-    this.reply(Replies.authRateLimited(decision.retryAfterSeconds));
-    return true;
-  }
-
-  #createMechanism(name: string): SaslMechanism | null {
-    if (name === "PLAIN") return createPlain();
-    if (name === "LOGIN") return createLogin();
-    return this.#ctx.bearerMechanisms?.[name]?.create() ?? null;
+    const identity = await runAuthExchange(
+      {
+        ip: this.#stream.remoteAddress,
+        reply: (reply) => this.reply(reply),
+        readResponse: () => this.#readSaslResponse(),
+        audit: (event, fields) => this.#audit(event, fields),
+      },
+      this.#ctx,
+      command,
+    );
+    if (identity) this.#identity = identity;
   }
 
   async #readSaslResponse(): Promise<Uint8Array | "cancel" | "bad" | "eof" | "too_long"> {
@@ -472,137 +404,6 @@ export class Session {
     const text = new TextDecoder().decode(result.line);
     if (text === "*") return "cancel";
     return decodeBase64(text) ?? "bad";
-  }
-
-  async #verify(mechanism: string, credentials: SaslCredentials): Promise<void> {
-    const auditBase = { method: mechanism };
-    if (credentials.kind === "password") {
-      const { authcid, authzid, password } = credentials;
-      if (authzid !== "" && authzid.toLowerCase() !== authcid.toLowerCase()) {
-        this.#audit("auth_attempt", {
-          ...auditBase,
-          email: authcid,
-          success: false,
-          reason: "authzid",
-        });
-        this.reply(Replies.authzidMismatch());
-        return;
-      }
-      const domain = parseEmail(authcid)?.domain;
-      if (domain && this.#ctx.disabledDomains.has(domain)) {
-        this.#audit("auth_attempt", {
-          ...auditBase,
-          email: authcid,
-          domain,
-          success: false,
-          reason: "domain_disabled",
-        });
-        this.reply(Replies.authDomainDisabled(domain));
-        return;
-      }
-      if (await this.#authBlocked(authcid)) return;
-      let result;
-      try {
-        result = await this.#ctx.authenticator.verifyPassword(authcid, password);
-      } catch (error) {
-        logger.error("authenticator failed: {error}", { error: String(error) });
-        result = { ok: false as const, reason: "temporary_failure" as const };
-      }
-      await this.#finishAuth(
-        mechanism,
-        authcid,
-        result,
-        this.#ctx.fingerprint?.fingerprint(authcid, password),
-      );
-      return;
-    }
-    const bearer = this.#ctx.bearer;
-    if (!bearer) {
-      this.reply(Replies.authMechanismUnknown());
-      return;
-    }
-    if (await this.#authBlocked(credentials.user ?? "")) return;
-    let result;
-    try {
-      result = await bearer.verifyBearer(credentials.user, credentials.token);
-    } catch (error) {
-      logger.error("token verification failed: {error}", { error: String(error) });
-      result = { ok: false as const, reason: "temporary_failure" as const };
-    }
-    this.#audit("token_validation", {
-      method: mechanism,
-      format: credentials.format,
-      email: (result.ok ? result.email : credentials.user ?? "").slice(0, 254),
-      success: result.ok,
-      ...(result.ok ? {} : {
-        reason: result.reason,
-        status: "status" in result ? result.status : undefined,
-        detail: result.detail,
-      }),
-    });
-    if (!result.ok && result.reason !== "temporary_failure" && this.#ctx.bearerFailureChallenge) {
-      // RFC 7628 3.2.2 / Google XOAUTH2: a 334 with the error, the client answers, then 535.
-      const status = "status" in result && result.status ? result.status : "invalid_token";
-      const scope = "scope" in result && result.scope ? result.scope : "smtp.send";
-      const challenge = this.#ctx.bearerFailureChallenge(mechanism, status, scope);
-      this.reply(Replies.authChallenge(challenge.toBase64()));
-      const response = await this.#readSaslResponse();
-      if (response === "eof") return;
-    }
-    await this.#finishAuth(mechanism, credentials.user ?? "", result);
-  }
-
-  async #finishAuth(
-    mechanism: string,
-    user: string,
-    result: Awaited<ReturnType<PasswordAuthenticator["verifyPassword"]>>,
-    credentialFingerprint?: string,
-  ): Promise<void> {
-    const limiter = this.#ctx.authLimiter;
-    const ip = this.#stream.remoteAddress;
-    if (result.ok) {
-      await limiter?.recordSuccess({ ip, email: user });
-      this.#identity = { email: result.email, domain: result.domain, mechanism };
-      this.#audit("auth_attempt", {
-        method: mechanism,
-        email: result.email,
-        domain: result.domain,
-        backend: result.backend,
-        success: true,
-      });
-      this.reply(Replies.authSucceeded());
-      return;
-    }
-    this.#audit("auth_attempt", {
-      method: mechanism,
-      email: user.slice(0, 254),
-      domain: parseEmail(user)?.domain,
-      success: false,
-      reason: result.reason,
-    });
-    switch (result.reason) {
-      case "temporary_failure":
-        this.reply(Replies.authTemporaryFailure());
-        break;
-      case "domain_disabled":
-        this.reply(Replies.authDomainDisabled(parseEmail(user)?.domain ?? ""));
-        break;
-      default:
-        this.reply(Replies.authFailed());
-    }
-    if (
-      limiter && (result.reason === "invalid_credentials" || result.reason === "account_disabled")
-    ) {
-      const next = await limiter.recordFailure({ ip, email: user, credentialFingerprint });
-      if (!next.allowed) {
-        this.#audit("rate_limit", {
-          email: user.slice(0, 254),
-          scope: next.scope,
-          retry_after: next.retryAfterSeconds,
-        });
-        this.reply(Replies.authRateLimited(next.retryAfterSeconds));
-      }
-    }
   }
 
   /** With `[audit] required`, refuses new mail (451 4.3.0) while the trail cannot be written. */
@@ -1005,16 +806,6 @@ export class Session {
 function isAuthLine(line: Uint8Array): boolean {
   return line.length > 5 && (line[0] | 0x20) === 0x61 && (line[1] | 0x20) === 0x75 &&
     (line[2] | 0x20) === 0x74 && (line[3] | 0x20) === 0x68 && line[4] === 0x20;
-}
-
-/** Decodes strict base64 (RFC 4648 alphabet, padding required); `null` when invalid. */
-export function decodeBase64(text: string): Uint8Array | null {
-  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return null;
-  try {
-    return Uint8Array.fromBase64(text, { lastChunkHandling: "strict" });
-  } catch {
-    return null;
-  }
 }
 
 const noTx = (run: CommandSpec["run"], needsHelo = true): CommandSpec => ({

@@ -1,0 +1,290 @@
+/**
+ * The SMTP AUTH exchange (RFC 4954): runs a SASL mechanism over 334
+ * challenges, checks the resulting credentials (password or bearer token)
+ * through the authenticators, applies the login rate limits, and answers
+ * 235, 535, 454 or 421. Secrets never reach a log or the audit trail.
+ *
+ * @module
+ */
+import type {
+  AuthResult,
+  BearerAuthenticator,
+  PasswordAuthenticator,
+} from "../auth/authenticator.ts";
+import { log } from "../observability/logger.ts";
+import { parseEmail } from "../policy/address.ts";
+import type { AuthRateLimiter, CredentialFingerprinter } from "../policy/rate_limit.ts";
+import { createLogin } from "../sasl/login.ts";
+import type { SaslCredentials, SaslMechanism } from "../sasl/mechanism.ts";
+import { createPlain } from "../sasl/plain.ts";
+import { Replies, type SmtpReply } from "./replies.ts";
+
+const logger = log("smtp");
+
+/** A SASL mechanism factory offered in addition to PLAIN and LOGIN. */
+export interface MechanismSpec {
+  create: () => SaslMechanism;
+}
+
+/** What the exchange needs from the server's configuration. */
+export interface AuthContext {
+  /** Lower-cased ASCII domains whose users may not log in. */
+  disabledDomains: ReadonlySet<string>;
+  authenticator: PasswordAuthenticator;
+  /** Verifies OAuth2 bearer tokens; XOAUTH2/OAUTHBEARER are offered only with it. */
+  bearer?: BearerAuthenticator;
+  /** Extra SASL mechanisms (XOAUTH2, OAUTHBEARER), by name. */
+  bearerMechanisms?: Record<string, MechanismSpec>;
+  /** Builds the failure challenge sent before 535 for a bearer mechanism. */
+  bearerFailureChallenge?: (mechanism: string, status: string, scope: string) => Uint8Array;
+  /** Failed-authentication limits per address, user and domain. */
+  authLimiter?: AuthRateLimiter;
+  /** Keyed fingerprints of wrong passwords (a repeated stale password counts once). */
+  fingerprint?: CredentialFingerprinter;
+}
+
+/** What the exchange needs from the session it runs in. */
+export interface AuthPort {
+  /** The client's address (rate limits, audit). */
+  readonly ip: string;
+  /** Queues a reply. */
+  reply(reply: SmtpReply): void;
+  /** Flushes replies and reads the client's next SASL response line, base64-decoded. */
+  readResponse(): Promise<Uint8Array | "cancel" | "bad" | "eof" | "too_long">;
+  /** Records an audit event (the session adds its id and address). */
+  audit(event: string, fields: Record<string, unknown>): void;
+}
+
+/** Who the client turned out to be. */
+export interface AuthenticatedIdentity {
+  email: string;
+  domain: string;
+  mechanism: string;
+}
+
+/** The names of the mechanisms offered (after TLS). */
+export function mechanismNames(ctx: AuthContext): string[] {
+  return ["PLAIN", "LOGIN", ...Object.keys(ctx.bearerMechanisms ?? {})];
+}
+
+/** Decodes strict base64 (RFC 4648 alphabet, padding required); `null` when invalid. */
+export function decodeBase64(text: string): Uint8Array | null {
+  if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return null;
+  try {
+    return Uint8Array.fromBase64(text, { lastChunkHandling: "strict" });
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Runs `AUTH <mechanism> [initial-response]` to its end. Resolves the
+ * identity after `235`, or `null` after any other reply (or when the client
+ * went away mid-exchange).
+ */
+export async function runAuthExchange(
+  port: AuthPort,
+  ctx: AuthContext,
+  command: { mechanism: string; initial: string | null },
+): Promise<AuthenticatedIdentity | null> {
+  if (await authBlocked(port, ctx, "")) return null;
+  const mechanism = createMechanism(ctx, command.mechanism);
+  if (!mechanism) {
+    port.reply(Replies.authMechanismUnknown());
+    return null;
+  }
+  let initial: Uint8Array | null = null;
+  if (command.initial !== null) {
+    initial = command.initial === "=" ? new Uint8Array() : decodeBase64(command.initial);
+    if (initial === null) {
+      port.reply(Replies.authBadBase64());
+      return null;
+    }
+  }
+  let step = mechanism.start(initial);
+  while (step.type === "challenge") {
+    port.reply(Replies.authChallenge(step.challenge.toBase64()));
+    const response = await port.readResponse();
+    if (response === "eof") return null;
+    if (response === "cancel") {
+      port.reply(Replies.authCancelled());
+      return null;
+    }
+    if (response === "bad") {
+      port.reply(Replies.authBadBase64());
+      return null;
+    }
+    if (response === "too_long") {
+      port.reply(Replies.lineTooLong());
+      return null;
+    }
+    step = mechanism.next(response);
+  }
+  if (step.type === "malformed") {
+    port.reply(Replies.authMalformed(step.message));
+    return null;
+  }
+  return await verify(port, ctx, mechanism.name, step.credentials);
+}
+
+/** Replies 421 and closes when the limiter refuses this address or user. */
+async function authBlocked(port: AuthPort, ctx: AuthContext, email: string): Promise<boolean> {
+  const limiter = ctx.authLimiter;
+  if (!limiter) return false;
+  const decision = await limiter.check({ ip: port.ip, email });
+  if (decision.allowed) return false;
+  port.audit("rate_limit", {
+    email: email || undefined,
+    scope: decision.scope,
+    retry_after: decision.retryAfterSeconds,
+  });
+  port.reply(Replies.authRateLimited(decision.retryAfterSeconds));
+  return true;
+}
+
+function createMechanism(ctx: AuthContext, name: string): SaslMechanism | null {
+  if (name === "PLAIN") return createPlain();
+  if (name === "LOGIN") return createLogin();
+  return ctx.bearerMechanisms?.[name]?.create() ?? null;
+}
+
+/** Checks the credentials a mechanism produced; the identity on success. */
+async function verify(
+  port: AuthPort,
+  ctx: AuthContext,
+  mechanism: string,
+  credentials: SaslCredentials,
+): Promise<AuthenticatedIdentity | null> {
+  const auditBase = { method: mechanism };
+  if (credentials.kind === "password") {
+    const { authcid, authzid, password } = credentials;
+    if (authzid !== "" && authzid.toLowerCase() !== authcid.toLowerCase()) {
+      port.audit("auth_attempt", {
+        ...auditBase,
+        email: authcid,
+        success: false,
+        reason: "authzid",
+      });
+      port.reply(Replies.authzidMismatch());
+      return null;
+    }
+    const domain = parseEmail(authcid)?.domain;
+    if (domain && ctx.disabledDomains.has(domain)) {
+      port.audit("auth_attempt", {
+        ...auditBase,
+        email: authcid,
+        domain,
+        success: false,
+        reason: "domain_disabled",
+      });
+      port.reply(Replies.authDomainDisabled(domain));
+      return null;
+    }
+    if (await authBlocked(port, ctx, authcid)) return null;
+    let result;
+    try {
+      result = await ctx.authenticator.verifyPassword(authcid, password);
+    } catch (error) {
+      logger.error("authenticator failed: {error}", { error: String(error) });
+      result = { ok: false as const, reason: "temporary_failure" as const };
+    }
+    return await finishAuth(
+      port,
+      ctx,
+      mechanism,
+      authcid,
+      result,
+      ctx.fingerprint?.fingerprint(authcid, password),
+    );
+  }
+  const bearer = ctx.bearer;
+  if (!bearer) {
+    port.reply(Replies.authMechanismUnknown());
+    return null;
+  }
+  if (await authBlocked(port, ctx, credentials.user ?? "")) return null;
+  let result;
+  try {
+    result = await bearer.verifyBearer(credentials.user, credentials.token);
+  } catch (error) {
+    logger.error("token verification failed: {error}", { error: String(error) });
+    result = { ok: false as const, reason: "temporary_failure" as const };
+  }
+  port.audit("token_validation", {
+    method: mechanism,
+    format: credentials.format,
+    email: (result.ok ? result.email : credentials.user ?? "").slice(0, 254),
+    success: result.ok,
+    ...(result.ok ? {} : {
+      reason: result.reason,
+      status: "status" in result ? result.status : undefined,
+      detail: result.detail,
+    }),
+  });
+  if (!result.ok && result.reason !== "temporary_failure" && ctx.bearerFailureChallenge) {
+    // RFC 7628 3.2.2 / Google XOAUTH2: a 334 with the error, the client answers, then 535.
+    const status = "status" in result && result.status ? result.status : "invalid_token";
+    const scope = "scope" in result && result.scope ? result.scope : "smtp.send";
+    const challenge = ctx.bearerFailureChallenge(mechanism, status, scope);
+    port.reply(Replies.authChallenge(challenge.toBase64()));
+    const response = await port.readResponse();
+    if (response === "eof") return null;
+  }
+  return await finishAuth(port, ctx, mechanism, credentials.user ?? "", result);
+}
+
+/** Replies, audits and counts the outcome of a verification. */
+async function finishAuth(
+  port: AuthPort,
+  ctx: AuthContext,
+  mechanism: string,
+  user: string,
+  result: AuthResult,
+  credentialFingerprint?: string,
+): Promise<AuthenticatedIdentity | null> {
+  const limiter = ctx.authLimiter;
+  const ip = port.ip;
+  if (result.ok) {
+    await limiter?.recordSuccess({ ip, email: user });
+    port.audit("auth_attempt", {
+      method: mechanism,
+      email: result.email,
+      domain: result.domain,
+      backend: result.backend,
+      success: true,
+    });
+    port.reply(Replies.authSucceeded());
+    return { email: result.email, domain: result.domain, mechanism };
+  }
+  port.audit("auth_attempt", {
+    method: mechanism,
+    email: user.slice(0, 254),
+    domain: parseEmail(user)?.domain,
+    success: false,
+    reason: result.reason,
+  });
+  switch (result.reason) {
+    case "temporary_failure":
+      port.reply(Replies.authTemporaryFailure());
+      break;
+    case "domain_disabled":
+      port.reply(Replies.authDomainDisabled(parseEmail(user)?.domain ?? ""));
+      break;
+    default:
+      port.reply(Replies.authFailed());
+  }
+  if (
+    limiter && (result.reason === "invalid_credentials" || result.reason === "account_disabled")
+  ) {
+    const next = await limiter.recordFailure({ ip, email: user, credentialFingerprint });
+    if (!next.allowed) {
+      port.audit("rate_limit", {
+        email: user.slice(0, 254),
+        scope: next.scope,
+        retry_after: next.retryAfterSeconds,
+      });
+      port.reply(Replies.authRateLimited(next.retryAfterSeconds));
+    }
+  }
+  return null;
+}

@@ -6,25 +6,28 @@
  *
  * @module
  */
-import type { AuditLog } from "./audit/mod.ts";
-import { FileAuditLog } from "./audit/mod.ts";
+import { type AuditLog, FileAuditLog } from "./audit/mod.ts";
 import { createAuthenticator, type CreateAuthenticatorOptions } from "./auth/mod.ts";
 import type { BearerAuthenticator, PasswordAuthenticator } from "./auth/authenticator.ts";
 import type { Config } from "./config/mod.ts";
-import type { DeliveryBackend } from "./delivery/backend.ts";
-import { createDeliveryBackend } from "./delivery/create.ts";
+import { createDeliveryBackend, type DeliveryBackend, relayPassthrough } from "./delivery/mod.ts";
 import { parseRelayConfig } from "./config/relay_schema.ts";
 import { log } from "./observability/logger.ts";
-import { normalizeDomain } from "./policy/address.ts";
-import { QueueManager, queueSettings } from "./queue/manager.ts";
-import { Spool } from "./queue/spool.ts";
-import type { MechanismSpec } from "./smtp/session.ts";
-import { type BoundListener, type ListenerSpec, SmtpServer } from "./smtp/server.ts";
-import { type ProxyListenerOptions, TrustedProxies } from "./smtp/proxy_protocol.ts";
-import { type CertificateInfo, SniCertificates, TlsContextProvider } from "./tls/mod.ts";
-import { startTlsReloader } from "./tls/mod.ts";
-import { relayPassthrough } from "./delivery/passthrough.ts";
-import { writeState } from "./queue/state.ts";
+import { QueueManager, queueSettings, Spool, writeState } from "./queue/mod.ts";
+import {
+  type BoundListener,
+  type ListenerSpec,
+  type MechanismSpec,
+  type ProxyListenerOptions,
+  SmtpServer,
+  TrustedProxies,
+} from "./smtp/mod.ts";
+import {
+  type CertificateInfo,
+  SniCertificates,
+  startTlsReloader,
+  TlsContextProvider,
+} from "./tls/mod.ts";
 import { MemoryStateStore } from "./state/mod.ts";
 import {
   AuthRateLimiter,
@@ -32,6 +35,7 @@ import {
   ConnectionRateLimiter,
   CredentialFingerprinter,
   IpRateLimiter,
+  normalizeDomain,
   oauthRateLimitHook,
   observeOAuthLogins,
   SendQuota,
@@ -39,8 +43,12 @@ import {
 import { LdapAuthenticator, readLdapCa } from "./auth/ldap/mod.ts";
 import { type OAuthServer, startOAuthServer } from "./oauth/mod.ts";
 import { createExternalBearerAuthenticator } from "./auth/token_verifier.ts";
-import { createXoauth2, xoauth2FailureChallenge } from "./sasl/xoauth2.ts";
-import { createOAuthBearer, oauthbearerFailureChallenge } from "./sasl/oauthbearer.ts";
+import {
+  createOAuthBearer,
+  createXoauth2,
+  oauthbearerFailureChallenge,
+  xoauth2FailureChallenge,
+} from "./sasl/mod.ts";
 
 const logger = log();
 

@@ -98,10 +98,11 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
   for (const [section, values] of Object.entries(options.config ?? {})) {
     base[section] = { ...(base[section] ?? {}), ...values };
   }
-  const config = parseConfig(base, "test");
   const audit = new MemoryAuditLog();
+  let config: Config;
   let relay: Relay;
   try {
+    config = parseConfig(base, "test");
     relay = await startRelay(config, { audit, ...options.start });
   } catch (error) {
     await Deno.remove(dir, { recursive: true });

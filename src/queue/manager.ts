@@ -362,7 +362,11 @@ export class QueueManager {
     state.firstAttempt ??= nowIso();
     state.lastAttempt = nowIso();
 
-    if (!(await this.#messageExists(id))) {
+    // A message deleted (`relay queue delete`) while it was being delivered must
+    // not be bounced or rescheduled. When every recipient was delivered there is
+    // nothing to bounce or reschedule, so the common case skips the stat.
+    const allDelivered = outcomes.every((o) => o.status === "delivered");
+    if (!allDelivered && !(await this.#messageExists(id))) {
       logger.info("{id}: removed from the queue during delivery; dropping its state", { id });
       await removeState(spool, id);
       return;
@@ -491,26 +495,11 @@ export class QueueManager {
         reason: "null sender (a bounce or a notification): the failure cannot be returned",
         now,
       });
-      for (const outcome of failed) {
-        this.#o.audit.record({
-          event: "message_bounced",
-          queue_id: id,
-          recipient: outcome.recipient,
-          via: outcome.via ?? this.#o.backend.name,
-          reply: outcome.reply,
-          dead_letter: path,
-        });
+      this.#recordBounces(id, failed, { dead_letter: path }, (fields) =>
         logger.error(
           "{id}: to=<{rcpt}> via {via} failed ({reply}); null sender: dead letter {path}",
-          {
-            id,
-            rcpt: outcome.recipient,
-            via: outcome.via ?? this.#o.backend.name,
-            reply: outcome.reply,
-            path,
-          },
-        );
-      }
+          { ...fields, path },
+        ));
       return null;
     }
     const dsnId = newQueueId(now.getTime());
@@ -525,25 +514,39 @@ export class QueueManager {
     const writer = this.#o.spool.begin(dsn.envelope);
     writer.write(dsn.data);
     await writer.commit();
+    this.#recordBounces(
+      id,
+      failed,
+      { dsn_id: dsnId },
+      (fields) =>
+        logger.warning("{id}: to=<{rcpt}> via {via} failed ({reply}); DSN {dsn} to <{from}>", {
+          ...fields,
+          dsn: dsnId,
+          from: envelope.from,
+        }),
+    );
+    return dsnId;
+  }
+
+  /** Audits each failed recipient as `message_bounced` (with `extra`) and logs it. */
+  #recordBounces(
+    id: string,
+    failed: RecipientOutcome[],
+    extra: Record<string, string>,
+    logLine: (fields: { id: string; rcpt: string; via: string; reply: string }) => void,
+  ): void {
     for (const outcome of failed) {
+      const via = outcome.via ?? this.#o.backend.name;
       this.#o.audit.record({
         event: "message_bounced",
         queue_id: id,
         recipient: outcome.recipient,
-        via: outcome.via ?? this.#o.backend.name,
+        via,
         reply: outcome.reply,
-        dsn_id: dsnId,
+        ...extra,
       });
-      logger.warning("{id}: to=<{rcpt}> via {via} failed ({reply}); DSN {dsn} to <{from}>", {
-        id,
-        rcpt: outcome.recipient,
-        via: outcome.via ?? this.#o.backend.name,
-        reply: outcome.reply,
-        dsn: dsnId,
-        from: envelope.from,
-      });
+      logLine({ id, rcpt: outcome.recipient, via, reply: outcome.reply });
     }
-    return dsnId;
   }
 }
 

@@ -28,8 +28,7 @@ export interface MechanismSpec {
 
 /** What the exchange needs from the server's configuration. */
 export interface AuthContext {
-  /** Lower-cased ASCII domains whose users may not log in. */
-  disabledDomains: ReadonlySet<string>;
+  /** Checks passwords; refuses users of disabled domains itself (`domain_disabled`). */
   authenticator: PasswordAuthenticator;
   /** Verifies OAuth2 bearer tokens; XOAUTH2/OAUTHBEARER are offered only with it. */
   bearer?: BearerAuthenticator;
@@ -166,18 +165,6 @@ async function verify(
         reason: "authzid",
       });
       port.reply(Replies.authzidMismatch());
-      return null;
-    }
-    const domain = parseEmail(authcid)?.domain;
-    if (domain && ctx.disabledDomains.has(domain)) {
-      port.audit("auth_attempt", {
-        ...auditBase,
-        email: authcid,
-        domain,
-        success: false,
-        reason: "domain_disabled",
-      });
-      port.reply(Replies.authDomainDisabled(domain));
       return null;
     }
     if (await authBlocked(port, ctx, authcid)) return null;

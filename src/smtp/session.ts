@@ -81,6 +81,8 @@ export interface SessionContext extends AuthContext {
   maxRecipients: number;
   commandTimeoutMs: number;
   dataTimeoutMs: number;
+  /** Lower-cased ASCII domains whose users may not send (MAIL FROM). */
+  disabledDomains: ReadonlySet<string>;
   spool: Spool;
   audit: AuditLog;
   /** Error and junk-command limits; default {@link DEFAULT_ABUSE_LIMITS}. */

@@ -21,12 +21,7 @@
  * @module
  */
 import { z } from "zod";
-
-/** A `host:port` listen address; `[::1]:9000` style for IPv6. */
-const listenAddress = z.string().regex(
-  /^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/,
-  'expected "host:port", e.g. "127.0.0.1:9000"',
-);
+import { listenAddress } from "./listen.ts";
 
 /** An absolute http(s) URL without a fragment. */
 const httpUrl = z.string().refine((value) => {
@@ -118,7 +113,7 @@ export const oauthSchema = z.strictObject({
    * Where it listens. Port 0 (tests) binds a free port, and the issuer's
    * port is then replaced by the bound one.
    */
-  listen: listenAddress.default("127.0.0.1:9000"),
+  listen: listenAddress("127.0.0.1:9000").default("127.0.0.1:9000"),
   /** The issuer identifier: the public base URL of the server (RFC 8414). */
   issuer: httpUrl.refine((value) => !new URL(value).search, "must not have a query")
     .default("http://localhost:9000"),

@@ -10,12 +10,7 @@ import { ldapSchema } from "./ldap_schema.ts";
 import { oauthSchema } from "./oauth_schema.ts";
 import { relaySchema } from "./relay_schema.ts";
 import { quotaSchema, rateLimitSchema, stateSchema } from "./limits_schema.ts";
-
-/** A `host:port` listen address; `[::1]:25` style for IPv6. */
-const listenAddress = z.string().regex(
-  /^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/,
-  'expected "host:port", e.g. "127.0.0.1:8465"',
-);
+import { listenAddress } from "./listen.ts";
 
 const positiveInt = z.number().int().positive();
 
@@ -29,7 +24,7 @@ const serverSchema = z.strictObject({
 const listenerSchema = (listen: string) =>
   z.strictObject({
     enabled: z.boolean().default(true),
-    listen: listenAddress.default(listen),
+    listen: listenAddress(listen).default(listen),
     /**
      * Every connection starts with a PROXY protocol header (v1 or v2, e.g.
      * HAProxy `send-proxy-v2`) naming the client; without one it is closed.

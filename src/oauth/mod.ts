@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { parseListen } from "../config/listen.ts";
 import type { PasswordAuthenticator } from "../auth/authenticator.ts";
 import { JwtBearerAuthenticator, wellKnown } from "../auth/token_verifier.ts";
 import type { OAuthConfig } from "../config/oauth_schema.ts";
@@ -91,13 +92,6 @@ export interface OAuthServer {
   store: OAuthStore;
   /** Stops listening and releases the store it created. */
   close(): Promise<void>;
-}
-
-/** Splits `host:port` / `[v6]:port`. */
-export function parseListen(listen: string): { hostname: string; port: number } {
-  const match = /^\[?([^\]]*?)\]?:(\d+)$/.exec(listen);
-  if (!match) throw new Error(`invalid listen address: ${listen}`);
-  return { hostname: match[1], port: Number(match[2]) };
 }
 
 /**

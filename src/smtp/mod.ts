@@ -24,7 +24,6 @@ export { formatReply, Replies, type SmtpReply } from "./replies.ts";
 export {
   type BoundListener,
   type ListenerSpec,
-  parseListen,
   SmtpServer,
   type SmtpServerOptions,
 } from "./server.ts";

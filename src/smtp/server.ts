@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { parseListen } from "../config/listen.ts";
 import net from "node:net";
 import type tls from "node:tls";
 import { log } from "../observability/logger.ts";
@@ -57,13 +58,6 @@ export interface BoundListener {
   port: number;
 }
 
-/** Splits `host:port` and `[v6]:port`. */
-export function parseListen(listen: string): { host: string; port: number } {
-  const colon = listen.lastIndexOf(":");
-  const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
-  return { host, port: Number(listen.slice(colon + 1)) };
-}
-
 /** Runs the SMTP listeners and every session on them. */
 export class SmtpServer {
   #options: SmtpServerOptions;
@@ -95,7 +89,7 @@ export class SmtpServer {
   async start(): Promise<void> {
     try {
       for (const spec of this.#options.listeners) {
-        const { host, port } = parseListen(spec.listen);
+        const { hostname: host, port } = parseListen(spec.listen);
         const server = net.createServer(
           { noDelay: true },
           (socket) => this.#accept(spec, socket),

@@ -23,6 +23,14 @@ export interface PasswordInputOptions {
   promptPassword?: (prompt: string) => Promise<string | null>;
 }
 
+/** What every `relay user` command takes for tests: password input and output lines. */
+export interface UserIoOptions extends PasswordInputOptions {
+  /** Writes one line of results; default standard output. */
+  stdout?: (line: string) => void;
+  /** Writes one line of errors and warnings; default standard error. */
+  stderr?: (line: string) => void;
+}
+
 /** A request that cannot be carried out; `code` is the exit status (1 failed, 2 usage). */
 export class CommandError extends Error {
   /** Exit status for the command. */

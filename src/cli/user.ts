@@ -16,7 +16,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { type ByteReader, CommandError, readNewPassword } from "./password_input.ts";
+import { CommandError, readNewPassword, type UserIoOptions } from "./password_input.ts";
 import type { Config } from "../config/mod.ts";
 import {
   argon2ParamsFromConfig,
@@ -31,18 +31,7 @@ import { parseEmail } from "../policy/address.ts";
 export type { ByteReader } from "./password_input.ts";
 
 /** Injection points for {@link runUserCommand} (tests); all default to the process's own. */
-export interface UserCommandOptions {
-  /** Where `--password-stdin` reads from; default `Deno.stdin`. */
-  stdin?: ByteReader;
-  /** Whether a terminal can be asked; default `Deno.stdin.isTerminal()`. */
-  isTerminal?: boolean;
-  /** Asks for a password without echo; resolves `null` when the user gave up. */
-  promptPassword?: (prompt: string) => Promise<string | null>;
-  /** Writes one line of results; default standard output. */
-  stdout?: (line: string) => void;
-  /** Writes one line of errors and warnings; default standard error. */
-  stderr?: (line: string) => void;
-}
+export type UserCommandOptions = UserIoOptions;
 
 const USAGE = [
   "usage: relay user add EMAIL [--password-stdin] [--global]",

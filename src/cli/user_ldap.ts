@@ -16,7 +16,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { type ByteReader, CommandError, readNewPassword } from "./password_input.ts";
+import { CommandError, readNewPassword, type UserIoOptions } from "./password_input.ts";
 import type { LdapConfig } from "../config/ldap_schema.ts";
 import { LdapAdminError, LdapUserAdmin } from "../auth/ldap/admin.ts";
 import { readLdapCa } from "../auth/ldap/authenticator.ts";
@@ -24,17 +24,7 @@ import { readLdapCa } from "../auth/ldap/authenticator.ts";
 export type { ByteReader } from "./password_input.ts";
 
 /** Injection points for {@linkcode runLdapUserCommand} (tests); all default to the process's own. */
-export interface LdapUserCommandOptions {
-  /** Where `--password-stdin` reads from; default `Deno.stdin`. */
-  stdin?: ByteReader;
-  /** Whether a terminal can be asked; default `Deno.stdin.isTerminal()`. */
-  isTerminal?: boolean;
-  /** Asks for a password without echo; resolves `null` when the user gave up. */
-  promptPassword?: (prompt: string) => Promise<string | null>;
-  /** Writes one line of results; default standard output. */
-  stdout?: (line: string) => void;
-  /** Writes one line of errors; default standard error. */
-  stderr?: (line: string) => void;
+export interface LdapUserCommandOptions extends UserIoOptions {
   /** PEM CA for TLS to the directory; default: read `[ldap] ca`. */
   caPem?: string;
 }

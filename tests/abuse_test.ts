@@ -8,23 +8,12 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import nodemailer from "nodemailer";
-import { SmtpClient } from "../src/delivery/smtp_client.ts";
 import { connectTo, greeted, plain } from "./support/raw_client.ts";
-import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { connectAs, startTestRelay, type TestRelay } from "./support/relay.ts";
 
 async function sendsNormally(t: TestRelay): Promise<void> {
-  const c = await SmtpClient.connect({
-    host: "127.0.0.1",
-    port: t.smtpsPort,
-    security: "implicit",
-    servername: "localhost",
-    caCerts: [t.caPem],
-  });
+  const c = await connectAs(t);
   try {
-    assert.equal(
-      (await c.auth({ username: "alice@example.com", password: "alice-secret-1" })).code,
-      235,
-    );
     const sent = await c.send({
       from: "alice@example.com",
       to: ["ok@example.net"],
@@ -104,7 +93,6 @@ Deno.test("500 slowloris connections do not keep a normal client out", async () 
     const grewMiB = (Deno.memoryUsage().rss - rssBefore) / 2 ** 20;
     console.log(`slowloris: 500 connections, RSS grew ${grewMiB.toFixed(1)} MiB`);
     assert.ok(grewMiB < 200, `RSS grew ${grewMiB} MiB`);
-    assert.equal(t.relay.listeners.length, 2);
   } finally {
     for (const s of sockets) s.destroy();
     await t.close();

@@ -6,9 +6,9 @@
  * install commands); skipped where it is missing, except in CI.
  */
 import assert from "node:assert/strict";
-import { SmtpClient, type SmtpSendParams } from "../src/delivery/mod.ts";
+import type { SmtpSendParams } from "../src/delivery/mod.ts";
 import { smtpSinkInstalled, startPostfixSink } from "./support/smtp_sink.ts";
-import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { connectAs, startTestRelay, type TestRelay } from "./support/relay.ts";
 
 const encoder = new TextEncoder();
 const installed = smtpSinkInstalled();
@@ -34,15 +34,8 @@ async function submitAll(
   t: TestRelay,
   messages: { to: string[]; data: string; params?: SmtpSendParams }[],
 ): Promise<string[]> {
-  const client = await SmtpClient.connect({
-    host: "127.0.0.1",
-    port: t.smtpsPort,
-    security: "implicit",
-    servername: "localhost",
-    caCerts: [t.caPem],
-  });
+  const client = await connectAs(t);
   try {
-    await client.auth({ username: "alice@example.com", password: "alice-secret-1" });
     const ids: string[] = [];
     for (const m of messages) {
       const result = await client.send({

@@ -8,24 +8,16 @@
 import assert from "node:assert/strict";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { makeTestCertificates, type TestCertificates } from "../src/delivery/_smtp_test_server.ts";
-import { SmtpClient } from "../src/delivery/mod.ts";
 import { readState } from "../src/queue/mod.ts";
-import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { connectAs, startTestRelay, type TestRelay } from "./support/relay.ts";
 import { type SinkOptions, SmtpSink } from "./support/sink.ts";
 
 const encoder = new TextEncoder();
 const PASSWORD = "backend-pw-Zq81";
 
 async function submit(t: TestRelay, subject: string): Promise<string> {
-  const client = await SmtpClient.connect({
-    host: "127.0.0.1",
-    port: t.smtpsPort,
-    security: "implicit",
-    servername: "localhost",
-    caCerts: [t.caPem],
-  });
+  const client = await connectAs(t);
   try {
-    await client.auth({ username: "alice@example.com", password: "alice-secret-1" });
     const result = await client.send({
       from: "alice@example.com",
       to: ["bob@dest.org"],

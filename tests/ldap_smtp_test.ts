@@ -10,7 +10,7 @@ import nodemailer from "nodemailer";
 import { runLdapUserCommand } from "../src/cli/user_ldap.ts";
 import { SmtpClient } from "../src/delivery/smtp_client.ts";
 import { startSlapd } from "./support/slapd.ts";
-import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { connectClient, startTestRelay, type TestRelay } from "./support/relay.ts";
 
 const encoder = new TextEncoder();
 
@@ -21,13 +21,7 @@ async function authenticate(
   password: string,
   mechanism: "PLAIN" | "LOGIN" = "PLAIN",
 ): Promise<{ client: SmtpClient; code: number; enhanced?: string }> {
-  const client = await SmtpClient.connect({
-    host: "127.0.0.1",
-    port: security === "implicit" ? t.smtpsPort : t.submissionPort,
-    security,
-    servername: "localhost",
-    caCerts: [t.caPem],
-  });
+  const client = await connectClient(t, security);
   try {
     const reply = await client.auth({ username, password, mechanism });
     return { client, code: reply.code, enhanced: reply.enhanced };

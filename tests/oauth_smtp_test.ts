@@ -9,10 +9,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import nodemailer from "nodemailer";
 import * as oauth from "oauth4webapi";
-import { SmtpClient } from "../src/delivery/smtp_client.ts";
 import { launchBrowser } from "./support/browser.ts";
 import { signInOverHttp, startCallbackListener } from "./support/oauth_flow.ts";
-import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { connectClient, startTestRelay, type TestRelay } from "./support/relay.ts";
 
 const insecure = { [oauth.allowInsecureRequests]: true };
 const encoder = new TextEncoder();
@@ -20,16 +19,6 @@ const decoder = new TextDecoder();
 
 function b64(text: string): string {
   return encoder.encode(text).toBase64();
-}
-
-async function connect(t: TestRelay, security: "implicit" | "starttls"): Promise<SmtpClient> {
-  return await SmtpClient.connect({
-    host: "127.0.0.1",
-    port: security === "implicit" ? t.smtpsPort : t.submissionPort,
-    security,
-    servername: "localhost",
-    caCerts: [t.caPem],
-  });
 }
 
 async function startOAuthRelay(): Promise<TestRelay> {
@@ -128,7 +117,7 @@ Deno.test("OAuth2: browser sign-in, then XOAUTH2 (nodemailer) and OAUTHBEARER ov
     await relay.waitForOutbox(2);
 
     await t.step("EHLO after TLS offers XOAUTH2 and OAUTHBEARER", async () => {
-      const c = await connect(relay, "starttls");
+      const c = await connectClient(relay, "starttls");
       try {
         assert.deepEqual([...c.authMechanisms].sort(), [
           "LOGIN",
@@ -142,7 +131,7 @@ Deno.test("OAuth2: browser sign-in, then XOAUTH2 (nodemailer) and OAUTHBEARER ov
     });
 
     await t.step("OAUTHBEARER (RFC 7628) with initial response, then a message", async () => {
-      const c = await connect(relay, "implicit");
+      const c = await connectClient(relay, "implicit");
       try {
         const message = `n,a=alice@example.com,\x01host=localhost\x01port=${relay.smtpsPort}\x01` +
           `auth=Bearer ${accessToken}\x01\x01`;
@@ -161,7 +150,7 @@ Deno.test("OAuth2: browser sign-in, then XOAUTH2 (nodemailer) and OAUTHBEARER ov
     });
 
     await t.step("the domain policy applies to token logins", async () => {
-      const c = await connect(relay, "implicit");
+      const c = await connectClient(relay, "implicit");
       try {
         const payload = `user=alice@example.com\x01auth=Bearer ${accessToken}\x01\x01`;
         assert.equal((await c.authRaw("XOAUTH2", b64(payload))).code, 235);
@@ -178,7 +167,7 @@ Deno.test("OAuth2: browser sign-in, then XOAUTH2 (nodemailer) and OAUTHBEARER ov
     });
 
     await t.step("XOAUTH2 failure: 334 with a JSON status, empty line, 535 5.7.8", async () => {
-      const c = await connect(relay, "implicit");
+      const c = await connectClient(relay, "implicit");
       try {
         // Token issued to alice, presented for bob.
         const payload = `user=bob@company.com\x01auth=Bearer ${accessToken}\x01\x01`;
@@ -196,7 +185,7 @@ Deno.test("OAuth2: browser sign-in, then XOAUTH2 (nodemailer) and OAUTHBEARER ov
     });
 
     await t.step("OAUTHBEARER failure names the discovery document, \\x01, 535", async () => {
-      const c = await connect(relay, "implicit");
+      const c = await connectClient(relay, "implicit");
       try {
         const tampered = accessToken.slice(0, -4) +
           (accessToken.endsWith("AAAA") ? "BBBB" : "AAAA");
@@ -228,7 +217,7 @@ Deno.test("OAuth2: browser sign-in, then XOAUTH2 (nodemailer) and OAUTHBEARER ov
         password: "alice-secret-1",
       });
       const payload = b64(`user=alice@example.com\x01auth=Bearer ${fresh.access_token}\x01\x01`);
-      const before = await connect(relay, "implicit");
+      const before = await connectClient(relay, "implicit");
       assert.equal((await before.authRaw("XOAUTH2", payload)).code, 235);
       await before.quit();
       const revocation = await oauth.revocationRequest(
@@ -240,7 +229,7 @@ Deno.test("OAuth2: browser sign-in, then XOAUTH2 (nodemailer) and OAUTHBEARER ov
       );
       await oauth.processRevocationResponse(revocation);
       await revocation.body?.cancel();
-      const after = await connect(relay, "implicit");
+      const after = await connectClient(relay, "implicit");
       try {
         assert.equal((await after.authRaw("XOAUTH2", payload)).code, 334);
         await after.sendLine("");

@@ -4,22 +4,14 @@
  * own verdict. Recipients the backend defers are queued, never lost.
  */
 import assert from "node:assert/strict";
-import { SmtpClient } from "../src/delivery/smtp_client.ts";
 import { SmtpSink } from "./support/sink.ts";
-import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { connectAs, startTestRelay, type TestRelay } from "./support/relay.ts";
 
 const encoder = new TextEncoder();
 
 async function submit(t: TestRelay, to: string[], body = "Subject: pt\r\n\r\nhello\r\n") {
-  const c = await SmtpClient.connect({
-    host: "127.0.0.1",
-    port: t.smtpsPort,
-    security: "implicit",
-    servername: "localhost",
-    caCerts: [t.caPem],
-  });
+  const c = await connectAs(t);
   try {
-    await c.auth({ username: "alice@example.com", password: "alice-secret-1" });
     return await c.send({ from: "alice@example.com", to, data: encoder.encode(body) });
   } finally {
     await c.quit();

@@ -7,9 +7,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runQueueCommand } from "../src/cli/queue.ts";
-import { SmtpClient } from "../src/delivery/mod.ts";
 import { type QueueEntry, readState } from "../src/queue/mod.ts";
-import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { connectAs, startTestRelay, type TestRelay } from "./support/relay.ts";
 import { SmtpSink } from "./support/sink.ts";
 
 const encoder = new TextEncoder();
@@ -17,15 +16,8 @@ const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
 
 async function submit(t: TestRelay, to: string, subject: string): Promise<string> {
-  const client = await SmtpClient.connect({
-    host: "127.0.0.1",
-    port: t.smtpsPort,
-    security: "implicit",
-    servername: "localhost",
-    caCerts: [t.caPem],
-  });
+  const client = await connectAs(t);
   try {
-    await client.auth({ username: "alice@example.com", password: "alice-secret-1" });
     const result = await client.send({
       from: "alice@example.com",
       to: [to],

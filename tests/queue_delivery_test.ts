@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { MemoryAuditLog } from "../src/audit/mod.ts";
-import { SmtpBackend, SmtpClient } from "../src/delivery/mod.ts";
+import { SmtpBackend } from "../src/delivery/mod.ts";
 import {
   type DeliveryState,
   type Envelope,
@@ -16,7 +16,7 @@ import {
   Spool,
   writeState,
 } from "../src/queue/mod.ts";
-import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { connectAs, connectClient, startTestRelay, type TestRelay } from "./support/relay.ts";
 import { type SinkMessage, SmtpSink } from "./support/sink.ts";
 
 const encoder = new TextEncoder();
@@ -43,15 +43,8 @@ function relayTo(
 
 /** Submits one message as alice over SMTPS; resolves with the queue id. */
 async function submit(t: TestRelay, to: string[], subject: string): Promise<string> {
-  const client = await SmtpClient.connect({
-    host: "127.0.0.1",
-    port: t.smtpsPort,
-    security: "implicit",
-    servername: "localhost",
-    caCerts: [t.caPem],
-  });
+  const client = await connectAs(t);
   try {
-    await client.auth({ username: "alice@example.com", password: "alice-secret-1" });
     const result = await client.send({
       from: "alice@example.com",
       to,
@@ -215,13 +208,7 @@ Deno.test("queue: per-sender-domain routes, and the DSN goes back the same route
   });
   try {
     company.rcptReply = (rcpt) => rcpt.startsWith("gone@") ? "550 5.1.1 unknown" : undefined;
-    const client = await SmtpClient.connect({
-      host: "127.0.0.1",
-      port: t.smtpsPort,
-      security: "implicit",
-      servername: "localhost",
-      caCerts: [t.caPem],
-    });
+    const client = await connectClient(t);
     await client.auth({ username: "bob@company.com", password: "bob-secret-2" });
     await client.send({
       from: "bob@company.com",

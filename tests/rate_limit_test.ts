@@ -5,17 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { SmtpClient } from "../src/delivery/smtp_client.ts";
-import { startTestRelay, type TestRelay } from "./support/relay.ts";
-
-async function connect(t: TestRelay): Promise<SmtpClient> {
-  return await SmtpClient.connect({
-    host: "127.0.0.1",
-    port: t.smtpsPort,
-    security: "implicit",
-    servername: "localhost",
-    caCerts: [t.caPem],
-  });
-}
+import { connectClient, startTestRelay } from "./support/relay.ts";
 
 /** AUTH PLAIN with the raw reply (no exception on 4xx/5xx). */
 async function plain(c: SmtpClient, user: string, password: string) {
@@ -29,14 +19,14 @@ Deno.test("AUTH failures are limited per user; a stale password counts once", as
   try {
     // The same wrong password again and again (a client with a stale password).
     for (let i = 0; i < 5; i++) {
-      const c = await connect(t);
+      const c = await connectClient(t);
       const reply = await plain(c, "alice@example.com", "stale-password");
       assert.equal(reply.code, 535, `attempt ${i}`);
       await c.quit();
     }
     // A guesser with different passwords is blocked at the third failure
     // (the stale password counted once, the first guess is the second).
-    const c = await connect(t);
+    const c = await connectClient(t);
     for (let i = 0; i < 1; i++) {
       assert.equal((await plain(c, "alice@example.com", `guess-${i}`)).code, 535);
     }
@@ -54,7 +44,7 @@ Deno.test("AUTH failures are limited per user; a stale password counts once", as
     );
     c.close();
     // Now even the right password is refused for a while, before any verification.
-    const again = await connect(t);
+    const again = await connectClient(t);
     const refused = await plain(again, "alice@example.com", "alice-secret-1");
     assert.equal(refused.code, 421);
     again.close();
@@ -67,7 +57,7 @@ Deno.test("AUTH failures are limited per user; a stale password counts once", as
 Deno.test("sending quota per user: 451 4.7.1 once the hourly message count is used", async () => {
   const t = await startTestRelay({ config: { quota: { user_messages_per_hour: 2 } } });
   try {
-    const c = await connect(t);
+    const c = await connectClient(t);
     assert.equal(
       (await c.auth({ username: "alice@example.com", password: "alice-secret-1" })).code,
       235,
@@ -90,7 +80,7 @@ Deno.test("sending quota per user: 451 4.7.1 once the hourly message count is us
     await c.quit();
     assert.ok(t.audit.events.some((e) => e.event === "quota_exceeded" && e.scope === "user"));
     // Another user is not affected.
-    const bob = await connect(t);
+    const bob = await connectClient(t);
     assert.equal(
       (await bob.auth({ username: "bob@company.com", password: "bob-secret-2" })).code,
       235,

@@ -1,18 +1,11 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import nodemailer from "nodemailer";
-import { SmtpClient } from "../src/delivery/smtp_client.ts";
-import { startTestRelay } from "./support/relay.ts";
+import { connectClient, startTestRelay } from "./support/relay.ts";
 
 Deno.test("smoke: our client over SMTPS and nodemailer over STARTTLS reach the outbox", async () => {
   const t = await startTestRelay();
   try {
-    const client = await SmtpClient.connect({
-      host: "127.0.0.1",
-      port: t.smtpsPort,
-      security: "implicit",
-      servername: "localhost",
-      caCerts: [t.caPem],
-    });
+    const client = await connectClient(t);
     const auth = await client.auth({ username: "alice@example.com", password: "alice-secret-1" });
     assertEquals(auth.code, 235);
     const res = await client.send({

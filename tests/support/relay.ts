@@ -11,6 +11,7 @@ import { hashPassword } from "../../src/auth/password_hash.ts";
 import { normalizeDomain } from "../../src/policy/address.ts";
 import { type Config, parseConfig } from "../../src/config/mod.ts";
 import { type Relay, startRelay, type StartRelayOptions } from "../../src/relay.ts";
+import { SmtpClient } from "../../src/delivery/smtp_client.ts";
 
 /** Cheap argon2id parameters for tests (production default is m=19456, t=2). */
 export const TEST_ARGON2 = { memory_kib: 64, iterations: 1, parallelism: 1 };
@@ -149,4 +150,34 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };
+}
+
+/** Connects our SMTP client to a test relay: SMTPS (or STARTTLS), trusting its CA. */
+export async function connectClient(
+  t: { smtpsPort: number; submissionPort: number; caPem: string },
+  security: "implicit" | "starttls" = "implicit",
+): Promise<SmtpClient> {
+  return await SmtpClient.connect({
+    host: "127.0.0.1",
+    port: security === "implicit" ? t.smtpsPort : t.submissionPort,
+    security,
+    servername: "localhost",
+    caCerts: [t.caPem],
+  });
+}
+
+/** {@link connectClient}, then AUTH PLAIN as `user` (alice by default); throws unless 235. */
+export async function connectAs(
+  t: { smtpsPort: number; submissionPort: number; caPem: string },
+  user: TestUser = USERS[0],
+  security: "implicit" | "starttls" = "implicit",
+): Promise<SmtpClient> {
+  const client = await connectClient(t, security);
+  try {
+    await client.auth({ username: user.email, password: user.password });
+    return client;
+  } catch (error) {
+    client.close();
+    throw error;
+  }
 }

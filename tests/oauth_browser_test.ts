@@ -14,12 +14,16 @@ import { parseConfig } from "../src/config/mod.ts";
 import { oauthSchema } from "../src/config/oauth_schema.ts";
 import { hashSecretSsha512, startOAuthServer } from "../src/oauth/mod.ts";
 import { launchBrowser } from "./support/browser.ts";
-import { signInOverHttp as signIn, startCallbackListener } from "./support/oauth_flow.ts";
+import {
+  beginNativeFlow,
+  finishNativeFlow,
+  INSECURE,
+  signInOverHttp as signIn,
+  startCallbackListener,
+} from "./support/oauth_flow.ts";
 
 const signInOverHttp = (issuer: string, redirectUri: string) =>
   signIn({ issuer, redirectUri, email: "alice@example.com", password: "correct horse battery" });
-
-const insecure = { [oauth.allowInsecureRequests]: true };
 
 /**
  * The real users-file backend (argon2id through the hashing worker pool),
@@ -61,29 +65,14 @@ Deno.test("native client signs in through Chromium and the relay accepts its tok
   const listener = startCallbackListener();
   await using browser = await launchBrowser();
   try {
-    // Discovery (RFC 8414).
-    const issuer = new URL(server.issuer);
-    const as = await oauth.processDiscoveryResponse(
-      issuer,
-      await oauth.discoveryRequest(issuer, { algorithm: "oauth2", ...insecure }),
-    );
+    // Discovery (RFC 8414) and the authorization request (PKCE S256, loopback redirect).
+    const flow = await beginNativeFlow(server.issuer, listener.redirectUri, {
+      login_hint: "Alice@Example.com",
+    });
+    const { as, client, codeVerifier } = flow;
+    const authorize = flow.authorizeUrl;
     assert.deepEqual(as.code_challenge_methods_supported, ["S256"]);
     assert.equal(as.authorization_response_iss_parameter_supported, true);
-
-    const client: oauth.Client = { client_id: "thunderbird-email-client" };
-    const codeVerifier = oauth.generateRandomCodeVerifier();
-    const state = oauth.generateRandomState();
-    const authorize = new URL(as.authorization_endpoint!);
-    authorize.search = new URLSearchParams({
-      response_type: "code",
-      client_id: client.client_id,
-      redirect_uri: listener.redirectUri,
-      scope: "smtp.send",
-      state,
-      code_challenge: await oauth.calculatePKCECodeChallenge(codeVerifier),
-      code_challenge_method: "S256",
-      login_hint: "Alice@Example.com",
-    }).toString();
 
     const page = await browser.context.newPage();
     const cspViolations: string[] = [];
@@ -130,20 +119,7 @@ Deno.test("native client signs in through Chromium and the relay accepts its tok
     await page.close();
 
     // The code exchange; oauth4webapi checks state and iss (RFC 9207).
-    const params = oauth.validateAuthResponse(as, client, callbackUrl, state);
-    const tokens = await oauth.processAuthorizationCodeResponse(
-      as,
-      client,
-      await oauth.authorizationCodeGrantRequest(
-        as,
-        client,
-        oauth.None(),
-        params,
-        listener.redirectUri,
-        codeVerifier,
-        insecure,
-      ),
-    );
+    const { params, tokens } = await finishNativeFlow(flow, callbackUrl);
     assert.equal(tokens.token_type, "bearer");
     assert.equal(tokens.scope, "smtp.send");
     assert.equal(tokens.expires_in, 3600);
@@ -169,7 +145,7 @@ Deno.test("native client signs in through Chromium and the relay accepts its tok
         params,
         listener.redirectUri,
         codeVerifier,
-        insecure,
+        INSECURE,
       );
       assert.equal(again.status, 400);
       assert.equal((await again.json()).error, "invalid_grant");
@@ -204,7 +180,7 @@ Deno.test("native client signs in through Chromium and the relay accepts its tok
             client,
             oauth.None(),
             fresh.refresh_token,
-            insecure,
+            INSECURE,
           ),
         );
         assert.notEqual(rotated.refresh_token, fresh.refresh_token);
@@ -220,7 +196,7 @@ Deno.test("native client signs in through Chromium and the relay accepts its tok
               introspector,
               oauth.ClientSecretBasic(introspectorSecret),
               token,
-              insecure,
+              INSECURE,
             ),
           );
         const active = await introspect(rotated.access_token);
@@ -234,7 +210,7 @@ Deno.test("native client signs in through Chromium and the relay accepts its tok
           client,
           oauth.None(),
           fresh.refresh_token!,
-          insecure,
+          INSECURE,
         );
         assert.equal(reuse.status, 400);
         assert.equal((await reuse.json()).error, "invalid_grant");
@@ -245,7 +221,7 @@ Deno.test("native client signs in through Chromium and the relay accepts its tok
           client,
           oauth.None(),
           rotated.refresh_token!,
-          insecure,
+          INSECURE,
         );
         assert.equal(afterReuse.status, 400);
         await afterReuse.body?.cancel();
@@ -259,7 +235,7 @@ Deno.test("native client signs in through Chromium and the relay accepts its tok
           client,
           oauth.None(),
           third.refresh_token,
-          insecure,
+          INSECURE,
         );
         await oauth.processRevocationResponse(revocation);
         await revocation.body?.cancel();

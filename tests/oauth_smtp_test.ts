@@ -10,10 +10,15 @@ import { join } from "node:path";
 import nodemailer from "nodemailer";
 import * as oauth from "oauth4webapi";
 import { launchBrowser } from "./support/browser.ts";
-import { signInOverHttp, startCallbackListener } from "./support/oauth_flow.ts";
+import {
+  beginNativeFlow,
+  finishNativeFlow,
+  INSECURE,
+  signInOverHttp,
+  startCallbackListener,
+} from "./support/oauth_flow.ts";
 import { connectClient, startTestRelay, type TestRelay } from "./support/relay.ts";
 
-const insecure = { [oauth.allowInsecureRequests]: true };
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -47,47 +52,18 @@ Deno.test("OAuth2: browser sign-in, then XOAUTH2 (nodemailer) and OAUTHBEARER ov
   await using browser = await launchBrowser();
   try {
     const server = relay.relay.oauth!;
-    const issuer = new URL(server.issuer);
-    const as = await oauth.processDiscoveryResponse(
-      issuer,
-      await oauth.discoveryRequest(issuer, { algorithm: "oauth2", ...insecure }),
-    );
-    const client: oauth.Client = { client_id: "thunderbird-email-client" };
-    const codeVerifier = oauth.generateRandomCodeVerifier();
-    const state = oauth.generateRandomState();
-    const authorize = new URL(as.authorization_endpoint!);
-    authorize.search = new URLSearchParams({
-      response_type: "code",
-      client_id: client.client_id,
-      redirect_uri: listener.redirectUri,
-      scope: "smtp.send",
-      state,
-      code_challenge: await oauth.calculatePKCECodeChallenge(codeVerifier),
-      code_challenge_method: "S256",
-    }).toString();
+    const flow = await beginNativeFlow(server.issuer, listener.redirectUri);
+    const { as, client } = flow;
 
     // The user signs in with the same password the relay's PLAIN would check.
     const page = await browser.context.newPage();
-    await page.goto(authorize.href);
+    await page.goto(flow.authorizeUrl.href);
     await page.getByLabel("Email address").fill("alice@example.com");
     await page.getByLabel("Password").fill("alice-secret-1");
     await page.getByRole("button", { name: "Sign in" }).click();
     const callbackUrl = await listener.callback;
     await page.close();
-    const params = oauth.validateAuthResponse(as, client, callbackUrl, state);
-    const tokens = await oauth.processAuthorizationCodeResponse(
-      as,
-      client,
-      await oauth.authorizationCodeGrantRequest(
-        as,
-        client,
-        oauth.None(),
-        params,
-        listener.redirectUri,
-        codeVerifier,
-        insecure,
-      ),
-    );
+    const { tokens } = await finishNativeFlow(flow, callbackUrl);
     const accessToken = tokens.access_token;
 
     for (const secure of [true, false]) {
@@ -225,7 +201,7 @@ Deno.test("OAuth2: browser sign-in, then XOAUTH2 (nodemailer) and OAUTHBEARER ov
         client,
         oauth.None(),
         fresh.refresh_token,
-        insecure,
+        INSECURE,
       );
       await oauth.processRevocationResponse(revocation);
       await revocation.body?.cancel();

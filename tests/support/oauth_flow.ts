@@ -90,3 +90,71 @@ export function startCallbackListener(): {
     close: () => server.shutdown(),
   };
 }
+
+/** oauth4webapi option for our plain-HTTP loopback issuer. */
+export const INSECURE = { [oauth.allowInsecureRequests]: true } as const;
+
+/** A native-client authorization request in progress (discovery done, URL built). */
+export interface NativeFlow {
+  as: oauth.AuthorizationServer;
+  client: oauth.Client;
+  /** Open this in the browser. */
+  authorizeUrl: URL;
+  state: string;
+  codeVerifier: string;
+  redirectUri: string;
+}
+
+/**
+ * Discovery (RFC 8414) and an authorization request for the public client
+ * `thunderbird-email-client` with PKCE S256, scope `smtp.send` and a
+ * loopback `redirectUri`; `extra` adds parameters (e.g. `login_hint`).
+ */
+export async function beginNativeFlow(
+  issuer: string,
+  redirectUri: string,
+  extra: Record<string, string> = {},
+): Promise<NativeFlow> {
+  const url = new URL(issuer);
+  const as = await oauth.processDiscoveryResponse(
+    url,
+    await oauth.discoveryRequest(url, { algorithm: "oauth2", ...INSECURE }),
+  );
+  const client: oauth.Client = { client_id: "thunderbird-email-client" };
+  const codeVerifier = oauth.generateRandomCodeVerifier();
+  const state = oauth.generateRandomState();
+  const authorizeUrl = new URL(as.authorization_endpoint!);
+  authorizeUrl.search = new URLSearchParams({
+    response_type: "code",
+    client_id: client.client_id,
+    redirect_uri: redirectUri,
+    scope: "smtp.send",
+    state,
+    code_challenge: await oauth.calculatePKCECodeChallenge(codeVerifier),
+    code_challenge_method: "S256",
+    ...extra,
+  }).toString();
+  return { as, client, authorizeUrl, state, codeVerifier, redirectUri };
+}
+
+/** The code exchange for the redirect a flow received; oauth4webapi checks state and iss. */
+export async function finishNativeFlow(
+  flow: NativeFlow,
+  callbackUrl: URL,
+): Promise<{ params: URLSearchParams; tokens: oauth.TokenEndpointResponse }> {
+  const params = oauth.validateAuthResponse(flow.as, flow.client, callbackUrl, flow.state);
+  const tokens = await oauth.processAuthorizationCodeResponse(
+    flow.as,
+    flow.client,
+    await oauth.authorizationCodeGrantRequest(
+      flow.as,
+      flow.client,
+      oauth.None(),
+      params,
+      flow.redirectUri,
+      flow.codeVerifier,
+      INSECURE,
+    ),
+  );
+  return { params, tokens };
+}

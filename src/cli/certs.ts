@@ -16,6 +16,7 @@ import {
   describeCertificate,
   generateDevCertificates,
   loadTlsMaterial,
+  pathExists,
   TlsMaterialError,
 } from "../tls/mod.ts";
 
@@ -106,7 +107,7 @@ async function generate(args: string[], config: Config, io: Io): Promise<number>
   const dir = dirOption ?? dirname(config.tls.cert);
   const cert = dirOption === undefined ? config.tls.cert : join(dirOption, "server.crt");
   const key = dirOption === undefined ? config.tls.key : join(dirOption, "server.key");
-  if (!parsed.force && await exists(cert)) {
+  if (!parsed.force && await pathExists(cert)) {
     io.err(`relay certs generate: ${cert} already exists; use --force to replace it`);
     return 1;
   }
@@ -192,15 +193,5 @@ function parse<T>(io: Io, run: () => T): T | undefined {
     io.err(`relay certs: ${error instanceof Error ? error.message : String(error)}`);
     io.err(USAGE);
     return undefined;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
   }
 }

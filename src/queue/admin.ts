@@ -157,13 +157,7 @@ export async function showMessage(spool: Spool, id: string): Promise<QueueMessag
  */
 export async function requestRetry(spool: Spool, id: string): Promise<boolean> {
   if (id !== FLUSH_ALL) {
-    if (!isQueueId(id)) return false;
-    try {
-      await Deno.stat(spool.messagePath(id));
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return false;
-      throw error;
-    }
+    if (!(await spool.has(id))) return false;
   }
   await Deno.mkdir(flushDir(spool), { recursive: true, mode: 0o700 });
   await Deno.writeFile(join(flushDir(spool), id), new Uint8Array(0), { mode: 0o600 });

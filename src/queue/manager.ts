@@ -327,15 +327,6 @@ export class QueueManager {
     }
   }
 
-  async #messageExists(id: string): Promise<boolean> {
-    try {
-      await Deno.stat(this.#o.spool.messagePath(id));
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
   async #deliver(id: string): Promise<void> {
     const { spool, backend } = this.#o;
     let message;
@@ -366,7 +357,7 @@ export class QueueManager {
     // not be bounced or rescheduled. When every recipient was delivered there is
     // nothing to bounce or reschedule, so the common case skips the stat.
     const allDelivered = outcomes.every((o) => o.status === "delivered");
-    if (!allDelivered && !(await this.#messageExists(id))) {
+    if (!allDelivered && !(await spool.has(id))) {
       logger.info("{id}: removed from the queue during delivery; dropping its state", { id });
       await removeState(spool, id);
       return;

@@ -294,6 +294,18 @@ export class Spool {
     return new SpoolWriter(this, envelope);
   }
 
+  /** Whether a committed message with this id is in the queue (false for a non-id). */
+  async has(id: string): Promise<boolean> {
+    if (!isQueueId(id)) return false;
+    try {
+      await Deno.stat(this.messagePath(id));
+      return true;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return false;
+      throw error;
+    }
+  }
+
   /** Ids of every committed message, oldest first. */
   async list(): Promise<string[]> {
     const ids: string[] = [];

@@ -147,7 +147,7 @@ export async function generateDevCertificates(
   };
   await Deno.mkdir(options.dir, { recursive: true });
 
-  const caFilesPresent = [await exists(paths.caCert), await exists(paths.caKey)];
+  const caFilesPresent = [await pathExists(paths.caCert), await pathExists(paths.caKey)];
   let ca: CertificateAuthority;
   if (caFilesPresent[0] && caFilesPresent[1]) {
     ca = await loadCertificateAuthority(paths.caCert, paths.caKey, now);
@@ -204,7 +204,7 @@ export async function ensureDevCertificates(
   options: EnsureDevCertificatesOptions,
 ): Promise<EnsureDevCertificatesResult> {
   const dir = options.dir ?? dirname(options.cert);
-  if (await exists(options.cert) && await exists(options.key)) {
+  if (await pathExists(options.cert) && await pathExists(options.key)) {
     return {
       generated: false,
       paths: {
@@ -360,7 +360,8 @@ function normalizeIpv6(address: string): string {
   return `${match[1]}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
 }
 
-async function exists(path: string): Promise<boolean> {
+/** Whether something (a file, a link) is at `path`. */
+export async function pathExists(path: string): Promise<boolean> {
   try {
     await Deno.lstat(path);
     return true;

@@ -26,6 +26,7 @@ export {
   type EnsureDevCertificatesResult,
   generateDevCertificates,
   type GenerateDevCertificatesOptions,
+  pathExists,
   type SubjectAltName,
   subjectAltNames,
 } from "./dev_ca.ts";

@@ -69,6 +69,7 @@ const USAGE = `usage: deno task bench [options]
   --pool-size N       backend connections for --relay-path (default 4)
   --auth LIST         plain, xoauth2 or both (plain,xoauth2): XOAUTH2 runs get a token from the
                       relay's own OAuth2 server (login form + code exchange, PKCE)
+  --log-level L       the started relay's [log] level (default info, as in production)
   --deliver           also deliver to the file outbox (default: spool.hold, accept path only)
   --keep              keep the temp dir of the started relay
   --json              print JSON lines instead of a table`;
@@ -85,6 +86,7 @@ async function main(args: string[]): Promise<number> {
       warmup: { type: "string", default: "500" },
       deliver: { type: "boolean", default: false },
       auth: { type: "string", default: "plain" },
+      "log-level": { type: "string", default: "info" },
       "relay-path": { type: "boolean", default: false },
       "pool-size": { type: "string", default: "4" },
       host: { type: "string" },
@@ -152,6 +154,7 @@ async function main(args: string[]): Promise<number> {
       keepDir: values.keep,
       hold: !values.deliver,
       oauth: auths.includes("xoauth2"),
+      logLevel: values["log-level"],
     });
     console.error(
       `relay pid ${relay.pid}, smtps ${relay.smtpsPort}, submission ` +
@@ -216,6 +219,7 @@ async function main(args: string[]): Promise<number> {
       mode: mode as "smtps" | "starttls",
       warmup,
       poolSize: Number(values["pool-size"]),
+      logLevel: values["log-level"],
       keepDir: values.keep,
     });
     console.log(values.json ? JSON.stringify(path) : "\n" + formatRelayPathReport(path));

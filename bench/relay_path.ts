@@ -38,6 +38,8 @@ export interface RelayPathOptions {
   mode?: "smtps" | "starttls";
   /** Unmeasured messages first (default 10). */
   warmup?: number;
+  /** The relay's `[log] level` (default `warning`). */
+  logLevel?: string;
   /** Give up waiting for deliveries after this long (default 120 s). */
   timeoutMs?: number;
   /** Keep the relay's temp dir. */
@@ -88,6 +90,7 @@ export async function runRelayPath(options: RelayPathOptions = {}): Promise<Rela
   };
   const relay = await startRelay({
     keepDir: options.keepDir,
+    logLevel: options.logLevel,
     extraToml: `
 [relay.routes."example.com"]
 url = "smtp://127.0.0.1:${sink.port}?tls=none"

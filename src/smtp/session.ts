@@ -31,6 +31,7 @@ import { encodeReply, formatReply, Replies, type SmtpReply } from "./replies.ts"
 
 const logger = log("smtp");
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** Longest command line, CRLF excluded (Postfix's line_length_limit). */
 export const MAX_COMMAND_LINE = 2048;
@@ -403,7 +404,7 @@ export class Session {
     const result = await this.#reader.readLine(MAX_AUTH_LINE);
     if (result.kind === "eof") return "eof";
     if (result.kind === "too_long") return "too_long";
-    const text = new TextDecoder().decode(result.line);
+    const text = decoder.decode(result.line);
     if (text === "*") return "cancel";
     return decodeBase64(text) ?? "bad";
   }

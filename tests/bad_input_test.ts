@@ -18,6 +18,7 @@ import {
   waitForMessage,
 } from "./support/raw_client.ts";
 import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { until } from "./support/until.ts";
 
 const decoder = new TextDecoder();
 
@@ -55,14 +56,6 @@ async function listDir(path: string): Promise<string[]> {
   const names: string[] = [];
   for await (const entry of Deno.readDir(path)) names.push(entry.name);
   return names;
-}
-
-async function until(condition: () => Promise<boolean>, what: string, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!await condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 Deno.test("bad input: the server survives hostile clients", async (t) => {
@@ -252,15 +245,15 @@ Deno.test("bad input: the server survives hostile clients", async (t) => {
         await c.command("RCPT TO:<x@dest.example>");
         strictEqual((await c.command("DATA")).code, 354);
         await c.write(`Subject: vanish-marker\r\n\r\n${"z".repeat(76)}\r\n`.repeat(8000));
-        await until(async () => (await listDir(tmpDir)).length > 0, "the spill file");
+        await until("the spill file", async () => (await listDir(tmpDir)).length > 0);
       } finally {
         c.close();
       }
-      await until(async () => (await listDir(tmpDir)).length === 0, "spool/tmp to empty");
+      await until("spool/tmp to empty", async () => (await listDir(tmpDir)).length === 0);
       await normalSend(relay, "after vanishing clients");
       strictEqual((await relay.outboxFiles()).length, before + 1);
       deepStrictEqual(await listDir(tmpDir), []);
-      await until(async () => (await relay.relay.spool.list()).length === 0, "the queue to drain");
+      await until("the queue to drain", async () => (await relay.relay.spool.list()).length === 0);
     });
 
     await t.step("no message of a failed client reached the outbox", async () => {

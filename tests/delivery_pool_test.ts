@@ -10,6 +10,7 @@ import { MemoryAuditLog } from "../src/audit/mod.ts";
 import { SmtpBackend, type SmtpBackendOptions } from "../src/delivery/mod.ts";
 import { type Envelope, newQueueId, QueueManager, Spool } from "../src/queue/mod.ts";
 import { SmtpSink } from "./support/sink.ts";
+import { until } from "./support/until.ts";
 
 const encoder = new TextEncoder();
 
@@ -51,14 +52,6 @@ async function send(backend: SmtpBackend, subject: string): Promise<string> {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 Deno.test("pool: one connection reused with RSET; NOOP only after idling", async () => {
   const sink = await SmtpSink.start();

@@ -11,6 +11,7 @@ import { makeTestCertificates, type TestCertificates } from "../src/delivery/_sm
 import { readState } from "../src/queue/mod.ts";
 import { connectAs, startTestRelay, type TestRelay } from "./support/relay.ts";
 import { type SinkOptions, SmtpSink } from "./support/sink.ts";
+import { until } from "./support/until.ts";
 
 const encoder = new TextEncoder();
 const PASSWORD = "backend-pw-Zq81";
@@ -26,14 +27,6 @@ async function submit(t: TestRelay, subject: string): Promise<string> {
     return /queued as (\S+)/.exec(result.final!.lines[0])![1];
   } finally {
     await client.quit();
-  }
-}
-
-async function until(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 

@@ -15,19 +15,9 @@ import {
   waitForMessage,
 } from "./support/raw_client.ts";
 import { startTestRelay } from "./support/relay.ts";
+import { eventually } from "./support/until.ts";
 
 /** Retries `attempt` until it resolves (the server notices closed sockets asynchronously). */
-async function eventually<T>(attempt: () => Promise<T>, timeoutMs = 3000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await attempt();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-}
 
 Deno.test("limits: max_connections_per_ip refuses the third connection with 421 4.7.0", async () => {
   const relay = await startTestRelay({ config: { limits: { max_connections_per_ip: 2 } } });

@@ -27,6 +27,7 @@ import {
   startHeaderForwarder,
 } from "./support/haproxy.ts";
 import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { until } from "./support/until.ts";
 
 const HAVE_HAPROXY = await haproxyAvailable();
 const encoder = new TextEncoder();
@@ -71,13 +72,6 @@ function auditEvents(relay: TestRelay, event: string): Record<string, unknown>[]
 }
 
 /** Polls until `predicate` holds (audit events are written as the server gets to them). */
-async function eventually(predicate: () => boolean, what: string, timeoutMs = 3000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 Deno.test({
   name: "PROXY protocol behind HAProxy in TCP mode: SMTPS with v2, submission with v1",
@@ -160,9 +154,9 @@ Deno.test({
             client.close();
           }
         }
-        await eventually(
-          () => auditEvents(relay, "security_proxy_protocol").length === 2,
+        await until(
           "two security_proxy_protocol events",
+          () => auditEvents(relay, "security_proxy_protocol").length === 2,
         );
         const events = auditEvents(relay, "security_proxy_protocol");
         deepStrictEqual(
@@ -296,9 +290,9 @@ Deno.test("hand-written PROXY headers: the client address reaches EHLO, audit an
         } finally {
           silent.close();
         }
-        await eventually(
-          () => auditEvents(relay, "security_proxy_protocol").length === before + 5,
+        await until(
           "five more security_proxy_protocol events",
+          () => auditEvents(relay, "security_proxy_protocol").length === before + 5,
         );
         deepStrictEqual(
           auditEvents(relay, "security_proxy_protocol").slice(before).map((e) => [
@@ -504,9 +498,9 @@ Deno.test({
       } finally {
         forged.close();
       }
-      await eventually(
-        () => auditEvents(relay, "security_proxy_protocol").length === 3,
+      await until(
         "three security_proxy_protocol events",
+        () => auditEvents(relay, "security_proxy_protocol").length === 3,
       );
       deepStrictEqual(
         auditEvents(relay, "security_proxy_protocol").map((e) => [e.ip, e.reason]).sort(),

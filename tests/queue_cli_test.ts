@@ -10,6 +10,7 @@ import { runQueueCommand } from "../src/cli/queue.ts";
 import { type QueueEntry, readState } from "../src/queue/mod.ts";
 import { connectAs, startTestRelay, type TestRelay } from "./support/relay.ts";
 import { SmtpSink } from "./support/sink.ts";
+import { until } from "./support/until.ts";
 
 const encoder = new TextEncoder();
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -49,14 +50,6 @@ async function run(t: TestRelay, args: string[]): Promise<{ code: number; out: s
     stderr: (line) => out.push(line),
   });
   return { code, out };
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 Deno.test("relay queue: list, show, stats, retry and delete while the server runs", async () => {

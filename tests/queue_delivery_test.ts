@@ -18,10 +18,10 @@ import {
 } from "../src/queue/mod.ts";
 import { connectAs, connectClient, startTestRelay, type TestRelay } from "./support/relay.ts";
 import { type SinkMessage, SmtpSink } from "./support/sink.ts";
+import { until } from "./support/until.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A relay delivering to `sink` with short retry delays. */
 function relayTo(
@@ -54,14 +54,6 @@ async function submit(t: TestRelay, to: string[], subject: string): Promise<stri
     return /queued as (\S+)/.exec(result.final!.lines[0])![1];
   } finally {
     await client.quit();
-  }
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
   }
 }
 

@@ -11,18 +11,11 @@ import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { generateDevCertificates } from "../src/tls/mod.ts";
 import { RawClient } from "./support/raw_client.ts";
 import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { until } from "./support/until.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
 const decoder = new TextDecoder();
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 10_000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 /** A certificate pair from a new CA, in its own folder; the CA's PEM. */
 async function newPair(dir: string): Promise<{ cert: string; key: string; ca: string }> {

@@ -5,6 +5,7 @@ import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { generateDevCertificates, TlsContextProvider } from "./mod.ts";
 import { startTlsReloader, type TlsReloader } from "./watch.ts";
 import { echoOverTls, startEchoServer } from "./_testing.ts";
+import { until } from "../../tests/support/until.ts";
 
 interface Fixture {
   dir: string;
@@ -73,14 +74,6 @@ async function withFixture(
   } finally {
     await reset();
     await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 5000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 

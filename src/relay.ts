@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { normalizeDomain } from "./mail/mod.ts";
 import { type AuditLog, FileAuditLog } from "./audit/mod.ts";
 import { createAuthenticator, type CreateAuthenticatorOptions } from "./auth/mod.ts";
 import type { BearerAuthenticator, PasswordAuthenticator } from "./auth/authenticator.ts";
@@ -35,7 +36,6 @@ import {
   ConnectionRateLimiter,
   CredentialFingerprinter,
   IpRateLimiter,
-  normalizeDomain,
   oauthRateLimitHook,
   observeOAuthLogins,
   SendQuota,

@@ -3,17 +3,16 @@
  * AUTH, per-recipient outcomes, extension checks (8BITMIME, SMTPUTF8, SIZE)
  * and per-sender-domain routing.
  */
+import { ChunkPipe, type Envelope } from "../src/mail/mod.ts";
 import assert from "node:assert/strict";
 import { makeTestCertificates, type TestCertificates } from "../src/delivery/_smtp_test_server.ts";
 import {
-  ChunkPipe,
   type DeliveryBackend,
   relayPassthrough,
   RoutingBackend,
   SmtpBackend,
   type SmtpBackendOptions,
 } from "../src/delivery/mod.ts";
-import type { Envelope } from "../src/queue/mod.ts";
 import { type SinkOptions, SmtpSink } from "./support/sink.ts";
 
 const encoder = new TextEncoder();

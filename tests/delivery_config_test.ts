@@ -2,10 +2,10 @@
  * `[relay]` settings: backend URLs, the schema's defaults and key-naming
  * errors, and that routes never inherit the default backend's credentials.
  */
+import type { Envelope } from "../src/mail/mod.ts";
 import assert from "node:assert/strict";
 import { parseRelayConfig, RelayConfigError } from "../src/config/relay_schema.ts";
 import { createDeliveryBackend, parseRelayUrl, RelayUrlError } from "../src/delivery/mod.ts";
-import type { Envelope } from "../src/queue/mod.ts";
 import { SmtpSink } from "./support/sink.ts";
 
 /** Parses a URL that must be an SMTP one. */

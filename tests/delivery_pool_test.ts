@@ -4,11 +4,12 @@
  * limit, idle close, the size limit under load — and 1000 queued messages
  * through `pool_size = 4`.
  */
+import { type Envelope, newQueueId } from "../src/mail/mod.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { MemoryAuditLog } from "../src/audit/mod.ts";
 import { SmtpBackend, type SmtpBackendOptions } from "../src/delivery/mod.ts";
-import { type Envelope, newQueueId, QueueManager, Spool } from "../src/queue/mod.ts";
+import { QueueManager, Spool } from "../src/queue/mod.ts";
 import { SmtpSink } from "./support/sink.ts";
 import { until } from "./support/until.ts";
 

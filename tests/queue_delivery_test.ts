@@ -3,14 +3,13 @@
  * delivered to an in-test backend, retried, bounced with a DSN, or put in
  * the dead-letter directory; per-recipient progress survives a restart.
  */
+import { type Envelope, newQueueId } from "../src/mail/mod.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { MemoryAuditLog } from "../src/audit/mod.ts";
 import { SmtpBackend } from "../src/delivery/mod.ts";
 import {
   type DeliveryState,
-  type Envelope,
-  newQueueId,
   QueueManager,
   readState,
   Spool,

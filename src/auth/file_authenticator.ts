@@ -4,12 +4,12 @@
  *
  * @module
  */
+import { parseEmail } from "../mail/mod.ts";
 import type { AuthResult, PasswordAuthenticator } from "./authenticator.ts";
 import type { CredentialCache } from "./credential_cache.ts";
 import type { PasswordHasher } from "./hash_pool.ts";
 import { type Argon2Params, PasswordHashError } from "./password_hash.ts";
 import type { UserStore } from "./user_file.ts";
-import { parseEmail } from "../policy/address.ts";
 
 /** Options for {@link FileAuthenticator}. */
 export interface FileAuthenticatorOptions {

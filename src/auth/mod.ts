@@ -15,8 +15,8 @@
  *
  * @module
  */
+import { normalizeDomain, parseEmail } from "../mail/mod.ts";
 import type { Config } from "../config/mod.ts";
-import { normalizeDomain, parseEmail } from "../policy/address.ts";
 import type { AuthResult, PasswordAuthenticator } from "./authenticator.ts";
 import { CredentialCache } from "./credential_cache.ts";
 import { FileAuthenticator } from "./file_authenticator.ts";

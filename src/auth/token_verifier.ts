@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { parseEmail } from "../mail/mod.ts";
 import {
   createRemoteJWKSet,
   customFetch,
@@ -24,7 +25,6 @@ import {
 } from "jose";
 import { createHash } from "node:crypto";
 import type { OAuthExternalConfig } from "../config/oauth_schema.ts";
-import { parseEmail } from "../policy/address.ts";
 import type { BearerAuthenticator, BearerResult } from "./authenticator.ts";
 
 /** The scope a token needs to submit mail. */

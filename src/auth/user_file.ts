@@ -16,10 +16,10 @@
  *
  * @module
  */
+import { normalizeDomain, parseEmail } from "../mail/mod.ts";
 import { getLogger } from "@logtape/logtape";
 import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
-import { normalizeDomain, parseEmail } from "../policy/address.ts";
 import { checkStoredHash, isPlaintextScheme, parseScheme } from "./password_hash.ts";
 
 /** One usable user line. */

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { isQueueId } from "../mail/mod.ts";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { Config } from "../config/mod.ts";
@@ -20,7 +21,6 @@ import { parseRelayConfig } from "../config/relay_schema.ts";
 import {
   deleteMessage,
   FLUSH_ALL,
-  isQueueId,
   listQueue,
   type QueueEntry,
   queueStatistics,

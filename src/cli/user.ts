@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { parseEmail } from "../mail/mod.ts";
 import { parseArgs } from "node:util";
 import { CommandError, readNewPassword, type UserIoOptions } from "./password_input.ts";
 import type { Config } from "../config/mod.ts";
@@ -26,7 +27,6 @@ import {
   UserFileError,
   type UserFileProblem,
 } from "../auth/mod.ts";
-import { parseEmail } from "../policy/address.ts";
 
 export type { ByteReader } from "./password_input.ts";
 

@@ -5,11 +5,14 @@
  *
  * @module
  */
+import {
+  DirectorySync,
+  type Envelope,
+  type RecipientOutcome,
+  writeFileDurably,
+} from "../mail/mod.ts";
 import { join } from "node:path";
-import type { Envelope } from "../queue/spool.ts";
-import { DirectorySync } from "../queue/spool.ts";
-import type { DeliveryBackend, RecipientOutcome } from "./backend.ts";
-import { writeFileDurably } from "../queue/durable_file.ts";
+import type { DeliveryBackend } from "./backend.ts";
 
 const encoder = new TextEncoder();
 

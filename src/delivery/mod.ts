@@ -17,23 +17,10 @@
  *
  * @module
  */
-export {
-  type DeliveryBackend,
-  isStreamingBackend,
-  type RecipientOutcome,
-  type StreamedDelivery,
-  type StreamingBackend,
-} from "./backend.ts";
+export { type DeliveryBackend, isStreamingBackend, type StreamingBackend } from "./backend.ts";
 export { createDeliveryBackend, type CreateDeliveryBackendOptions } from "./create.ts";
 export { FileBackend } from "./file_backend.ts";
-export {
-  hasEightBitBytes,
-  headerLength,
-  isNonAscii,
-  type MessageNeeds,
-  messageNeeds,
-} from "./message_traits.ts";
-export { ChunkPipe, relayPassthrough } from "./passthrough.ts";
+export { relayPassthrough } from "./passthrough.ts";
 export { type PoolLease, type PoolStats, SmtpPool, type SmtpPoolOptions } from "./pool.ts";
 export { parseRelayUrl, type RelayTarget, RelayUrlError } from "./relay_url.ts";
 export { type RouteChoice, RoutingBackend, routingDomain } from "./routing.ts";

@@ -7,10 +7,9 @@
  *
  * @module
  */
-import type { Envelope } from "../queue/spool.ts";
+import { type Envelope, normalizeDomain, type RecipientOutcome } from "../mail/mod.ts";
 import { log } from "../observability/logger.ts";
-import { normalizeDomain } from "../policy/address.ts";
-import type { DeliveryBackend, RecipientOutcome } from "./backend.ts";
+import type { DeliveryBackend } from "./backend.ts";
 
 const logger = log("delivery");
 

@@ -11,10 +11,14 @@
  *
  * @module
  */
-import type { Envelope } from "../queue/spool.ts";
+import {
+  type Envelope,
+  messageNeeds,
+  type RecipientOutcome,
+  type StreamedDelivery,
+} from "../mail/mod.ts";
 import { log } from "../observability/logger.ts";
-import type { RecipientOutcome, StreamedDelivery, StreamingBackend } from "./backend.ts";
-import { messageNeeds } from "./message_traits.ts";
+import type { StreamingBackend } from "./backend.ts";
 import { type PoolLease, SmtpPool } from "./pool.ts";
 import {
   formatReply,

@@ -6,8 +6,8 @@
  *
  * @module
  */
+import { normalizeDomain } from "../mail/mod.ts";
 import type { OAuthConfig } from "../config/oauth_schema.ts";
-import { normalizeDomain } from "../policy/address.ts";
 import type { OAuthStore } from "./store.ts";
 
 /** The built-in public client Thunderbird uses. */

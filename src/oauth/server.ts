@@ -7,11 +7,11 @@
  *
  * @module
  */
+import { parseEmail } from "../mail/mod.ts";
 import { getLogger } from "@logtape/logtape";
 import type { PasswordAuthenticator } from "../auth/authenticator.ts";
 import type { JwtBearerAuthenticator } from "../auth/token_verifier.ts";
 import type { OAuthConfig } from "../config/oauth_schema.ts";
-import { parseEmail } from "../policy/address.ts";
 import type { SecretVerifier } from "./client_secret.ts";
 import {
   clientAllowsDomain,

@@ -5,7 +5,6 @@
  *
  * @module
  */
-export { type EmailAddress, normalizeDomain, parseEmail, sameDomain } from "./address.ts";
 export {
   type AuthAttempt,
   type AuthFailure,

@@ -24,12 +24,11 @@
  *
  * @module
  */
+import { parseEmail } from "../mail/mod.ts";
 import { createHash, createHmac, randomBytes } from "node:crypto";
-import type { AuditHook, RateLimitHook } from "../oauth/mod.ts";
 import { SlidingWindow, type StateStore } from "../state/mod.ts";
 import type { RateLimitConfig } from "../config/limits_schema.ts";
 import type { IpRateLimiter } from "./connection_rate.ts";
-import { parseEmail } from "./address.ts";
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -247,6 +246,25 @@ export class CredentialFingerprinter {
   }
 }
 
+/**
+ * A login-page attempt or a client registration to admit; the shape of the
+ * OAuth server's `rateLimit` hook argument (policy does not import OAuth).
+ */
+export interface LoginRequest {
+  /** `login`: a password attempt on the login page; `register`: dynamic registration. */
+  action: "login" | "register";
+  /** The client address. */
+  ip: string;
+  /** The email typed (lower-cased), or "" when there is none. */
+  email: string;
+}
+
+/** Answers whether a {@link LoginRequest} may go ahead (`false`: too many). */
+export type LoginLimitHook = (request: LoginRequest) => Promise<boolean>;
+
+/** Receives security events, as the OAuth server's `audit` hook does. */
+export type SecurityEventHook = (event: Record<string, unknown>) => void;
+
 /** Options for {@link oauthRateLimitHook}. */
 export interface OAuthRateLimitOptions {
   /** The login page's failures count in this limiter (share it with SMTP AUTH). */
@@ -260,7 +278,7 @@ export interface OAuthRateLimitOptions {
  * allowed when {@link AuthRateLimiter.check} allows it. The hook only asks;
  * failures reach the limiter through {@link observeOAuthLogins}.
  */
-export function oauthRateLimitHook(options: OAuthRateLimitOptions): RateLimitHook {
+export function oauthRateLimitHook(options: OAuthRateLimitOptions): LoginLimitHook {
   return async (key) => {
     if (key.action === "register") return options.register ? options.register.allow(key.ip) : true;
     const decision = await options.login.check({ ip: key.ip, email: key.email });
@@ -274,7 +292,10 @@ export function oauthRateLimitHook(options: OAuthRateLimitOptions): RateLimitHoo
  * password fingerprint there, so each counts), successes clear the user's
  * counts. Every event is passed on to `next` unchanged.
  */
-export function observeOAuthLogins(limiter: AuthRateLimiter, next?: AuditHook): AuditHook {
+export function observeOAuthLogins(
+  limiter: AuthRateLimiter,
+  next?: SecurityEventHook,
+): SecurityEventHook {
   return (event) => {
     next?.(event);
     if (event.event !== "oauth.login") return;

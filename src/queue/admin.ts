@@ -12,10 +12,10 @@
  *
  * @module
  */
+import { type Envelope, isQueueId, type RecipientOutcome } from "../mail/mod.ts";
 import { join } from "node:path";
-import type { RecipientOutcome } from "../delivery/backend.ts";
 import { listDeadLetters } from "./dead_letter.ts";
-import { type Envelope, isQueueId, type Spool } from "./spool.ts";
+import { type Spool } from "./spool.ts";
 import { type DeliveryState, FLUSH_ALL, flushDir, readState, statePath } from "./state.ts";
 
 /** One message as `relay queue list` shows it. */

@@ -7,10 +7,15 @@
  *
  * @module
  */
+import {
+  DirectorySync,
+  type Envelope,
+  isQueueId,
+  type RecipientOutcome,
+  writeFileDurably,
+} from "../mail/mod.ts";
 import { join } from "node:path";
-import type { RecipientOutcome } from "../delivery/backend.ts";
-import { DirectorySync, encodeSpoolFile, type Envelope, isQueueId } from "./spool.ts";
-import { writeFileDurably } from "./durable_file.ts";
+import { encodeSpoolFile } from "./spool.ts";
 
 /** What `<id>.json` holds. */
 export interface DeadLetterRecord {

@@ -15,9 +15,14 @@
  *
  * @module
  */
-import type { RecipientOutcome } from "../delivery/backend.ts";
-import { hasEightBitBytes, headerLength, isNonAscii } from "../delivery/message_traits.ts";
-import type { Envelope } from "./spool.ts";
+import {
+  type Envelope,
+  hasEightBitBytes,
+  headerLength,
+  isNonAscii,
+  type RecipientOutcome,
+  rfc5322Date,
+} from "../mail/mod.ts";
 
 /** Largest original message returned in full. */
 export const DSN_RETURN_LIMIT = 64 * 1024;
@@ -46,17 +51,6 @@ export interface Dsn {
   envelope: Envelope;
   /** The DSN message (7-bit unless the sender needs SMTPUTF8). */
   data: Uint8Array;
-}
-
-const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
-/** RFC 5322 date-time in UTC. */
-function rfcDate(date: Date): string {
-  const p = (n: number) => String(n).padStart(2, "0");
-  return `${DAYS[date.getUTCDay()]}, ${date.getUTCDate()} ${MONTHS[date.getUTCMonth()]} ` +
-    `${date.getUTCFullYear()} ${p(date.getUTCHours())}:${p(date.getUTCMinutes())}:` +
-    `${p(date.getUTCSeconds())} +0000`;
 }
 
 /** Printable ASCII only, one line: backend replies are not trusted. */
@@ -113,7 +107,7 @@ export function buildDsn(options: BuildDsnOptions): Dsn {
     `From: Mail Delivery System <MAILER-DAEMON@${host}>`,
     `To: <${envelope.from}>`,
     "Subject: Undelivered Mail Returned to Sender",
-    `Date: ${rfcDate(now)}`,
+    `Date: ${rfc5322Date(now)}`,
     `Message-ID: <${id}.dsn@${host}>`,
     "Auto-Submitted: auto-replied",
     "MIME-Version: 1.0",
@@ -135,7 +129,7 @@ export function buildDsn(options: BuildDsnOptions): Dsn {
     "be delivered to one or more recipients. It's attached below.",
     "",
     `The message was accepted as queue id ${envelope.id} on ${
-      rfcDate(new Date(envelope.receivedAt))
+      rfc5322Date(new Date(envelope.receivedAt))
     }.`,
     "",
   );
@@ -149,7 +143,7 @@ export function buildDsn(options: BuildDsnOptions): Dsn {
     "",
     `Reporting-MTA: dns; ${host}`,
     `X-Relay-Queue-ID: ${envelope.id}`,
-    `Arrival-Date: ${rfcDate(new Date(envelope.receivedAt))}`,
+    `Arrival-Date: ${rfc5322Date(new Date(envelope.receivedAt))}`,
     "",
   );
   for (const f of failed) {
@@ -159,7 +153,11 @@ export function buildDsn(options: BuildDsnOptions): Dsn {
       `Status: ${dsnStatus(f)}`,
     );
     if (f.remoteMta) lines.push(`Remote-MTA: dns; ${clean(f.remoteMta, 253)}`);
-    lines.push(`Diagnostic-Code: ${diagnostic(f.reply)}`, `Last-Attempt-Date: ${rfcDate(now)}`, "");
+    lines.push(
+      `Diagnostic-Code: ${diagnostic(f.reply)}`,
+      `Last-Attempt-Date: ${rfc5322Date(now)}`,
+      "",
+    );
   }
   const limit = options.returnLimit ?? DSN_RETURN_LIMIT;
   const header = data.subarray(0, headerLength(data));

@@ -23,15 +23,16 @@
  *
  * @module
  */
+import { type Envelope, isQueueId, newQueueId, type RecipientOutcome } from "../mail/mod.ts";
 import { join } from "node:path";
 import type { AuditLog } from "../audit/mod.ts";
 import type { Config } from "../config/mod.ts";
 import { parseRelayConfig } from "../config/relay_schema.ts";
-import type { DeliveryBackend, RecipientOutcome } from "../delivery/backend.ts";
+import type { DeliveryBackend } from "../delivery/backend.ts";
 import { log } from "../observability/logger.ts";
 import { writeDeadLetter } from "./dead_letter.ts";
 import { buildDsn } from "./dsn.ts";
-import { type Envelope, isQueueId, newQueueId, type Spool } from "./spool.ts";
+import { type Spool } from "./spool.ts";
 import {
   type DeliveryState,
   FLUSH_ALL,

@@ -16,11 +16,7 @@
  * @module
  */
 export {
-  DirectorySync,
   encodeSpoolFile,
-  type Envelope,
-  isQueueId,
-  newQueueId,
   parseSpoolFile,
   Spool,
   type SpooledMessage,

@@ -11,33 +11,7 @@
  * @module
  */
 import { join } from "node:path";
-
-/** Everything known about a message besides its bytes. */
-export interface Envelope {
-  /** Format version. */
-  v: 1;
-  /** Queue id. */
-  id: string;
-  /** Envelope sender (MAIL FROM), `""` for the null sender. */
-  from: string;
-  /** Envelope recipients (RCPT TO), in order, as given. */
-  recipients: string[];
-  /** ISO time the message was accepted. */
-  receivedAt: string;
-  /** BODY= parameter. */
-  body?: "7BIT" | "8BITMIME";
-  /** SMTPUTF8 was requested. */
-  smtputf8?: boolean;
-  /** Who submitted it. */
-  client: {
-    address: string;
-    helo: string;
-    /** Authenticated identity. */
-    user?: string;
-    /** `TLSv1.3 TLS_AES_256_GCM_SHA384`. */
-    tls?: string;
-  };
-}
+import { DirectorySync, type Envelope, isQueueId } from "../mail/mod.ts";
 
 /** A committed message read back from the spool. */
 export interface SpooledMessage {
@@ -51,55 +25,6 @@ const SPILL_BYTES = 128 * 1024;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** Creates a queue id: time-ordered hex plus randomness, e.g. `19C2F3A4B5C-9F3A0C11E2`. */
-export function newQueueId(now: number = Date.now()): string {
-  const random = crypto.getRandomValues(new Uint8Array(5));
-  const hex = Array.from(random, (b) => b.toString(16).padStart(2, "0")).join("");
-  return `${now.toString(16).toUpperCase()}${hex.toUpperCase()}`;
-}
-
-/** Whether `id` looks like a queue id (guards file names built from user input). */
-export function isQueueId(id: string): boolean {
-  return /^[0-9A-F]{10,16}[0-9A-F]{10}$/.test(id);
-}
-
-/** Coalesces fsyncs of one directory: callers arriving during a sync share the next one. */
-export class DirectorySync {
-  #dir: string;
-  #running: Promise<void> | null = null;
-  #next: Promise<void> | null = null;
-
-  /** @param dir the directory whose entries must be durable */
-  constructor(dir: string) {
-    this.#dir = dir;
-  }
-
-  /** Resolves once a directory fsync that started after this call has finished. */
-  sync(): Promise<void> {
-    if (!this.#running) {
-      this.#running = this.#syncOnce().finally(() => {
-        this.#running = null;
-      });
-      return this.#running;
-    }
-    // A sync is in flight and may have started before our rename: join the next.
-    this.#next ??= this.#running.then(() => {
-      this.#next = null;
-      return this.sync();
-    });
-    return this.#next;
-  }
-
-  async #syncOnce(): Promise<void> {
-    const dir = await Deno.open(this.#dir, { read: true });
-    try {
-      await dir.sync();
-    } finally {
-      dir.close();
-    }
-  }
-}
 
 async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
   let offset = 0;

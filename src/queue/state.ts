@@ -10,10 +10,9 @@
  *
  * @module
  */
+import { type RecipientOutcome, writeFileDurably } from "../mail/mod.ts";
 import { join } from "node:path";
-import type { RecipientOutcome } from "../delivery/backend.ts";
 import type { Spool } from "./spool.ts";
-import { writeFileDurably } from "./durable_file.ts";
 
 /** Per-message delivery state. */
 export interface DeliveryState {

@@ -6,13 +6,13 @@
  *
  * @module
  */
+import { parseEmail } from "../mail/mod.ts";
 import type {
   AuthResult,
   BearerAuthenticator,
   PasswordAuthenticator,
 } from "../auth/authenticator.ts";
 import { log } from "../observability/logger.ts";
-import { parseEmail } from "../policy/address.ts";
 import type { AuthRateLimiter, CredentialFingerprinter } from "../policy/rate_limit.ts";
 import { createLogin } from "../sasl/login.ts";
 import type { SaslCredentials, SaslMechanism } from "../sasl/mechanism.ts";

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { rfc5322Date } from "../mail/mod.ts";
 import type { TlsInfo } from "./byte_stream.ts";
 
 /** What goes into the header. */
@@ -20,19 +21,6 @@ export interface ReceivedOptions {
   /** Named in a `for` clause only when there is exactly one. */
   recipients: string[];
   date: Date;
-}
-
-const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
-/** Formats a date as RFC 5322 `date-time` in UTC: `Fri, 27 Nov 2026 21:30:00 +0000`. */
-export function rfc5322Date(date: Date): string {
-  const p = (n: number) => String(n).padStart(2, "0");
-  return `${DAYS[date.getUTCDay()]}, ${date.getUTCDate()} ${
-    MONTHS[date.getUTCMonth()]
-  } ${date.getUTCFullYear()} ${p(date.getUTCHours())}:${p(date.getUTCMinutes())}:${
-    p(date.getUTCSeconds())
-  } +0000`;
 }
 
 /** Client text may contain anything; keep printable ASCII without parentheses. */

@@ -9,13 +9,17 @@
  *
  * @module
  */
+import {
+  type Envelope,
+  newQueueId,
+  parseEmail,
+  type RecipientOutcome,
+  type StreamedDelivery,
+} from "../mail/mod.ts";
 import type { AuditLog } from "../audit/mod.ts";
-import { parseEmail } from "../policy/address.ts";
 import type { QuotaDecision, SendQuota } from "../policy/quota.ts";
-import type { Envelope, Spool, SpoolWriter } from "../queue/spool.ts";
-import { newQueueId } from "../queue/spool.ts";
-import type { RecipientOutcome, StreamedDelivery } from "../delivery/backend.ts";
-import { ChunkPipe } from "../delivery/passthrough.ts";
+import type { Spool, SpoolWriter } from "../queue/spool.ts";
+import { ChunkPipe } from "../mail/mod.ts";
 import { log } from "../observability/logger.ts";
 import {
   type AuthContext,

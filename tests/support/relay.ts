@@ -5,10 +5,10 @@
  *
  * @module
  */
+import { normalizeDomain } from "../../src/mail/mod.ts";
 import { join } from "node:path";
 import { MemoryAuditLog } from "../../src/audit/mod.ts";
 import { hashPassword } from "../../src/auth/password_hash.ts";
-import { normalizeDomain } from "../../src/policy/address.ts";
 import { type Config, parseConfig } from "../../src/config/mod.ts";
 import { type Relay, startRelay, type StartRelayOptions } from "../../src/relay.ts";
 import { SmtpClient } from "../../src/delivery/smtp_client.ts";

@@ -15,9 +15,9 @@
  *
  * @module
  */
+import { parseEmail } from "../../mail/mod.ts";
 import { Attribute, Change, type Client } from "ldapts";
 import type { LdapConfig } from "../../config/ldap_schema.ts";
-import { parseEmail } from "../../policy/address.ts";
 import {
   attributeValues,
   baseDnFor,

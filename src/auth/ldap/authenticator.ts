@@ -6,11 +6,11 @@
  *
  * @module
  */
+import { normalizeDomain, parseEmail } from "../../mail/mod.ts";
 import { getLogger, type Logger } from "@logtape/logtape";
 import { type Client, type Entry, FilterParser } from "ldapts";
 import type { AuthResult, PasswordAuthenticator } from "../authenticator.ts";
 import type { LdapConfig } from "../../config/ldap_schema.ts";
-import { normalizeDomain, parseEmail } from "../../policy/address.ts";
 import { domainDcChain, escapeDnValue, escapeFilterValue, fillTemplate } from "./escape.ts";
 import {
   describe,

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Envelope } from "../queue/spool.ts";
+import type { Envelope } from "./envelope.ts";
 
 /** Extensions a message needs from the next hop. */
 export interface MessageNeeds {

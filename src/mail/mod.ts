@@ -1,0 +1,22 @@
+/**
+ * What several parts of the relay share and none owns: the message
+ * envelope and queue ids, recipient outcomes, email addresses and domains,
+ * message traits (8-bit, SMTPUTF8), durable file writes, and RFC 5322
+ * dates. This folder imports nothing of ours, so every other folder may use
+ * it without tying itself to another.
+ *
+ * @module
+ */
+export { type EmailAddress, normalizeDomain, parseEmail, sameDomain } from "./address.ts";
+export { ChunkPipe } from "./chunk_pipe.ts";
+export { rfc5322Date } from "./date.ts";
+export { DirectorySync, syncDirectory, writeFileDurably } from "./durable_file.ts";
+export { type Envelope, isQueueId, newQueueId } from "./envelope.ts";
+export {
+  hasEightBitBytes,
+  headerLength,
+  isNonAscii,
+  type MessageNeeds,
+  messageNeeds,
+} from "./message_traits.ts";
+export type { RecipientOutcome, StreamedDelivery } from "./outcome.ts";

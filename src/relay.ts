@@ -14,13 +14,16 @@ import type { Config } from "./config/mod.ts";
 import { createDeliveryBackend, type DeliveryBackend, relayPassthrough } from "./delivery/mod.ts";
 import { parseRelayConfig } from "./config/relay_schema.ts";
 import { log } from "./observability/logger.ts";
-import { QueueManager, queueSettings, Spool, writeState } from "./queue/mod.ts";
+import { QueueManager, queueSettings, Spool } from "./queue/mod.ts";
 import {
   type BoundListener,
   type ListenerSpec,
   type MechanismSpec,
+  PassthroughSink,
   type ProxyListenerOptions,
   SmtpServer,
+  SpoolSink,
+  SubmissionPolicy,
   TrustedProxies,
 } from "./smtp/mod.ts";
 import {
@@ -110,8 +113,16 @@ export async function createBackend(config: Config): Promise<DeliveryBackend> {
 /** Starts everything `config` describes. Rejects, releasing what was opened, on failure. */
 export async function startRelay(config: Config, options: StartRelayOptions = {}): Promise<Relay> {
   const cleanups: (() => Promise<void> | void)[] = [];
+  // Newest first; a cleanup that fails is logged and the others still run.
   const undo = async () => {
-    for (const cleanup of cleanups.reverse()) await cleanup();
+    for (const cleanup of cleanups.reverse()) {
+      try {
+        await cleanup();
+      } catch (error) {
+        logger.error("shutdown step failed: {error}", { error: String(error) });
+      }
+    }
+    cleanups.length = 0;
   };
   try {
     const tls = await TlsContextProvider.load({
@@ -263,6 +274,10 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         proxy: proxy(config.submission),
       });
     }
+    // A committed message goes to delivery in memory (unless the queue is held).
+    const handoff = hold
+      ? () => {}
+      : (id: string, hasState: boolean) => hasState ? queue.enqueue(id) : queue.enqueueNew(id);
     const smtp = new SmtpServer({
       listeners,
       secureContext: () => tls.current(),
@@ -283,37 +298,28 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         },
         commandTimeoutMs: config.limits.command_timeout_seconds * 1000,
         dataTimeoutMs: config.limits.data_timeout_seconds * 1000,
-        disabledDomains: disabled,
+        postmaster: config.server.postmaster ?? `postmaster@${config.server.hostname}`,
         authenticator,
         bearer: bearer?.verifier,
         bearerMechanisms: bearer?.mechanisms,
         bearerFailureChallenge: bearer?.failureChallenge,
-        spool,
         audit,
         authLimiter,
         fingerprint: new CredentialFingerprinter(),
-        quota,
-        passthrough: config.relay.mode === "passthrough"
-          ? {
+        policy: new SubmissionPolicy({ disabledDomains: disabled, audit, quota }),
+        sink: config.relay.mode === "passthrough"
+          ? new PassthroughSink({
+            spool,
             relay: (envelope, source) => relayPassthrough(backend, envelope, source),
-            markDelivered: async (id, outcomes) => {
-              const now = new Date().toISOString();
-              await writeState(spool, id, {
-                attempts: 1,
-                nextAttempt: now,
-                firstAttempt: now,
-                lastAttempt: now,
-                done: Object.fromEntries(outcomes.map((o) => [o.recipient, o])),
-              });
-            },
-          }
-          : undefined,
-        onQueued: hold
-          ? () => {}
-          : (id, hasState) => hasState ? queue.enqueue(id) : queue.enqueueNew(id),
+            handoff,
+          })
+          : new SpoolSink({ spool, handoff }),
       },
     });
     await smtp.start();
+    // Sessions stop first (the newest cleanup), within the grace `close` is given.
+    let grace = config.server.shutdown_grace_seconds * 1000;
+    cleanups.push(() => smtp.shutdown(grace));
     if (hold) logger.warning("spool.hold is on: mail is accepted and kept, not delivered");
     else await queue.start();
 
@@ -343,10 +349,8 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       audit,
       oauth,
       close(graceMs = config.server.shutdown_grace_seconds * 1000) {
-        closed ??= (async () => {
-          await smtp.shutdown(graceMs);
-          await undo();
-        })();
+        grace = graceMs;
+        closed ??= undo();
         return closed;
       },
     };

@@ -251,8 +251,24 @@ Deno.test("SMTP commands and their replies", async (t) => {
         strictEqual((await c.command("MAIL FROM:<ALICE@EXAMPLE.COM>")).text, "250 2.1.0 Ok");
         await c.command("RSET");
         strictEqual(
-          (await c.command("MAIL FROM:<other.person@Example.Com.>")).text,
+          (await c.command("MAIL FROM:<other.person@Example.Com>")).text,
           "250 2.1.0 Ok",
+        );
+      });
+    });
+
+    await t.step("a domain with a trailing, leading or empty label is bad syntax", async () => {
+      await authedOnEachPort(async (c) => {
+        for (const bad of ["alice@example.com.", "alice@.example.com", "alice@example..com"]) {
+          strictEqual(
+            (await c.command(`MAIL FROM:<${bad}>`)).text,
+            "501 5.1.7 Bad sender address syntax",
+          );
+        }
+        strictEqual((await c.command("MAIL FROM:<alice@example.com>")).text, "250 2.1.0 Ok");
+        strictEqual(
+          (await c.command("RCPT TO:<bob@example.net.>")).text,
+          "501 5.1.3 Bad recipient address syntax",
         );
       });
     });

@@ -19,6 +19,13 @@ const serverSchema = z.strictObject({
   hostname: z.string().min(1).default("localhost"),
   /** Seconds a graceful shutdown waits for in-flight transactions. */
   shutdown_grace_seconds: z.number().min(0).max(3600).default(30),
+  /**
+   * Where `RCPT TO:<Postmaster>` (no domain, RFC 5321 4.5.1) is delivered;
+   * default `postmaster@<hostname>`.
+   */
+  postmaster: z.string().regex(/^[^@\s<>]+@[^@\s<>.][^@\s<>]*[^@\s<>.]$/, {
+    message: "expected an email address such as postmaster@example.com",
+  }).optional(),
 }).prefault({});
 
 const listenerSchema = (listen: string) =>

@@ -27,8 +27,9 @@ export {
 export {
   type QuotaDecision,
   type QuotaMeasure,
+  type QuotaOwner,
+  QuotaReservation,
   type QuotaScope,
-  type QuotaUsage,
   type QuotaWindow,
   SendQuota,
   type SendQuotaOptions,

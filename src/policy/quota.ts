@@ -3,11 +3,13 @@
  * recipients per clock hour and per UTC day (the `[quota]` section), counted
  * in a `state/` store so that all relay nodes share them.
  *
- * The session asks {@link SendQuota.checkMessage} before it accepts a
- * recipient or the DATA command, and calls {@link SendQuota.commit} only after
- * the message was queued (`250`), so refused or failed messages cost nothing.
- * Check and commit are two steps: concurrent sessions of one user can
- * overshoot a quota by the messages they have in flight at that moment.
+ * A transaction *reserves* what it will use when it asks: one message at
+ * MAIL, one recipient at each RCPT. A reservation is an atomic increment of
+ * the shared counters, so parallel sessions of one user (on one node or on
+ * several) can never overshoot a quota. When the message is accepted the
+ * reservation stays counted ({@link QuotaReservation.keep}); when the
+ * transaction ends without one (RSET, a refusal, a failed commit, a client
+ * that went away) it is given back ({@link QuotaReservation.release}).
  *
  * @example
  * ```ts
@@ -17,9 +19,12 @@
  *
  * const store = new MemoryStateStore();
  * const quota = new SendQuota({ store, limits: quotaSchema.parse({ user_messages_per_hour: 100 }) });
- * const usage = { email: "bob@example.com", domain: "example.com", recipients: 3 };
- * const decision = await quota.checkMessage(usage);
- * if (decision.ok) await quota.commit(usage); // after the 250
+ * const tx = quota.open({ email: "bob@example.com", domain: "example.com" });
+ * if ((await tx.reserveMessage()).ok && (await tx.reserveRecipient()).ok) {
+ *   tx.keep(); // after the 250
+ * } else {
+ *   await tx.release();
+ * }
  * await store.close();
  * ```
  *
@@ -31,14 +36,12 @@ import { FixedWindow, type StateStore } from "../state/mod.ts";
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
-/** What a message uses. */
-export interface QuotaUsage {
+/** Whose quota a transaction uses. */
+export interface QuotaOwner {
   /** The authenticated user. */
   email: string;
   /** The user's (tenant) domain. */
   domain: string;
-  /** Recipients of the message (so far, when asked at RCPT time). */
-  recipients: number;
 }
 
 /** Whose quota. */
@@ -114,48 +117,103 @@ export class SendQuota {
     return this.#rules.length > 0;
   }
 
-  /**
-   * Whether one more message with `usage.recipients` recipients fits every
-   * quota. When several are exceeded, the one that frees up last is reported.
-   */
-  async checkMessage(usage: QuotaUsage): Promise<QuotaDecision> {
-    if (this.#rules.length === 0) return { ok: true };
-    const now = this.#now();
-    const counts = await Promise.all(
-      this.#rules.map((r) => r.counter.get(keyFor(r, usage), now)),
-    );
-    let worst: QuotaDecision = { ok: true };
-    this.#rules.forEach((r, i) => {
-      const need = r.measure === "messages" ? 1 : usage.recipients;
-      if (counts[i] + need <= r.limit) return;
-      const retryAfterSeconds = Math.ceil(r.counter.msLeft(now) / 1000);
-      if (!worst.ok && worst.retryAfterSeconds >= retryAfterSeconds) return;
-      worst = {
-        ok: false,
-        exceeded: r.scope,
-        measure: r.measure,
-        limit: r.limit,
-        window: r.window,
-        retryAfterSeconds,
-        permanent: need > r.limit,
-      };
-    });
-    return worst;
-  }
-
-  /** Counts a message that was queued (after the `250`). */
-  async commit(usage: QuotaUsage): Promise<void> {
-    if (this.#rules.length === 0) return;
-    const now = this.#now();
-    await Promise.all(
-      this.#rules.map((r) =>
-        r.counter.add(keyFor(r, usage), now, r.measure === "messages" ? 1 : usage.recipients)
-      ),
-    );
+  /** Starts the reservations of one transaction of `owner`. */
+  open(owner: QuotaOwner): QuotaReservation {
+    return new QuotaReservation(owner, this.#rules, this.#now);
   }
 }
 
-function keyFor(rule: Rule, usage: QuotaUsage): string {
-  const id = rule.scope === "user" ? usage.email.toLowerCase() : usage.domain.toLowerCase();
+/** What one reservation added to one counter, so it can be given back. */
+interface Held {
+  rule: Rule;
+  key: string;
+  at: number;
+  amount: number;
+}
+
+/** The quota reservations of one transaction; made by {@link SendQuota.open}. */
+export class QuotaReservation {
+  readonly #owner: QuotaOwner;
+  readonly #rules: Rule[];
+  readonly #now: () => number;
+  #held: Held[] = [];
+  #recipients = 0;
+
+  /** @internal use {@link SendQuota.open} */
+  constructor(owner: QuotaOwner, rules: Rule[], now: () => number) {
+    this.#owner = owner;
+    this.#rules = rules;
+    this.#now = now;
+  }
+
+  /** Reserves the message itself (at MAIL FROM). */
+  reserveMessage(): Promise<QuotaDecision> {
+    return this.#reserve("messages", 1);
+  }
+
+  /** Reserves one more recipient (at RCPT TO). */
+  async reserveRecipient(): Promise<QuotaDecision> {
+    const decision = await this.#reserve("recipients", this.#recipients + 1);
+    if (decision.ok) this.#recipients++;
+    return decision;
+  }
+
+  /** The message was accepted: what was reserved stays counted. */
+  keep(): void {
+    this.#held = [];
+    this.#recipients = 0;
+  }
+
+  /** The transaction ended without a message: gives back everything reserved. */
+  async release(): Promise<void> {
+    const held = this.#held;
+    this.#held = [];
+    this.#recipients = 0;
+    const now = this.#now();
+    await Promise.all(held.map((h) => h.rule.counter.giveBack(h.key, h.at, now, h.amount)));
+  }
+
+  /**
+   * Adds one unit of `measure` to every rule counting it; when any goes over
+   * its limit, takes this unit back again and refuses. `total` is what the
+   * transaction would then use (a total over the limit can never fit).
+   */
+  async #reserve(measure: QuotaMeasure, total: number): Promise<QuotaDecision> {
+    const rules = this.#rules.filter((r) => r.measure === measure);
+    if (rules.length === 0) return { ok: true };
+    const now = this.#now();
+    const held = rules.map((rule) => ({
+      rule,
+      key: keyFor(rule, this.#owner),
+      at: now,
+      amount: 1,
+    }));
+    const counts = await Promise.all(held.map((h) => h.rule.counter.add(h.key, now, 1)));
+    let worst: QuotaDecision = { ok: true };
+    held.forEach(({ rule }, i) => {
+      if (counts[i] <= rule.limit) return;
+      const retryAfterSeconds = Math.ceil(rule.counter.msLeft(now) / 1000);
+      if (!worst.ok && worst.retryAfterSeconds >= retryAfterSeconds) return;
+      worst = {
+        ok: false,
+        exceeded: rule.scope,
+        measure: rule.measure,
+        limit: rule.limit,
+        window: rule.window,
+        retryAfterSeconds,
+        permanent: total > rule.limit,
+      };
+    });
+    if (worst.ok) {
+      this.#held.push(...held);
+    } else {
+      await Promise.all(held.map((h) => h.rule.counter.giveBack(h.key, h.at, now, h.amount)));
+    }
+    return worst;
+  }
+}
+
+function keyFor(rule: Rule, owner: QuotaOwner): string {
+  const id = rule.scope === "user" ? owner.email.toLowerCase() : owner.domain.toLowerCase();
   return `quota:${rule.scope}:${rule.measure}:${rule.window}:${id}`;
 }

@@ -269,6 +269,11 @@ export class QueueManager {
         logger.info("{id}: removed from the queue by an operator", { id });
       }
     }
+    // A commit in progress writes the state before its message: not an orphan yet.
+    for (const id of spool.committing) {
+      messages.delete(id);
+      states.delete(id);
+    }
     // State files whose message is gone and is not being delivered; half-written ones.
     for (const id of states) {
       if (!messages.has(id) && !this.#queued.has(id)) await removeState(spool, id);
@@ -343,13 +348,19 @@ export class QueueManager {
     const stored = fresh ? null : await readState(spool, id);
     const state: DeliveryState = stored ?? { attempts: 0, nextAttempt: nowIso(), done: {} };
     const todo = envelope.recipients.filter((r) => !(r in state.done));
+    // Refusals a pass-through relay already heard are bounced, not asked again.
+    const refused = state.refused ?? {};
+    delete state.refused;
+    const known = todo.filter((r) => r in refused).map((r) => refused[r]);
+    const ask = todo.filter((r) => !(r in refused));
     let outcomes: RecipientOutcome[];
     try {
-      outcomes = todo.length === 0 ? [] : await backend.deliver(envelope, data, todo);
+      outcomes = ask.length === 0 ? [] : await backend.deliver(envelope, data, ask);
     } catch (error) {
       const reply = String(error instanceof Error ? error.message : error);
-      outcomes = todo.map((recipient) => ({ recipient, status: "deferred", reply }));
+      outcomes = ask.map((recipient) => ({ recipient, status: "deferred", reply }));
     }
+    outcomes.push(...known);
     state.attempts++;
     state.firstAttempt ??= nowIso();
     state.lastAttempt = nowIso();

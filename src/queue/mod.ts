@@ -17,9 +17,11 @@
  */
 export {
   encodeSpoolFile,
+  isDiskFull,
   parseSpoolFile,
   Spool,
   type SpooledMessage,
+  SpoolFullError,
   SpoolWriter,
 } from "./spool.ts";
 export {
@@ -31,6 +33,7 @@ export {
 } from "./manager.ts";
 export {
   type DeliveryState,
+  encodeState,
   FLUSH_ALL,
   flushDir,
   readState,

@@ -11,7 +11,7 @@
  * @module
  */
 import { join } from "node:path";
-import { DirectorySync, type Envelope, isQueueId } from "../mail/mod.ts";
+import { DirectorySync, type Envelope, isQueueId, writeFileDurably } from "../mail/mod.ts";
 
 /** A committed message read back from the spool. */
 export interface SpooledMessage {
@@ -122,10 +122,23 @@ export class SpoolWriter {
   /**
    * Makes the message durable: data fsync'd, file renamed into `queue/`,
    * directory fsync'd. Only after this resolves may the client hear 250.
+   *
+   * `state`, when given, is the message's delivery state (recipients a
+   * pass-through relay already finished); it is written durably *before*
+   * the message appears in `queue/`, so no reader ever sees the message
+   * without it: committing both is one step for the queue.
+   *
+   * On failure nothing stays behind (the message is unlinked from `queue/`
+   * again if the rename happened), so the client's retry cannot make a
+   * duplicate. A full disk rejects with a {@link SpoolFullError}.
    */
-  async commit(): Promise<void> {
+  async commit(options: { state?: Uint8Array } = {}): Promise<void> {
     if (this.#done) throw new Error("spool writer already finished");
     this.#done = true;
+    const spool = this.#spool;
+    const id = this.#envelope.id;
+    let renamed = false;
+    let stateWritten = false;
     try {
       if (this.#file) {
         this.#spill();
@@ -146,11 +159,23 @@ export class SpoolWriter {
       await this.#file.syncData();
       this.#file.close();
       this.#file = null;
-      await Deno.rename(this.#tmpPath, this.#spool.messagePath(this.#envelope.id));
-      await this.#spool.queueDirSync.sync();
+      spool.committing.add(id);
+      if (options.state) {
+        await writeFileDurably(spool.statePath(id), options.state);
+        stateWritten = true;
+      }
+      await Deno.rename(this.#tmpPath, spool.messagePath(id));
+      renamed = true;
+      await spool.queueDirSync.sync();
     } catch (error) {
+      // Take back what became visible: a message the client was told to retry
+      // must not be delivered too.
+      if (renamed) await removeIfPresent(spool.messagePath(id)).catch(() => {});
+      if (stateWritten) await removeIfPresent(spool.statePath(id)).catch(() => {});
       await this.#cleanup();
-      throw error;
+      throw isDiskFull(error) ? new SpoolFullError(error) : error;
+    } finally {
+      spool.committing.delete(id);
     }
   }
 
@@ -207,10 +232,27 @@ export class Spool {
     return new Spool(dir);
   }
 
+  /**
+   * Ids whose commit is in progress: their files may be in `queue/` half
+   * done (a state without its message, a message not yet durable). The
+   * queue's scan leaves them alone.
+   */
+  readonly committing: Set<string> = new Set();
+
   /** Path of a committed message file. */
   messagePath(id: string): string {
+    return join(this.dir, "queue", `${this.#checked(id)}.msg`);
+  }
+
+  /** `id` when it is a queue id; file names built from input cannot escape `queue/`. */
+  #checked(id: string): string {
     if (!isQueueId(id)) throw new Error(`not a queue id: ${JSON.stringify(id).slice(0, 40)}`);
-    return join(this.dir, "queue", `${id}.msg`);
+    return id;
+  }
+
+  /** Path of a message's delivery-state file (`queue/<id>.state`). */
+  statePath(id: string): string {
+    return join(this.dir, "queue", `${this.#checked(id)}.state`);
   }
 
   /** Starts writing a message with this envelope. */
@@ -272,10 +314,29 @@ export class Spool {
 
   /** Removes a message once every recipient is done with. */
   async remove(id: string): Promise<void> {
-    await Deno.remove(this.messagePath(id)).catch((error) => {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    });
+    await removeIfPresent(this.messagePath(id));
   }
+}
+
+/** The spool's disk is full (ENOSPC): the client should hear `452 4.3.1`. */
+export class SpoolFullError extends Error {
+  /** @param cause the file-system error */
+  constructor(cause: unknown) {
+    super("spool disk full", { cause });
+    this.name = "SpoolFullError";
+  }
+}
+
+/** Whether a file-system error means the disk (or a quota) is full. */
+export function isDiskFull(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === "ENOSPC" || code === "EDQUOT";
+}
+
+async function removeIfPresent(path: string): Promise<void> {
+  await Deno.remove(path).catch((error) => {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  });
 }
 
 /** Splits a spool file into envelope and message bytes. */

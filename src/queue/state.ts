@@ -24,6 +24,11 @@ export interface DeliveryState {
   done: Record<string, RecipientOutcome>;
   /** The last reply of the first deferred recipient. */
   lastError?: string;
+  /**
+   * Recipients the backend refused for good before the message was queued
+   * (pass-through): the next attempt bounces them without asking again.
+   */
+  refused?: Record<string, RecipientOutcome>;
   /** Last outcome of each recipient still pending. */
   deferred?: Record<string, RecipientOutcome>;
   /** ISO time of the first attempt. */
@@ -36,8 +41,7 @@ const encoder = new TextEncoder();
 
 /** Path of a message's state file. */
 export function statePath(spool: Spool, id: string): string {
-  // messagePath validates the id, so no path can be smuggled in.
-  return spool.messagePath(id).replace(/\.msg$/, ".state");
+  return spool.statePath(id);
 }
 
 /** Reads a message's state; null when there is none (never tried) or it is unreadable. */
@@ -51,9 +55,14 @@ export async function readState(spool: Spool, id: string): Promise<DeliveryState
   }
 }
 
+/** Encodes a state as its file holds it (for the `state` of `SpoolWriter.commit`). */
+export function encodeState(state: DeliveryState): Uint8Array {
+  return encoder.encode(JSON.stringify(state));
+}
+
 /** Replaces a message's state durably (fsync'd file, synced directory). */
 export async function writeState(spool: Spool, id: string, state: DeliveryState): Promise<void> {
-  await writeFileDurably(statePath(spool, id), encoder.encode(JSON.stringify(state)));
+  await writeFileDurably(statePath(spool, id), encodeState(state));
   await spool.queueDirSync.sync();
 }
 

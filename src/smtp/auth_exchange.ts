@@ -52,6 +52,8 @@ export interface AuthPort {
   readResponse(): Promise<Uint8Array | "cancel" | "bad" | "eof" | "too_long">;
   /** Records an audit event (the session adds its id and address). */
   audit(event: string, fields: Record<string, unknown>): void;
+  /** The policy's last word on a verified identity, before `235`: `null` to accept. */
+  approve(identity: AuthenticatedIdentity): Promise<SmtpReply | null>;
 }
 
 /** Who the client turned out to be. */
@@ -114,7 +116,7 @@ export async function runAuthExchange(
       return null;
     }
     if (response === "too_long") {
-      port.reply(Replies.lineTooLong());
+      port.reply(Replies.authLineTooLong());
       return null;
     }
     step = mechanism.next(response);
@@ -232,16 +234,23 @@ async function finishAuth(
   const limiter = ctx.authLimiter;
   const ip = port.ip;
   if (result.ok) {
-    await limiter?.recordSuccess({ ip, email: user });
+    const identity = { email: result.email, domain: result.domain, mechanism };
+    const refused = await port.approve(identity);
     port.audit("auth_attempt", {
       method: mechanism,
       email: result.email,
       domain: result.domain,
       backend: result.backend,
-      success: true,
+      success: refused === null,
+      ...(refused ? { reason: "policy" } : {}),
     });
+    if (refused) {
+      port.reply(refused);
+      return null;
+    }
+    await limiter?.recordSuccess({ ip, email: user });
     port.reply(Replies.authSucceeded());
-    return { email: result.email, domain: result.domain, mechanism };
+    return identity;
   }
   port.audit("auth_attempt", {
     method: mechanism,

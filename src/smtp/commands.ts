@@ -22,7 +22,8 @@ export type Command =
   | { verb: "STARTTLS" }
   | { verb: "AUTH"; mechanism: string; initial: string | null }
   | { verb: "MAIL"; address: string; params: MailParams }
-  | { verb: "RCPT"; address: string }
+  /** `postmaster`: `RCPT TO:<Postmaster>` without a domain (RFC 5321 4.5.1). */
+  | { verb: "RCPT"; address: string; postmaster?: true }
   | { verb: "DATA" }
   | { verb: "RSET" }
   | { verb: "NOOP" }
@@ -83,6 +84,9 @@ function parsePath(text: string, allowNull: boolean): string | null {
   if (inner.length > 254 || /[\s<>()\[\],;\\"]/.test(inner.replace(/^".*"@/, "x@"))) return null;
   const at = inner.lastIndexOf("@");
   if (at <= 0 || at === inner.length - 1) return null;
+  // A domain is dot-separated labels: no leading, trailing (`bob@example.net.`) or empty one.
+  const domain = inner.slice(at + 1);
+  if (domain.startsWith(".") || domain.endsWith(".") || domain.includes("..")) return null;
   return inner;
 }
 
@@ -131,14 +135,16 @@ function parseRcpt(args: string): Command {
   if (!/^TO:/i.test(args)) return { verb: "INVALID", name: "RCPT", usage };
   const split = splitPathArgs(args.slice(3));
   if (!split) return { verb: "INVALID", name: "RCPT", usage };
-  const address = parsePath(split.path, false);
+  // RFC 5321 4.5.1: <Postmaster> without a domain must always be accepted.
+  const postmaster = /^<postmaster>$/i.test(split.path);
+  const address = postmaster ? "Postmaster" : parsePath(split.path, false);
   if (address === null) return { verb: "INVALID", name: "RCPT", usage, reply: "address" };
   // DSN (NOTIFY=, ORCPT=) is not advertised, so any parameter is unknown.
   if (split.params.length > 0) {
     const key = split.params[0].split("=")[0].toUpperCase();
     return { verb: "INVALID", name: key, usage, reply: "parameter" };
   }
-  return { verb: "RCPT", address };
+  return postmaster ? { verb: "RCPT", address, postmaster } : { verb: "RCPT", address };
 }
 
 /** Parses a command line (without CRLF). Never throws. */

@@ -1,8 +1,10 @@
 /**
- * The receiving side (Postfix's smtpd): SMTPS and submission listeners,
- * PROXY protocol, the session state machine with its dispatcher table, the
- * AUTH exchange, the command parser, replies, and the bounded line/DATA
- * reader.
+ * The receiving side (Postfix's smtpd), in three layers: the protocol
+ * (listeners, PROXY protocol, the session state machine with its typed
+ * command table, the AUTH exchange, the parser, replies, the bounded
+ * line/DATA reader), the policy (what a client may do, asked at each stage:
+ * {@link SessionPolicy}, {@link SubmissionPolicy}) and the message sink (where
+ * a message goes, with one commit: {@link SpoolSink}, {@link PassthroughSink}).
  *
  * @module
  */
@@ -29,9 +31,29 @@ export {
 } from "./server.ts";
 export {
   type AbuseLimits,
-  COMMAND_TABLE,
   DEFAULT_ABUSE_LIMITS,
   type ListenerKind,
   Session,
   type SessionContext,
 } from "./session.ts";
+export {
+  COMMAND_TABLE,
+  type CommandFlags,
+  type CommandOf,
+  type CommandSpec,
+  type CommandTable,
+  type Verb,
+  VerbCounters,
+} from "./command_table.ts";
+export type {
+  MailVerdict,
+  PolicyClient,
+  PolicyTransaction,
+  ReceivedMessage,
+  SessionPolicy,
+  Verdict,
+} from "./policy.ts";
+export { SubmissionPolicy, type SubmissionPolicyOptions } from "./submission_policy.ts";
+export type { MessageSink, SinkResult, SinkTransaction } from "./sink.ts";
+export { SpoolSink, type SpoolSinkOptions } from "./spool_sink.ts";
+export { PassthroughSink, type PassthroughSinkOptions } from "./passthrough_sink.ts";

@@ -136,6 +136,8 @@ export const Replies = {
   authRateLimited: (seconds: number): SmtpReply =>
     r(421, "4.7.0", `Too many authentication failures, try again in ${seconds} seconds`, true),
   authCancelled: (): SmtpReply => r(501, "5.7.0", "Authentication aborted"),
+  /** RFC 4954 section 4: a SASL response longer than the server accepts. */
+  authLineTooLong: (): SmtpReply => r(500, "5.5.6", "Authentication Exchange line is too long"),
   authBadBase64: (): SmtpReply => r(501, "5.5.2", "Cannot decode response"),
   authMalformed: (detail: string): SmtpReply =>
     r(501, "5.5.2", `Invalid authentication data: ${detail}`),
@@ -200,5 +202,10 @@ export const Replies = {
   auditUnavailable: (): SmtpReply =>
     r(451, "4.3.0", "Error: audit trail unavailable, try again later"),
   spoolFailure: (): SmtpReply => r(451, "4.3.0", "Error: queue file write error, try again later"),
-  localError: (): SmtpReply => r(451, "4.3.0", "Error: local error in processing"),
+  /** RFC 3463 4.3.1: mail system full. */
+  spoolFull: (): SmtpReply =>
+    r(452, "4.3.1", "Error: insufficient system storage, try again later"),
+  /** A bug or an unexpected failure: the session cannot go on safely. */
+  localError: (host: string): SmtpReply =>
+    r(421, "4.3.0", `${host} Error: local error in processing, closing connection`, true),
 } as const;

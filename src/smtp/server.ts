@@ -18,7 +18,7 @@ import {
   type ProxyListenerOptions,
   ProxyProtocolError,
 } from "./proxy_protocol.ts";
-import { encodeReply, Replies, type SmtpReply } from "./replies.ts";
+import { encodeReply, formatReply, Replies, type SmtpReply } from "./replies.ts";
 import { type ListenerKind, Session, type SessionContext } from "./session.ts";
 
 const logger = log("smtp");
@@ -91,7 +91,9 @@ export class SmtpServer {
       for (const spec of this.#options.listeners) {
         const { hostname: host, port } = parseListen(spec.listen);
         const server = net.createServer(
-          { noDelay: true },
+          // allowHalfOpen: a client that half-closes after pipelining still gets every
+          // reply; the session ends the socket itself.
+          { noDelay: true, allowHalfOpen: true },
           (socket) => this.#accept(spec, socket),
         );
         await new Promise<void>((resolve, reject) => {
@@ -217,6 +219,10 @@ export class SmtpServer {
     if (!refusal && rate && !await rate.allow(ip)) {
       refusal = Replies.connectionRateExceeded(this.#options.session.hostname, ip);
     }
+    if (refusal) {
+      this.#refuse(kind, socket, ip, refusal);
+      return;
+    }
     const named = client
       ? {
         remoteAddress: client.address,
@@ -227,10 +233,24 @@ export class SmtpServer {
     let stream: SocketStream;
     if (kind === "smtps") {
       if (!makeContext) throw new Error("SMTPS listener without TLS");
-      const secure = await upgradeServerSocket(socket, makeContext(), {
-        handshakeTimeoutMs: this.#options.handshakeTimeoutMs,
-        sni: this.#options.sni,
-      });
+      let secure;
+      try {
+        secure = await upgradeServerSocket(socket, makeContext(), {
+          handshakeTimeoutMs: this.#options.handshakeTimeoutMs,
+          sni: this.#options.sni,
+        });
+      } catch (error) {
+        const reason = String(error instanceof Error ? error.message : error);
+        logger.info("SMTPS handshake with [{ip}] failed: {reason}", { ip, reason });
+        this.#options.session.audit.record({
+          event: "security_tls_failed",
+          ip,
+          port: kind,
+          listener: kind,
+          reason,
+        });
+        throw error;
+      }
       stream = new SocketStream(secure, named);
     } else {
       stream = new SocketStream(socket, {
@@ -239,21 +259,6 @@ export class SmtpServer {
         handshakeTimeoutMs: this.#options.handshakeTimeoutMs,
         ...named,
       });
-    }
-    if (refusal) {
-      logger.warning("refusing connection from {ip}: {reason}", {
-        ip: stream.remoteAddress,
-        reason: refusal.lines[0],
-      });
-      this.#options.session.audit.record({
-        event: "rate_limit",
-        ip: stream.remoteAddress,
-        port: kind,
-        reason: "connection_limit",
-      });
-      await stream.write(encodeReply(refusal));
-      stream.close();
-      return;
     }
     const session = new Session(stream, {
       ...this.#options.session,
@@ -267,6 +272,31 @@ export class SmtpServer {
     } finally {
       this.#sessions.delete(session);
     }
+  }
+
+  /**
+   * Turns a connection away before any TLS work: on submission with the
+   * 421 in plain text; on SMTPS, where no reply can be read before a
+   * handshake, by closing at once (a handshake per refused connection would
+   * hand a flood the CPU the caps are there to protect).
+   */
+  #refuse(kind: ListenerKind, socket: net.Socket, ip: string, refusal: SmtpReply): void {
+    logger.info("refusing connection from [{ip}] on {port}: {reason}", {
+      ip,
+      port: kind,
+      reason: formatReply(refusal).trimEnd(),
+    });
+    this.#options.session.audit.record({
+      event: "rate_limit",
+      ip,
+      port: kind,
+      reason: "connection_limit",
+    });
+    if (kind === "smtps") {
+      socket.destroy();
+      return;
+    }
+    socket.end(encodeReply(refusal));
   }
 
   async #closeListeners(): Promise<void> {

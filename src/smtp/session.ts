@@ -1,37 +1,43 @@
 /**
- * One SMTP session (Postfix's smtpd): reads command lines, parses them into
- * typed commands, and dispatches each through {@link COMMAND_TABLE}, which
- * says in which states a verb is allowed and which handler runs it.
+ * One SMTP session (Postfix's smtpd), the protocol layer: reads command
+ * lines, parses them into typed commands, and dispatches each through the
+ * {@link COMMAND_TABLE}, which holds the sequencing rules. What a client may
+ * do is the {@link SessionPolicy}'s to say; where a message goes is the
+ * {@link MessageSink}'s. The session keeps the state machine, pipelining,
+ * the limits on lines, errors and junk, and the replies.
  *
  * Replies to pipelined commands are batched and written once no complete
- * command is left in the input buffer (RFC 2920), so a pipelining client
- * costs one write per round trip.
+ * command is left in the input buffer (RFC 2920), or at once after a
+ * command that must end a group, so a pipelining client costs one write
+ * per round trip.
  *
  * @module
  */
-import {
-  type Envelope,
-  newQueueId,
-  parseEmail,
-  type RecipientOutcome,
-  type StreamedDelivery,
-} from "../mail/mod.ts";
 import type { AuditLog } from "../audit/mod.ts";
-import type { QuotaDecision, SendQuota } from "../policy/quota.ts";
-import type { Spool, SpoolWriter } from "../queue/spool.ts";
-import { ChunkPipe } from "../mail/mod.ts";
+import { type Envelope, newQueueId } from "../mail/mod.ts";
 import { log } from "../observability/logger.ts";
 import {
   type AuthContext,
+  type AuthenticatedIdentity,
   decodeBase64,
   mechanismNames,
   runAuthExchange,
 } from "./auth_exchange.ts";
 import { type ByteStream, StreamTimeoutError } from "./byte_stream.ts";
+import {
+  COMMAND_TABLE,
+  type CommandHandlers,
+  type CommandOf,
+  refusal,
+  specFor,
+  VerbCounters,
+} from "./command_table.ts";
 import { type Command, type MailParams, parseCommand } from "./commands.ts";
 import { LineReader } from "./line_reader.ts";
+import type { PolicyClient, PolicyTransaction, SessionPolicy } from "./policy.ts";
 import { receivedHeader } from "./received.ts";
 import { encodeReply, formatReply, Replies, type SmtpReply } from "./replies.ts";
+import type { MessageSink, SinkResult } from "./sink.ts";
 
 const logger = log("smtp");
 const encoder = new TextEncoder();
@@ -61,16 +67,6 @@ export const DEFAULT_ABUSE_LIMITS: AbuseLimits = {
   junkCommandLimit: 100,
 };
 
-/** Verbs that do no work toward a message (counted against the junk limit). */
-const JUNK_VERBS: ReadonlySet<Command["verb"]> = new Set([
-  "NOOP",
-  "RSET",
-  "VRFY",
-  "HELP",
-  "EHLO",
-  "HELO",
-]);
-
 /** Which listener a session came in on. */
 export type ListenerKind = "smtps" | "submission";
 
@@ -86,28 +82,16 @@ export interface SessionContext extends AuthContext {
   maxRecipients: number;
   commandTimeoutMs: number;
   dataTimeoutMs: number;
-  /** Lower-cased ASCII domains whose users may not send (MAIL FROM). */
-  disabledDomains: ReadonlySet<string>;
-  spool: Spool;
+  /** The address `RCPT TO:<Postmaster>` goes to (RFC 5321 4.5.1). */
+  postmaster: string;
+  /** Protocol-level security events (junk, errors, TLS failures, refusals). */
   audit: AuditLog;
   /** Error and junk-command limits; default {@link DEFAULT_ABUSE_LIMITS}. */
   abuse?: AbuseLimits;
-  /** Sending quotas per user and domain. */
-  quota?: SendQuota;
-  /**
-   * Pass-through mode: relays the message to the backend while it arrives
-   * and resolves with the backend's verdict (`relay.mode = "passthrough"`).
-   */
-  passthrough?: {
-    relay: (envelope: Envelope, source: AsyncIterable<Uint8Array>) => Promise<StreamedDelivery>;
-    /** Records recipients already delivered, before a partly relayed message is queued. */
-    markDelivered: (id: string, outcomes: RecipientOutcome[]) => Promise<void>;
-  };
-  /**
-   * Called once a message is durably queued; `hasState` when delivery
-   * progress was already recorded for it (pass-through, partly relayed).
-   */
-  onQueued: (id: string, hasState?: boolean) => void;
+  /** What the client may do, stage by stage. */
+  policy: SessionPolicy;
+  /** Where accepted messages go (spool or pass-through). */
+  sink: MessageSink;
   /** Clock, injectable for tests. */
   now?: () => Date;
 }
@@ -124,38 +108,26 @@ interface Transaction {
   from: string;
   params: MailParams;
   recipients: string[];
-}
-
-interface Identity {
-  email: string;
-  domain: string;
-  mechanism: string;
+  policy: PolicyTransaction;
 }
 
 type State = "connected" | "greeted";
 
-/** A handler and the states it may run in (Postfix's smtpd_cmd_table). */
-interface CommandSpec {
-  /** Needs EHLO/HELO first. */
-  needsHelo: boolean;
-  /** Allowed while a MAIL transaction is open (else 503 5.5.1, as for AUTH and STARTTLS). */
-  inTransaction: boolean;
-  run: (session: Session, command: never) => Promise<void> | void;
-}
-
 let sessionCounter = 0;
 
 /** Runs one client connection from greeting to close. */
-export class Session {
+export class Session implements CommandHandlers {
   readonly id: string;
   #stream: ByteStream;
   #reader: LineReader;
   #ctx: SessionContext;
+  #client: PolicyClient;
   #out: string[] = [];
+  #lastCode = 0;
   #state: State = "connected";
   #helo = "";
   #esmtp = false;
-  #identity: Identity | null = null;
+  #identity: AuthenticatedIdentity | null = null;
   #tx: Transaction | null = null;
   #inData = false;
   #closing = false;
@@ -163,6 +135,9 @@ export class Session {
   #errors = 0;
   #junk = 0;
   #messages = 0;
+  #verbs = new VerbCounters();
+  /** The verb being handled, for the refusal log lines. */
+  #verb = "CONNECT";
 
   /** @param stream the connection, TLS already up on the SMTPS port */
   constructor(stream: ByteStream, ctx: SessionContext) {
@@ -170,6 +145,12 @@ export class Session {
     this.#stream = stream;
     this.#reader = new LineReader(stream);
     this.#ctx = ctx;
+    this.#client = {
+      session: this.id,
+      ip: stream.remoteAddress,
+      port: ctx.kind,
+      audit: (event, fields) => this.#audit(event, fields),
+    };
   }
 
   /** Whether the session is between transactions (safe to close at shutdown). */
@@ -210,8 +191,35 @@ export class Session {
   /** Queues a reply; it is written when no pipelined command is waiting. */
   reply(reply: SmtpReply): void {
     this.#out.push(formatReply(reply));
+    this.#lastCode = reply.code;
     if (reply.close) this.#closing = true;
+    if (reply.code >= 400) this.#refused(reply);
+  }
+
+  /**
+   * Every refusal is one operator log line at `info` (Postfix's `reject:`);
+   * 5xx and 421 count as errors; 553/554 (bad addresses, refused content)
+   * also go to the audit trail.
+   */
+  #refused(reply: SmtpReply): void {
     if (reply.code >= 500 || reply.code === 421) this.#errors++;
+    const text = formatReply(reply).trimEnd();
+    logger.info("reject: {verb} from [{ip}]: {reply}; user={user} session={session}", {
+      verb: this.#verb,
+      ip: this.#stream.remoteAddress,
+      reply: text,
+      user: this.#identity?.email ?? "",
+      session: this.id,
+    });
+    if (reply.code === 553 || reply.code === 554) {
+      this.#audit("smtp_refused", {
+        command: this.#verb,
+        email: this.#identity?.email,
+        code: reply.code,
+        status: reply.enhanced,
+        reply: reply.lines[0],
+      });
+    }
   }
 
   async #flush(): Promise<void> {
@@ -231,7 +239,8 @@ export class Session {
     });
     try {
       stream.setReadTimeout(this.#ctx.commandTimeoutMs);
-      this.reply(Replies.greeting(this.#ctx.hostname));
+      const refused = await this.#ctx.policy.connect?.(this.#client);
+      this.reply(refused ?? Replies.greeting(this.#ctx.hostname));
       while (!this.#closing) {
         if (this.#shutdownRequested && this.idle) {
           this.reply(Replies.shuttingDown(this.#ctx.hostname));
@@ -246,6 +255,7 @@ export class Session {
           result.kind === "too_long" ||
           (result.line.length > MAX_COMMAND_LINE && !isAuthLine(result.line))
         ) {
+          this.#verb = "LINE";
           this.reply(Replies.lineTooLong());
         } else {
           await this.#dispatch(parseCommand(result.line));
@@ -262,13 +272,18 @@ export class Session {
           session: this.id,
           error: String(error),
         });
-        this.reply(Replies.localError());
+        this.reply(Replies.localError(this.#ctx.hostname));
       }
     } finally {
+      await this.#endTransaction(false);
       await this.#flush().catch(() => {});
       stream.close();
-      logger.debug("session {session} closed after {messages} messages", {
+      logger.info("disconnect from [{ip}] {counts}", {
+        ip: stream.remoteAddress,
+        counts: this.#verbs.toString(),
         session: this.id,
+        port: this.#ctx.kind,
+        user: this.#identity?.email ?? "",
         messages: this.#messages,
       });
     }
@@ -300,28 +315,40 @@ export class Session {
     }
   }
 
-  async #dispatch(command: Command): Promise<void> {
-    const spec = COMMAND_TABLE[command.verb];
-    if (JUNK_VERBS.has(command.verb) && this.#tx === null) this.#junk++;
-    if (spec.needsHelo && this.#state !== "greeted") {
-      this.reply(Replies.needEhlo());
-      return;
-    }
-    if (!spec.inTransaction && !this.idle) {
-      this.reply(Replies.authInTransaction());
-      return;
-    }
-    await spec.run(this, command as never);
+  /** Checks the table's rules for the command, then runs its handler. */
+  async #dispatch<V extends Command["verb"]>(command: CommandOf<V>): Promise<void> {
+    const spec = specFor(COMMAND_TABLE, command);
+    this.#verb = command.verb;
+    if (spec.junk && this.#tx === null) this.#junk++;
+    const refused = refusal(spec, {
+      greeted: this.#state === "greeted",
+      tls: this.#stream.tls !== null,
+      authenticated: this.#identity !== null,
+      inTransaction: this.#tx !== null,
+    });
+    this.#lastCode = 0;
+    if (refused) this.reply(refused);
+    else await spec.run(this, command);
+    this.#verbs.record(spec.counter, this.#lastCode > 0 && this.#lastCode < 400);
+    if (spec.lastInGroup) await this.#flush();
   }
 
-  // --- handlers -----------------------------------------------------------
+  /** Ends the open transaction, if any, telling the policy whether it was accepted. */
+  async #endTransaction(accepted: boolean): Promise<void> {
+    const tx = this.#tx;
+    this.#tx = null;
+    await tx?.policy.end(accepted);
+  }
+
+  // --- handlers (run by the command table) -------------------------------
 
   /** @internal */
-  greet(command: { verb: "EHLO" | "HELO"; domain: string }): void {
-    this.#tx = null;
+  async greet(command: CommandOf<"EHLO" | "HELO">): Promise<void> {
     this.#state = "greeted";
     this.#helo = command.domain.slice(0, 255);
     this.#esmtp = command.verb === "EHLO";
+    // RFC 5321 4.1.4: EHLO in a transaction resets it.
+    await this.#endTransaction(false);
     if (!this.#esmtp) {
       this.reply(Replies.helo(this.#ctx.hostname));
       return;
@@ -362,40 +389,41 @@ export class Session {
     }
     this.reply(Replies.readyToStartTls());
     await this.#flush();
-    // RFC 3207 section 4.2: forget everything learned before TLS.
+    // RFC 3207 section 4.2: forget everything learned before TLS, and
+    // everything the client pipelined after STARTTLS (command injection).
     this.#reader.discard();
     this.#state = "connected";
     this.#helo = "";
     this.#identity = null;
-    this.#tx = null;
     try {
       await this.#stream.upgrade();
     } catch (error) {
-      logger.info("session {session}: TLS handshake failed: {error}", {
+      const reason = String(error instanceof Error ? error.message : error);
+      logger.info("session {session}: STARTTLS handshake with [{ip}] failed: {reason}", {
         session: this.id,
-        error: String(error instanceof Error ? error.message : error),
+        ip: this.#stream.remoteAddress,
+        reason,
       });
-      this.#audit("security_tls_failed", { reason: String(error) });
+      this.#audit("security_tls_failed", { reason, listener: this.#ctx.kind });
+      this.#lastCode = 454; // counted as a failed STARTTLS in the disconnect line
       this.#closing = true;
     }
   }
 
   /** @internal */
-  async auth(command: { mechanism: string; initial: string | null }): Promise<void> {
-    if (this.#stream.tls === null) {
-      this.reply(Replies.encryptionRequired());
-      return;
-    }
+  async auth(command: CommandOf<"AUTH">): Promise<void> {
     if (this.#identity !== null) {
       this.reply(Replies.alreadyAuthenticated());
       return;
     }
+    const policy = this.#ctx.policy;
     const identity = await runAuthExchange(
       {
         ip: this.#stream.remoteAddress,
         reply: (reply) => this.reply(reply),
         readResponse: () => this.#readSaslResponse(),
         audit: (event, fields) => this.#audit(event, fields),
+        approve: async (who) => (await policy.auth?.(this.#client, who)) ?? null,
       },
       this.#ctx,
       command,
@@ -413,62 +441,9 @@ export class Session {
     return decodeBase64(text) ?? "bad";
   }
 
-  /** With `[audit] required`, refuses new mail (451 4.3.0) while the trail cannot be written. */
-  #auditDown(): boolean {
-    const audit = this.#ctx.audit;
-    if (!audit.required || audit.healthy) return false;
-    this.reply(Replies.auditUnavailable());
-    return true;
-  }
-
-  /** Replies and audits when a quota refuses; `true` when the command must stop. */
-  #quotaRefused(decision: QuotaDecision, atRcpt: boolean): boolean {
-    if (decision.ok) return false;
-    const identity = this.#identity!;
-    const who = decision.exceeded === "user" ? identity.email : identity.domain;
-    this.#audit("quota_exceeded", {
-      email: identity.email,
-      scope: decision.exceeded,
-      measure: decision.measure,
-      limit: decision.limit,
-      window: decision.window,
-    });
-    if (decision.permanent) {
-      this.reply(
-        Replies.quotaExceededPermanently(who, decision.limit, decision.measure, decision.window),
-      );
-    } else if (atRcpt && decision.measure === "recipients") {
-      this.reply(Replies.recipientQuotaExceeded(who, decision.limit, decision.window));
-    } else {
-      this.reply(
-        Replies.quotaExceeded(
-          who,
-          decision.limit,
-          decision.measure,
-          decision.window,
-          decision.retryAfterSeconds,
-        ),
-      );
-    }
-    return true;
-  }
-
   /** @internal */
-  async mail(command: { address: string; params: MailParams }): Promise<void> {
-    if (this.#ctx.kind === "submission" && this.#stream.tls === null) {
-      this.reply(Replies.tlsRequired());
-      return;
-    }
-    const identity = this.#identity;
-    if (identity === null) {
-      this.reply(Replies.authRequired());
-      return;
-    }
-    if (this.#tx !== null) {
-      this.reply(Replies.nestedMail());
-      return;
-    }
-    if (this.#auditDown()) return;
+  async mail(command: CommandOf<"MAIL">): Promise<void> {
+    const identity = this.#identity!;
     const { address, params } = command;
     if (params.size !== undefined && params.size > this.#ctx.maxMessageBytes) {
       this.reply(Replies.messageTooBigDeclared());
@@ -482,46 +457,18 @@ export class Session {
       this.reply(Replies.nonAsciiWithoutSmtpUtf8());
       return;
     }
-    const sender = parseEmail(address);
-    if (!sender) {
-      this.reply(Replies.badSenderSyntax());
+    const verdict = await this.#ctx.policy.mail(this.#client, identity, address, params);
+    if ("reply" in verdict) {
+      this.reply(verdict.reply);
       return;
     }
-    if (this.#ctx.disabledDomains.has(sender.domain)) {
-      this.#audit("domain_mismatch", {
-        email: identity.email,
-        from: address,
-        reason: "sender_domain_disabled",
-      });
-      this.reply(Replies.senderDomainDisabled(sender.domain));
-      return;
-    }
-    if (sender.domain !== identity.domain) {
-      this.#audit("domain_mismatch", {
-        email: identity.email,
-        domain: identity.domain,
-        from: address,
-        from_domain: sender.domain,
-      });
-      this.reply(Replies.domainMismatch(identity.domain, sender.domain));
-      return;
-    }
-    const quota = this.#ctx.quota;
-    if (quota) {
-      const usage = { email: identity.email, domain: identity.domain, recipients: 0 };
-      if (this.#quotaRefused(await quota.checkMessage(usage), false)) return;
-    }
-    this.#tx = { from: address, params, recipients: [] };
+    this.#tx = { from: address, params, recipients: [], policy: verdict.transaction };
     this.reply(Replies.senderOk());
   }
 
   /** @internal */
-  async rcpt(command: { address: string }): Promise<void> {
-    const tx = this.#tx;
-    if (tx === null) {
-      this.reply(Replies.needMail());
-      return;
-    }
+  async rcpt(command: CommandOf<"RCPT">): Promise<void> {
+    const tx = this.#tx!;
     if (tx.recipients.length >= this.#ctx.maxRecipients) {
       this.reply(Replies.tooManyRecipients());
       return;
@@ -530,33 +477,26 @@ export class Session {
       this.reply(Replies.nonAsciiWithoutSmtpUtf8());
       return;
     }
-    if (!parseEmail(command.address)) {
-      this.reply(Replies.badRecipientSyntax());
+    const address = command.postmaster ? this.#ctx.postmaster : command.address;
+    const refused = await tx.policy.rcpt(address);
+    if (refused) {
+      this.reply(refused);
       return;
     }
-    const quota = this.#ctx.quota;
-    if (quota) {
-      const identity = this.#identity!;
-      const usage = {
-        email: identity.email,
-        domain: identity.domain,
-        recipients: tx.recipients.length + 1,
-      };
-      if (this.#quotaRefused(await quota.checkMessage(usage), true)) return;
-    }
-    tx.recipients.push(command.address);
+    tx.recipients.push(address);
     this.reply(Replies.recipientOk());
   }
 
   /** @internal */
   async data(): Promise<void> {
-    const tx = this.#tx;
-    if (tx === null) {
-      this.reply(Replies.needMail());
-      return;
-    }
+    const tx = this.#tx!;
     if (tx.recipients.length === 0) {
       this.reply(Replies.needRcpt());
+      return;
+    }
+    const refused = await tx.policy.data();
+    if (refused) {
+      this.reply(refused);
       return;
     }
     const identity = this.#identity!;
@@ -580,9 +520,7 @@ export class Session {
     this.reply(Replies.startData());
     await this.#flush();
     this.#inData = true;
-    const writer: SpoolWriter = this.#ctx.spool.begin(envelope);
-    const max = this.#ctx.maxMessageBytes;
-    let tooBig = false;
+    const sink = this.#ctx.sink.begin(envelope);
     const header = encoder.encode(receivedHeader({
       hostname: this.#ctx.hostname,
       helo: this.#helo,
@@ -592,184 +530,109 @@ export class Session {
       user: identity.email,
       id,
       recipients: tx.recipients,
+      smtputf8: tx.params.smtputf8,
       date: this.#now(),
     }));
-    writer.write(header);
-    // Pass-through: the backend gets the bytes as they arrive; the spool keeps a copy
-    // in case some recipients must be retried later.
-    const passthrough = this.#ctx.passthrough;
-    const pipe = passthrough ? new ChunkPipe() : null;
-    const relayed = passthrough && pipe ? passthrough.relay(envelope, pipe) : null;
-    relayed?.catch(() => {}); // awaited below; never an unhandled rejection
-    pipe?.push(header);
-    let received = 0;
+    sink.write(header);
+    const max = this.#ctx.maxMessageBytes;
+    let size = header.length;
+    let tooBig = false;
     this.#stream.setReadTimeout(this.#ctx.dataTimeoutMs);
     let result;
     try {
       result = await this.#reader.readData(
         (bytes) => {
-          received += bytes.length;
-          if (received > max) tooBig = true;
-          else {
-            writer.write(bytes);
-            pipe?.push(bytes);
-          }
+          size += bytes.length;
+          if (size - header.length > max) tooBig = true;
+          else sink.write(bytes);
         },
-        () => {
-          const a = pipe?.drain();
-          const b = writer.drain();
-          return a && b ? Promise.all([a, b]).then(() => {}) : a ?? b;
-        },
+        () => sink.drain(),
       );
     } catch (error) {
-      pipe?.end(error);
-      await writer.abort();
+      // Timeout, shutdown, a broken connection: nothing of it stays behind.
+      await sink.abort(String(error));
       this.#inData = false;
-      this.#tx = null;
       throw error;
     } finally {
       this.#stream.setReadTimeout(this.#ctx.commandTimeoutMs);
     }
     this.#inData = false;
-    this.#tx = null;
+    // Everything that can refuse the message is asked before the sink commits:
+    // an aborted sink leaves nothing queued and the backend never sees the dot.
     const refusal = !result.complete
-      ? "client went away"
+      ? null
       : tooBig
-      ? "message too big"
+      ? Replies.messageTooBig()
       : result.bareLf
-      ? "bare LF"
-      : null;
-    // A refused message must not reach the backend: ending the pipe with an
-    // error means the backend never sees the final dot.
-    pipe?.end(refusal ? new Error(refusal) : undefined);
-    if (refusal && relayed) await relayed.catch(() => {});
-    if (!result.complete) {
-      // The client vanished mid-DATA: nothing of it stays behind.
-      await writer.abort();
-      this.#closing = true;
+      ? Replies.bareLineFeed()
+      : await tx.policy.message({ size });
+    if (!result.complete || refusal) {
+      await sink.abort(refusal ? refusal.lines[0] : "client went away");
+      await this.#endTransaction(false);
+      if (refusal) this.reply(refusal);
+      else this.#closing = true;
       return;
     }
-    if (tooBig) {
-      await writer.abort();
-      this.reply(Replies.messageTooBig());
-      return;
+    const committed = await sink.commit();
+    await this.#endTransaction(committed.accepted);
+    if (committed.accepted) {
+      this.#messages++;
+      this.#junk = 0;
     }
-    if (result.bareLf) {
-      await writer.abort();
-      this.reply(Replies.bareLineFeed());
-      return;
-    }
-    // Checked before the spool commit: a 451 after spooling would make the
-    // client resend a message that is also delivered.
-    if (this.#auditDown()) {
-      await writer.abort();
-      return;
-    }
-    if (relayed && passthrough) {
-      const outcome = await relayed.catch((error) => {
-        logger.warning("{id}: pass-through failed, queueing: {error}", {
-          id,
-          error: String(error),
-        });
-        return null;
-      });
-      const statuses = outcome?.recipients.map((r) => r.status) ?? [];
-      if (outcome && statuses.length > 0 && statuses.every((st) => st !== "deferred")) {
-        // Every recipient has a final answer: the client gets the backend's verdict.
-        await writer.abort();
-        const delivered = statuses.filter((st) => st === "delivered").length;
-        logger.info("{id}: relayed in pass-through: {delivered}/{count} delivered ({reply})", {
-          id,
-          delivered,
-          count: statuses.length,
-          reply: `${outcome.reply.code} ${outcome.reply.text}`,
-        });
-        for (const r of outcome.recipients) {
-          this.#audit(r.status === "delivered" ? "message_relayed" : "message_bounced", {
-            queue_id: id,
-            email: identity.email,
-            recipient: r.recipient,
-            reply: r.reply,
-            mode: "passthrough",
-          });
-        }
-        if (delivered > 0) {
-          this.#messages++;
-          await this.#commitQuota(tx, identity);
-        }
-        this.reply(
-          Replies.relayed(outcome.reply.code, outcome.reply.enhanced, outcome.reply.text),
-        );
-        return;
-      }
-      // Some recipients must be retried: queue the spooled copy for them only.
-      if (outcome) {
-        const done = outcome.recipients.filter((r) => r.status === "delivered");
-        if (done.length > 0) {
-          try {
-            await writer.commit();
-            await passthrough.markDelivered(id, done);
-          } catch (error) {
-            logger.error("spool write failed for {id}: {error}", { id, error: String(error) });
-            this.reply(Replies.spoolFailure());
-            return;
-          }
-          await this.#acceptedReply(id, tx, identity, received, true);
-          return;
-        }
-      }
-    }
-    try {
-      await writer.commit();
-    } catch (error) {
-      logger.error("spool write failed for {id}: {error}", { id, error: String(error) });
-      this.reply(Replies.spoolFailure());
-      return;
-    }
-    await this.#acceptedReply(id, tx, identity, received);
+    this.#recordOutcome(envelope, identity, size, committed);
+    this.reply(committed.reply);
   }
 
-  /** Logs, audits and answers a message that is durably queued, then hands it on. */
-  async #acceptedReply(
-    id: string,
-    tx: Transaction,
-    identity: Identity,
-    received: number,
-    hasState = false,
-  ): Promise<void> {
-    this.#messages++;
-    this.#junk = 0;
+  /** Logs and audits what became of a message the sink answered for. */
+  #recordOutcome(
+    envelope: Envelope,
+    identity: AuthenticatedIdentity,
+    size: number,
+    committed: SinkResult,
+  ): void {
+    const id = envelope.id;
+    for (const r of committed.outcomes ?? []) {
+      if (r.status === "deferred") continue;
+      this.#audit(r.status === "delivered" ? "message_relayed" : "message_bounced", {
+        queue_id: id,
+        email: identity.email,
+        recipient: r.recipient,
+        reply: r.reply,
+        mode: "passthrough",
+      });
+    }
+    if (committed.outcomes && !committed.queued) {
+      const delivered = committed.outcomes.filter((o) => o.status === "delivered").length;
+      logger.info("{id}: relayed in pass-through: {delivered}/{count} delivered ({reply})", {
+        id,
+        delivered,
+        count: committed.outcomes.length,
+        reply: formatReply(committed.reply).trimEnd(),
+        session: this.id,
+      });
+      return;
+    }
+    if (!committed.queued) return;
     logger.info("{id}: accepted from={from} rcpts={count} size={size} user={user}", {
       id,
-      from: tx.from,
-      count: tx.recipients.length,
-      size: received,
+      from: envelope.from,
+      count: envelope.recipients.length,
+      size,
       user: identity.email,
       session: this.id,
     });
     this.#audit("message_accepted", {
       queue_id: id,
       email: identity.email,
-      from: tx.from,
-      recipients: tx.recipients.length,
-      size: received,
+      from: envelope.from,
+      recipients: envelope.recipients.length,
+      size,
     });
-    this.reply(Replies.queued(id));
-    this.#ctx.onQueued(id, hasState);
-    await this.#commitQuota(tx, identity);
-  }
-
-  async #commitQuota(tx: Transaction, identity: Identity): Promise<void> {
-    await this.#ctx.quota?.commit({
-      email: identity.email,
-      domain: identity.domain,
-      recipients: tx.recipients.length,
-    }).catch((error) => logger.error("quota commit failed: {error}", { error: String(error) }));
   }
 
   /** @internal */
-  reset(): void {
-    this.#tx = null;
+  async reset(): Promise<void> {
+    await this.#endTransaction(false);
     this.reply(Replies.reset());
   }
 
@@ -779,7 +642,7 @@ export class Session {
   }
 
   /** @internal */
-  forbidden(command: { name: string }): void {
+  forbidden(command: CommandOf<"FORBIDDEN">): void {
     logger.warning("session {session}: non-SMTP command {name} from {ip}, closing", {
       session: this.id,
       name: command.name,
@@ -790,7 +653,7 @@ export class Session {
   }
 
   /** @internal */
-  invalid(command: Extract<Command, { verb: "INVALID" }>): void {
+  invalid(command: CommandOf<"INVALID">): void {
     switch (command.reply) {
       case "parameter":
         this.reply(Replies.unknownParameter(command.name));
@@ -814,54 +677,3 @@ function isAuthLine(line: Uint8Array): boolean {
   return line.length > 5 && (line[0] | 0x20) === 0x61 && (line[1] | 0x20) === 0x75 &&
     (line[2] | 0x20) === 0x74 && (line[3] | 0x20) === 0x68 && line[4] === 0x20;
 }
-
-const noTx = (run: CommandSpec["run"], needsHelo = true): CommandSpec => ({
-  needsHelo,
-  inTransaction: false,
-  run,
-});
-
-/**
- * The dispatcher table: every verb, the state it needs, and its handler.
- * A verb missing here cannot be dispatched (the type system checks that).
- */
-export const COMMAND_TABLE: { [V in Command["verb"]]: CommandSpec } = {
-  EHLO: { needsHelo: false, inTransaction: true, run: (s, c) => s.greet(c) },
-  HELO: { needsHelo: false, inTransaction: true, run: (s, c) => s.greet(c) },
-  STARTTLS: noTx((s) => s.startTls()),
-  AUTH: {
-    needsHelo: true,
-    inTransaction: false,
-    run: (s, c) => s.auth(c),
-  },
-  // A nested MAIL gets its own reply from the handler.
-  MAIL: { needsHelo: true, inTransaction: true, run: (s, c) => s.mail(c) },
-  RCPT: { needsHelo: true, inTransaction: true, run: (s, c) => s.rcpt(c) },
-  DATA: { needsHelo: true, inTransaction: true, run: (s) => s.data() },
-  RSET: { needsHelo: false, inTransaction: true, run: (s) => s.reset() },
-  NOOP: { needsHelo: false, inTransaction: true, run: (s) => s.reply(Replies.noop()) },
-  QUIT: { needsHelo: false, inTransaction: true, run: (s) => s.quit() },
-  VRFY: { needsHelo: false, inTransaction: true, run: (s) => s.reply(Replies.vrfy()) },
-  HELP: { needsHelo: false, inTransaction: true, run: (s) => s.reply(Replies.help()) },
-  UNIMPLEMENTED: {
-    needsHelo: false,
-    inTransaction: true,
-    run: (s, c: { name: string }) => s.reply(Replies.notImplemented(c.name)),
-  },
-  FORBIDDEN: {
-    needsHelo: false,
-    inTransaction: true,
-    run: (s, c) => s.forbidden(c),
-  },
-  UNKNOWN: {
-    needsHelo: false,
-    inTransaction: true,
-    run: (s) => s.reply(Replies.unknownCommand()),
-  },
-  INVALID: { needsHelo: false, inTransaction: true, run: (s, c) => s.invalid(c) },
-  BAD_BYTES: {
-    needsHelo: false,
-    inTransaction: true,
-    run: (s) => s.reply(Replies.badCharacters()),
-  },
-};

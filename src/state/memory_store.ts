@@ -83,7 +83,7 @@ export class MemoryStateStore implements StateStore {
     return settle(() => {
       this.#open();
       checkTtl(windowMs);
-      if (!Number.isSafeInteger(by) || by < 0) throw new RangeError("by must be >= 0");
+      if (!Number.isSafeInteger(by)) throw new RangeError("by must be an integer");
       const now = this.#maintain();
       const entry = this.#live(key, now);
       if (entry === undefined) {

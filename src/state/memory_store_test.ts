@@ -77,10 +77,11 @@ Deno.test("MemoryStateStore never holds more than maxKeys, evicting the oldest f
   await quiet.close();
 });
 
-Deno.test("MemoryStateStore increments by an amount", async () => {
+Deno.test("MemoryStateStore increments by an amount, and gives back with a negative one", async () => {
   const store = new MemoryStateStore();
   assert.equal(await store.increment("r", 1000, 7), 7);
   assert.equal(await store.increment("r", 1000, 3), 10);
-  await assert.rejects(store.increment("r", 1000, -1), RangeError);
+  assert.equal(await store.increment("r", 1000, -4), 6);
+  await assert.rejects(store.increment("r", 1000, 0.5), RangeError);
   await store.close();
 });

@@ -31,8 +31,8 @@
 /** Shared counters and values with an expiry; see the module documentation. */
 export interface StateStore {
   /**
-   * Adds `by` (default 1, a non-negative integer) to the counter at `key`
-   * and returns the new value. A key that
+   * Adds `by` (default 1, an integer; negative gives back a reservation) to
+   * the counter at `key` and returns the new value. A key that
    * did not exist (or had expired) starts at 0 and expires `windowMs` after
    * this call; later increments do not move the expiry (a fixed window).
    * Throws a `TypeError` when the key holds something that is not a counter.

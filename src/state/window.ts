@@ -144,6 +144,17 @@ export class FixedWindow {
     return await this.#store.increment(k, ttl, amount);
   }
 
+  /**
+   * Takes back `amount` that was added to `key` at time `at`, if the window
+   * holding `at` is still the current one at `now` (a past window is no
+   * longer counted, so there is nothing to give back).
+   */
+  async giveBack(key: string, at: number, now: number, amount: number): Promise<void> {
+    if (!Number.isInteger(amount) || amount < 0) throw new RangeError("amount must be >= 0");
+    if (amount === 0 || Math.floor(at / this.windowMs) !== Math.floor(now / this.windowMs)) return;
+    await this.#store.increment(this.#key(key, at), this.#msLeft(now), -amount);
+  }
+
   /** `key`'s count in the window holding `now`. */
   async get(key: string, now: number): Promise<number> {
     return toCount(await this.#store.get(this.#key(key, now)));

@@ -1,0 +1,183 @@
+/**
+ * The relay's submission policy: the rules an authenticated client is held
+ * to, behind the {@link SessionPolicy} interface.
+ *
+ * - The envelope sender must be in the authenticated user's domain, and
+ *   that domain must not be disabled (`550 5.7.1`).
+ * - Sending quotas are reserved as the transaction asks (one message at
+ *   MAIL, one recipient per RCPT) and given back when it ends without a
+ *   message, so parallel sessions cannot overshoot them.
+ * - With `[audit] required`, no new mail is taken (`451 4.3.0`) while the
+ *   audit trail cannot be written, checked at MAIL and again after the
+ *   final dot, before anything is committed or relayed.
+ *
+ * @module
+ */
+import type { AuditLog } from "../audit/mod.ts";
+import { parseEmail } from "../mail/mod.ts";
+import { log } from "../observability/logger.ts";
+import type { QuotaDecision, QuotaReservation, SendQuota } from "../policy/mod.ts";
+import type { AuthenticatedIdentity } from "./auth_exchange.ts";
+import type {
+  MailVerdict,
+  PolicyClient,
+  PolicyTransaction,
+  SessionPolicy,
+  Verdict,
+} from "./policy.ts";
+import { Replies } from "./replies.ts";
+
+const logger = log("smtp");
+
+/** Options for {@link SubmissionPolicy}. */
+export interface SubmissionPolicyOptions {
+  /** Lower-cased ASCII domains whose users may not send. */
+  disabledDomains: ReadonlySet<string>;
+  /** The audit trail whose health gates new mail when it is `required`. */
+  audit: AuditLog;
+  /** Sending quotas per user and domain; absent: none. */
+  quota?: SendQuota;
+}
+
+/** See the module documentation. */
+export class SubmissionPolicy implements SessionPolicy {
+  readonly #o: SubmissionPolicyOptions;
+
+  /** @param options domain rules, audit trail and quotas */
+  constructor(options: SubmissionPolicyOptions) {
+    this.#o = options;
+  }
+
+  /** `451 4.3.0` while a required audit trail cannot be written. */
+  #auditGate(): Verdict {
+    const audit = this.#o.audit;
+    return audit.required && !audit.healthy ? Replies.auditUnavailable() : null;
+  }
+
+  /** Checks the sender against the identity and reserves the message in the quotas. */
+  async mail(
+    client: PolicyClient,
+    identity: AuthenticatedIdentity,
+    sender: string,
+  ): Promise<MailVerdict> {
+    const gate = this.#auditGate();
+    if (gate) return { reply: gate };
+    const address = parseEmail(sender);
+    if (!address) return { reply: Replies.badSenderSyntax() };
+    if (this.#o.disabledDomains.has(address.domain)) {
+      client.audit("domain_mismatch", {
+        email: identity.email,
+        from: sender,
+        reason: "sender_domain_disabled",
+      });
+      return { reply: Replies.senderDomainDisabled(address.domain) };
+    }
+    if (address.domain !== identity.domain) {
+      client.audit("domain_mismatch", {
+        email: identity.email,
+        domain: identity.domain,
+        from: sender,
+        from_domain: address.domain,
+      });
+      return { reply: Replies.domainMismatch(identity.domain, address.domain) };
+    }
+    const reservation = this.#o.quota?.open(identity) ?? null;
+    if (reservation) {
+      const refused = quotaRefusal(client, identity, await reservation.reserveMessage(), false);
+      if (refused) return { reply: refused };
+    }
+    return { transaction: new SubmissionTransaction(this, client, identity, reservation) };
+  }
+
+  /** @internal the audit gate, for the transactions */
+  gate(): Verdict {
+    return this.#auditGate();
+  }
+}
+
+class SubmissionTransaction implements PolicyTransaction {
+  readonly #policy: SubmissionPolicy;
+  readonly #client: PolicyClient;
+  readonly #identity: AuthenticatedIdentity;
+  readonly #quota: QuotaReservation | null;
+  #ended = false;
+
+  constructor(
+    policy: SubmissionPolicy,
+    client: PolicyClient,
+    identity: AuthenticatedIdentity,
+    quota: QuotaReservation | null,
+  ) {
+    this.#policy = policy;
+    this.#client = client;
+    this.#identity = identity;
+    this.#quota = quota;
+  }
+
+  async rcpt(): Promise<Verdict> {
+    if (!this.#quota) return null;
+    return quotaRefusal(this.#client, this.#identity, await this.#quota.reserveRecipient(), true);
+  }
+
+  data(): Promise<Verdict> {
+    return Promise.resolve(this.#policy.gate());
+  }
+
+  message(): Promise<Verdict> {
+    // Checked before the commit: a 451 after queueing or relaying would make
+    // the client resend a message that is also delivered.
+    return Promise.resolve(this.#policy.gate());
+  }
+
+  async end(accepted: boolean): Promise<void> {
+    if (this.#ended) return;
+    this.#ended = true;
+    if (!this.#quota) return;
+    if (accepted) {
+      this.#quota.keep();
+      return;
+    }
+    await this.#quota.release().catch((error) =>
+      logger.error("quota release failed for {email}: {error}", {
+        email: this.#identity.email,
+        error: String(error),
+      })
+    );
+  }
+}
+
+/** The reply and audit event for a quota that refuses; `null` when it allows. */
+function quotaRefusal(
+  client: PolicyClient,
+  identity: AuthenticatedIdentity,
+  decision: QuotaDecision,
+  atRcpt: boolean,
+): Verdict {
+  if (decision.ok) return null;
+  const who = decision.exceeded === "user" ? identity.email : identity.domain;
+  client.audit("quota_exceeded", {
+    email: identity.email,
+    scope: decision.exceeded,
+    measure: decision.measure,
+    limit: decision.limit,
+    window: decision.window,
+  });
+  if (decision.permanent) {
+    return Replies.quotaExceededPermanently(
+      who,
+      decision.limit,
+      decision.measure,
+      decision.window,
+    );
+  }
+  if (atRcpt && decision.measure === "recipients") {
+    return Replies.recipientQuotaExceeded(who, decision.limit, decision.window);
+  }
+  return Replies.quotaExceeded(
+    who,
+    decision.limit,
+    decision.measure,
+    decision.window,
+    decision.retryAfterSeconds,
+  );
+}

@@ -13,6 +13,7 @@ import type { BearerAuthenticator, PasswordAuthenticator } from "./auth/authenti
 import type { Config } from "./config/mod.ts";
 import { createDeliveryBackend, type DeliveryBackend, relayPassthrough } from "./delivery/mod.ts";
 import { parseRelayConfig } from "./config/relay_schema.ts";
+import { Cleanups } from "./cleanups.ts";
 import { log } from "./observability/logger.ts";
 import { QueueManager, queueSettings, Spool } from "./queue/mod.ts";
 import {
@@ -21,6 +22,7 @@ import {
   type MechanismSpec,
   PassthroughSink,
   type ProxyListenerOptions,
+  type SessionPolicy,
   SmtpServer,
   SpoolSink,
   SubmissionPolicy,
@@ -73,6 +75,11 @@ export interface StartRelayOptions {
   };
   /** Do not deliver (the queue only fills); for tests of the spool. */
   holdQueue?: boolean;
+  /**
+   * Wraps the submission policy, e.g. to add checks of one's own at a stage
+   * (a Haraka-style plugin) or, in tests, to fail on purpose.
+   */
+  policy?: (standard: SessionPolicy) => SessionPolicy;
 }
 
 /** A running relay. */
@@ -112,18 +119,10 @@ export async function createBackend(config: Config): Promise<DeliveryBackend> {
 
 /** Starts everything `config` describes. Rejects, releasing what was opened, on failure. */
 export async function startRelay(config: Config, options: StartRelayOptions = {}): Promise<Relay> {
-  const cleanups: (() => Promise<void> | void)[] = [];
-  // Newest first; a cleanup that fails is logged and the others still run.
-  const undo = async () => {
-    for (const cleanup of cleanups.reverse()) {
-      try {
-        await cleanup();
-      } catch (error) {
-        logger.error("shutdown step failed: {error}", { error: String(error) });
-      }
-    }
-    cleanups.length = 0;
-  };
+  const cleanups = new Cleanups((error) =>
+    logger.error("shutdown step failed: {error}", { error: String(error) })
+  );
+  const undo = () => cleanups.run();
   try {
     const tls = await TlsContextProvider.load({
       ...config.tls,
@@ -306,7 +305,9 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         audit,
         authLimiter,
         fingerprint: new CredentialFingerprinter(),
-        policy: new SubmissionPolicy({ disabledDomains: disabled, audit, quota }),
+        policy: (options.policy ?? ((p) => p))(
+          new SubmissionPolicy({ disabledDomains: disabled, audit, quota }),
+        ),
         sink: config.relay.mode === "passthrough"
           ? new PassthroughSink({
             spool,

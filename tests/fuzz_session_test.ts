@@ -1,6 +1,7 @@
 /**
  * The session under random input, on a live relay: every command line gets
- * exactly one reply (in order, pipelined in one write), or the session ends
+ * exactly one reply (in order, pipelined in one write; no extra reply
+ * follows), or the session ends
  * with a 421/521 that says why; nothing escapes as an exception, and the
  * server keeps serving afterwards.
  */
@@ -51,6 +52,9 @@ Deno.test("fuzz: every pipelined command line gets exactly one reply, in order",
             assert.match(reply.lines.at(-1)!, /^[2-5]\d\d [245]\.\d+\.\d+ /);
           }
           assert.equal(replies.at(-1)!.text, "250 2.0.0 Ok");
+          // And nothing more: after QUIT only its own reply arrives.
+          await c.write("QUIT\r\n");
+          assert.equal(await c.readAll(), "221 2.0.0 Bye\r\n");
         } finally {
           c.close();
         }

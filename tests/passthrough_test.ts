@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { SmtpSink } from "./support/sink.ts";
 import { connectAs, startTestRelay, type TestRelay } from "./support/relay.ts";
+import { until } from "./support/until.ts";
 
 const encoder = new TextEncoder();
 
@@ -69,11 +70,10 @@ Deno.test("pass-through: the client gets the backend's reply; deferred recipient
       // first attempt may come before or after this point: either it defers
       // again (then retry now) or it delivers.
       sink.rcptReply = undefined;
-      const deadline = Date.now() + 10_000;
-      while (sink.messages.length < before + 2 && relay.relay.queue.flush(queued[0]) === 0) {
-        assert.ok(Date.now() < deadline, "the deferred recipient was never retried");
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      await until(
+        "the deferred recipient to be retried",
+        () => sink.messages.length >= before + 2 || relay.relay.queue.flush(queued[0]) > 0,
+      );
       await sink.waitForMessages(before + 2);
       assert.deepEqual(sink.messages.at(-1)!.recipients, ["later@example.net"]);
     });

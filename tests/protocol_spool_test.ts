@@ -16,6 +16,7 @@ import {
   waitForMessage,
 } from "./support/raw_client.ts";
 import { startTestRelay } from "./support/relay.ts";
+import { until } from "./support/until.ts";
 
 const decoder = new TextDecoder();
 
@@ -86,11 +87,7 @@ Deno.test("spool: a held message is delivered after a restart on the same direct
       strictEqual((await relay.outboxFiles()).length, 1);
       deepStrictEqual([...Deno.readDirSync(tmp)], []);
       // Delivered messages leave the spool.
-      const deadline = Date.now() + 3000;
-      while ((await restarted.spool.list()).length > 0 && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-      deepStrictEqual(await restarted.spool.list(), []);
+      await until("the spool to empty", async () => (await restarted.spool.list()).length === 0);
     } finally {
       await restarted.close(500);
     }

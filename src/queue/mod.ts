@@ -22,6 +22,7 @@ export {
   Spool,
   type SpooledMessage,
   SpoolFullError,
+  type SpoolOptions,
   SpoolWriter,
 } from "./spool.ts";
 export {

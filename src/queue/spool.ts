@@ -197,6 +197,12 @@ export class SpoolWriter {
   }
 }
 
+/** Options for {@link Spool.open}. */
+export interface SpoolOptions {
+  /** How `queue/` is fsync'd (injectable, so tests can make it fail). */
+  syncDirectory?: (dir: string) => Promise<void>;
+}
+
 /** The spool directory: `tmp/` for messages being written, `queue/` for committed ones. */
 export class Spool {
   /** Root directory. */
@@ -204,20 +210,20 @@ export class Spool {
   /** Group-committed fsync of `queue/`. */
   readonly queueDirSync: DirectorySync;
 
-  private constructor(dir: string) {
+  private constructor(dir: string, options: SpoolOptions = {}) {
     this.dir = dir;
-    this.queueDirSync = new DirectorySync(join(dir, "queue"));
+    this.queueDirSync = new DirectorySync(join(dir, "queue"), options.syncDirectory);
   }
 
   /** Opens (creating if needed) a spool directory and clears half-written files. */
-  static async open(dir: string): Promise<Spool> {
+  static async open(dir: string, options: SpoolOptions = {}): Promise<Spool> {
     await Deno.mkdir(join(dir, "tmp"), { recursive: true, mode: 0o700 });
     await Deno.mkdir(join(dir, "queue"), { recursive: true, mode: 0o700 });
     // Anything in tmp/ never got a 250: the client will retry it.
     for await (const entry of Deno.readDir(join(dir, "tmp"))) {
       await Deno.remove(join(dir, "tmp", entry.name)).catch(() => {});
     }
-    return new Spool(dir);
+    return new Spool(dir, options);
   }
 
   /**

@@ -2,7 +2,7 @@
  * The admin listener against a real relay: `/metrics` counters that move
  * after a real send, a failed AUTH and a broken TLS handshake; the bearer
  * token; `/healthz/ready` turning 503 when a required audit trail cannot be
- * written.
+ * written. The example Grafana dashboard queries only series that exist.
  *
  * @module
  */
@@ -101,6 +101,15 @@ Deno.test("/metrics counts a real send, a failed AUTH and a failed TLS handshake
     assert.equal(sample(text, "relay_queue_messages", { state: "active" }), 0);
     assert.equal(sample(text, "relay_audit_write_failures_total"), 0);
     assert.equal(sample(text, "relay_smtp_sessions_active"), 0);
+
+    // Every series the example Grafana dashboard queries exists.
+    const dashboard = await Deno.readTextFile(
+      new URL("../examples/grafana/relay-dashboard.json", import.meta.url),
+    );
+    const queried = new Set(dashboard.match(/\brelay_[a-z_]+/g));
+    assert.ok(queried.size >= 12);
+    const exported = new Set(text.split("\n").map((line) => /^relay_[a-z_]+/.exec(line)?.[0]));
+    for (const name of queried) assert.ok(exported.has(name), `${name} in /metrics`);
 
     const unknown = await fetch(`${admin.url}/nope`);
     assert.equal(unknown.status, 404);

@@ -156,12 +156,19 @@ export class RelayMetrics {
         this.inc(seen(sources().auditWriteFailures?.()));
       },
     });
+    // Known label values start at 0, so dashboards and alerts see the series before the first event.
     for (const listener of ["smtps", "submission"]) {
       this.#connections.inc({ listener }, 0);
       this.#tlsFailures.inc({ listener }, 0);
     }
     for (const outcome of ["delivered", "deferred", "failed"]) {
       this.#deliveryAttempts.inc({ outcome }, 0);
+    }
+    for (const reason of ["quota", "domain_mismatch", "domain_disabled"]) {
+      this.#refused.inc({ reason }, 0);
+    }
+    for (const scope of ["ip", "email", "domain", "connection"]) {
+      this.#rateLimited.inc({ scope }, 0);
     }
     if (options.processMetrics ?? true) {
       collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });

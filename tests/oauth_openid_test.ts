@@ -69,6 +69,30 @@ async function authorize(
   return { params: oauth.validateAuthResponse(as, client, callback, state), verifier };
 }
 
+/** The code exchange at the token endpoint with `auth`, processed by the library. */
+async function exchange(
+  as: oauth.AuthorizationServer,
+  client: oauth.Client,
+  auth: oauth.ClientAuth,
+  flow: { params: URLSearchParams; verifier: string },
+  options?: oauth.ProcessAuthorizationCodeResponseOptions,
+): Promise<oauth.TokenEndpointResponse> {
+  return await oauth.processAuthorizationCodeResponse(
+    as,
+    client,
+    await oauth.authorizationCodeGrantRequest(
+      as,
+      client,
+      auth,
+      flow.params,
+      DOCUMENTED_REDIRECT,
+      flow.verifier,
+      INSECURE,
+    ),
+    options,
+  );
+}
+
 Deno.test("scope=openid: oauth4webapi gets and validates an ID token with the nonce, and /userinfo", async () => {
   await withOAuthRelay({}, async (_t, issuer) => {
     const as = await discover(issuer, "oidc");
@@ -83,24 +107,11 @@ Deno.test("scope=openid: oauth4webapi gets and validates an ID token with the no
 
     const client: oauth.Client = { client_id: CLIENT_ID, id_token_signed_response_alg: "ES256" };
     const nonce = oauth.generateRandomNonce();
-    const { params, verifier } = await authorize(as, client, {
-      scope: "openid email smtp.send",
-      extra: { nonce },
+    const flow = await authorize(as, client, { scope: "openid email smtp.send", extra: { nonce } });
+    const result = await exchange(as, client, oauth.None(), flow, {
+      expectedNonce: nonce,
+      requireIdToken: true,
     });
-    const result = await oauth.processAuthorizationCodeResponse(
-      as,
-      client,
-      await oauth.authorizationCodeGrantRequest(
-        as,
-        client,
-        oauth.None(),
-        params,
-        DOCUMENTED_REDIRECT,
-        verifier,
-        INSECURE,
-      ),
-      { expectedNonce: nonce, requireIdToken: true },
-    );
     const claims = oauth.getValidatedIdTokenClaims(result)!;
     assert.equal(claims.iss, issuer);
     assert.equal(claims.sub, USERS[0].email);
@@ -130,19 +141,7 @@ Deno.test("scope=openid: oauth4webapi gets and validates an ID token with the no
 
     // Without openid in the scope there is no ID token.
     const plain = await authorize(as, client, { scope: "smtp.send" });
-    const tokens = await oauth.processAuthorizationCodeResponse(
-      as,
-      client,
-      await oauth.authorizationCodeGrantRequest(
-        as,
-        client,
-        oauth.None(),
-        plain.params,
-        DOCUMENTED_REDIRECT,
-        plain.verifier,
-        INSECURE,
-      ),
-    );
+    const tokens = await exchange(as, client, oauth.None(), plain);
     assert.equal(tokens.id_token, undefined);
     assert.equal(tokens.scope, "smtp.send");
   });
@@ -169,19 +168,11 @@ async function assertInvalidClient(flow: Promise<void>): Promise<void> {
 async function flowWith(issuer: string, auth: oauth.ClientAuth): Promise<void> {
   const as = await discover(issuer, "oauth2");
   const client: oauth.Client = { client_id: CLIENT_ID };
-  const { params, verifier } = await authorize(as, client, { scope: "smtp.send" });
-  const tokens = await oauth.processAuthorizationCodeResponse(
+  const tokens = await exchange(
     as,
     client,
-    await oauth.authorizationCodeGrantRequest(
-      as,
-      client,
-      auth,
-      params,
-      DOCUMENTED_REDIRECT,
-      verifier,
-      INSECURE,
-    ),
+    auth,
+    await authorize(as, client, { scope: "smtp.send" }),
   );
   assert.ok(tokens.refresh_token);
   const revoked = await oauth.revocationRequest(as, client, auth, tokens.refresh_token!, INSECURE);

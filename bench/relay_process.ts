@@ -136,6 +136,9 @@ listen = ${q(`127.0.0.1:${oauthPort}`)}
 issuer = ${q(`http://127.0.0.1:${oauthPort}`)}
 keys_file = ${q(`${dir}/oauth-keys.json`)}
 
+[admin]
+listen = "127.0.0.1:0"
+
 [log]
 level = ${q(options.logLevel ?? "warning")}
 format = "json"

@@ -7,14 +7,27 @@
  * @module
  */
 import { normalizeDomain } from "./mail/mod.ts";
-import { type AuditLog, FileAuditLog } from "./audit/mod.ts";
-import { createAuthenticator, type CreateAuthenticatorOptions } from "./auth/mod.ts";
+import { type AuditLog, FileAuditLog, observeAuditLog } from "./audit/mod.ts";
+import {
+  createAuthenticator,
+  type CreateAuthenticatorOptions,
+  createUserStore,
+  knownDomainCheck,
+} from "./auth/mod.ts";
 import type { BearerAuthenticator, PasswordAuthenticator } from "./auth/authenticator.ts";
 import type { Config } from "./config/mod.ts";
 import { createDeliveryBackend, type DeliveryBackend, relayPassthrough } from "./delivery/mod.ts";
 import { parseRelayConfig } from "./config/relay_schema.ts";
 import { Cleanups } from "./cleanups.ts";
 import { log } from "./observability/logger.ts";
+import { RelayMetrics } from "./observability/metrics.ts";
+import {
+  type AdminServer,
+  auditCheck,
+  readAdminToken,
+  spoolWritableCheck,
+  startAdminServer,
+} from "./observability/admin_server.ts";
 import { QueueManager, queueSettings, Spool } from "./queue/mod.ts";
 import {
   type BoundListener,
@@ -46,7 +59,7 @@ import {
   SendQuota,
 } from "./policy/mod.ts";
 import { LdapAuthenticator, readLdapCa } from "./auth/ldap/mod.ts";
-import { type OAuthServer, startOAuthServer } from "./oauth/mod.ts";
+import { type MailSettings, type OAuthServer, startOAuthServer } from "./oauth/mod.ts";
 import { createExternalBearerAuthenticator } from "./auth/token_verifier.ts";
 import {
   createOAuthBearer,
@@ -102,6 +115,10 @@ export interface Relay {
   audit: AuditLog;
   /** The embedded OAuth2 authorization server, when `oauth.enabled`. */
   oauth: OAuthServer | null;
+  /** The Prometheus metrics. */
+  metrics: RelayMetrics;
+  /** The admin listener (`/metrics`, `/healthz/*`), when `admin.enabled`. */
+  admin: AdminServer | null;
   /** Graceful stop: listeners, sessions (within the grace period), queue, audit. */
   close(graceMs?: number): Promise<void>;
 }
@@ -145,14 +162,17 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         until: info.notAfter.toISOString(),
       });
     }
-    const audit = options.audit ?? await FileAuditLog.open({
+    const metrics = new RelayMetrics();
+    const trail = options.audit ?? await FileAuditLog.open({
       path: config.audit.file,
       maxBytes: config.audit.max_bytes,
       maxFiles: config.audit.max_files,
       rotateDaily: config.audit.rotate_daily,
       required: config.audit.required,
     });
-    if (!options.audit) cleanups.push(() => audit.close());
+    if (!options.audit) cleanups.push(() => trail.close());
+    // Counters follow the audit events: every part records through this tee.
+    const audit = observeAuditLog(trail, (event) => metrics.observeAuditEvent(event));
 
     // The LDAP backend needs its CA file read before the (synchronous) chain is built.
     const ldapCa = config.auth.backends.includes("ldap") && !options.authenticator
@@ -168,7 +188,12 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     const spool = await Spool.open(config.spool.dir);
     const backend = options.backend ?? await createBackend(config);
     if (!options.backend) cleanups.push(() => backend.close());
-    const queue = new QueueManager({ spool, backend, audit, ...queueSettings(config) });
+    const queue = new QueueManager({
+      spool,
+      backend: metrics.instrumentBackend(backend),
+      audit,
+      ...queueSettings(config),
+    });
     cleanups.push(() => queue.stop());
 
     const hold = options.holdQueue || config.spool.hold;
@@ -193,6 +218,8 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     // OAuth2: the embedded authorization server verifies its own tokens
     // locally; an external IdP (remote JWKS or introspection) may be used too.
     let oauth: OAuthServer | null = null;
+    // Filled in once the SMTP listeners are bound (autoconfig tells clients their ports).
+    let boundListeners: BoundListener[] = [];
     if (config.oauth.enabled) {
       oauth = await startOAuthServer({
         config: config.oauth,
@@ -220,6 +247,12 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
           }),
         }),
         domainEnabled: (domain) => !disabled.has(domain),
+        autoconfig: config.autoconfig.enabled
+          ? {
+            knownDomain: knownDomainCheck(config, createUserStore(config)),
+            settings: () => mailSettings(config, boundListeners),
+          }
+          : undefined,
       });
       const server = oauth;
       cleanups.push(() => server.close());
@@ -285,6 +318,7 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       maxConnections: config.limits.max_connections,
       maxConnectionsPerIp: config.limits.max_connections_per_ip,
       connectionRate,
+      observer: metrics.listenerObserver,
       session: {
         hostname: config.server.hostname,
         maxMessageBytes: config.limits.max_message_bytes,
@@ -311,13 +345,55 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         sink: config.relay.mode === "passthrough"
           ? new PassthroughSink({
             spool,
-            relay: (envelope, source) => relayPassthrough(backend, envelope, source),
+            relay: (envelope, source) =>
+              metrics.observeDelivery(
+                envelope.recipients.length,
+                () => relayPassthrough(backend, envelope, source),
+                (result) => result.recipients,
+              ),
             handoff,
           })
           : new SpoolSink({ spool, handoff }),
       },
     });
+    let closing = false;
+    metrics.attach({
+      sessionsActive: () => smtp.sessions,
+      queue: () => queue.stats,
+      auditWriteFailures: () => trail instanceof FileAuditLog ? trail.stats.writeErrors : 0,
+    });
+    // Before the SMTP listeners, so that a bad admin.listen leaves nothing bound.
+    let admin: AdminServer | null = null;
+    if (config.admin.enabled) {
+      const token = config.admin.token_file ? await readAdminToken(config.admin.token_file) : null;
+      const server = startAdminServer({
+        listen: config.admin.listen,
+        token,
+        metrics,
+        ready: [
+          spoolWritableCheck(config.spool.dir),
+          auditCheck(audit, config.audit.file),
+          {
+            name: "listeners",
+            check: () =>
+              Promise.resolve(
+                closing
+                  ? "shutting down"
+                  : smtp.listeners.length < listeners.length
+                  ? "not every SMTP listener is bound"
+                  : null,
+              ),
+          },
+        ],
+      });
+      admin = server;
+      cleanups.push(() => server.close());
+      logger.info("admin listener at {url} (/metrics, /healthz/live, /healthz/ready)", {
+        url: server.url,
+      });
+    }
     await smtp.start();
+    boundListeners = smtp.listeners;
     // Sessions stop first (the newest cleanup), within the grace `close` is given.
     let grace = config.server.shutdown_grace_seconds * 1000;
     cleanups.push(() => smtp.shutdown(grace));
@@ -347,10 +423,13 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         return { ok: result.ok, info: result.info };
       },
       authenticator,
-      audit,
+      audit: trail,
       oauth,
+      metrics,
+      admin,
       close(graceMs = config.server.shutdown_grace_seconds * 1000) {
         grace = graceMs;
+        closing = true;
         closed ??= undo();
         return closed;
       },
@@ -359,4 +438,19 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     await undo();
     throw error;
   }
+}
+
+/** What autoconfig tells clients: the public host name and the ports they should use. */
+function mailSettings(config: Config, listeners: BoundListener[]): Omit<MailSettings, "oauth"> {
+  const bound = (kind: string) => listeners.find((l) => l.kind === kind)?.port ?? null;
+  const port = (enabled: boolean, configured: number, kind: string) =>
+    !enabled ? null : configured !== 0 ? configured : bound(kind);
+  return {
+    hostname: config.server.public_hostname || config.server.hostname,
+    smtps: port(config.smtps.enabled, config.autoconfig.smtps_port, "smtps"),
+    submission: port(config.submission.enabled, config.autoconfig.submission_port, "submission"),
+    imap: config.autoconfig.imap_hostname
+      ? { hostname: config.autoconfig.imap_hostname, port: config.autoconfig.imap_port }
+      : null,
+  };
 }

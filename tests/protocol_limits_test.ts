@@ -15,7 +15,7 @@ import {
   waitForMessage,
 } from "./support/raw_client.ts";
 import { startTestRelay, type TestRelay } from "./support/relay.ts";
-import { eventually } from "./support/until.ts";
+import { eventually, until } from "./support/until.ts";
 
 /** Retries `attempt` until it resolves (the server notices closed sockets asynchronously). */
 
@@ -172,7 +172,10 @@ Deno.test("limits: a message over max_message_bytes gets 552 after the dot and i
     // Only the two messages at the limit arrived (both awaited above); the refused
     // ones were never committed, so nothing can follow them.
     strictEqual((await relay.outboxFiles()).length, 2);
-    deepStrictEqual(await relay.relay.spool.list(), []);
+    await until(
+      "the delivered messages to leave the spool",
+      async () => (await relay.relay.spool.list()).length === 0,
+    );
     deepStrictEqual([...Deno.readDirSync(`${relay.config.spool.dir}/tmp`)], []);
   } finally {
     await relay.close();

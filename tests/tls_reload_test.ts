@@ -218,6 +218,8 @@ listen = ${q(`127.0.0.1:${port}`)}
 enabled = false
 [oauth]
 enabled = false
+[admin]
+listen = "127.0.0.1:0"
 [tls]
 cert = ${q(join(dir, "certs", "server.crt"))}
 key = ${q(join(dir, "certs", "server.key"))}

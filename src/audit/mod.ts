@@ -22,3 +22,4 @@ export {
   serializeAuditEvent,
 } from "./audit_log.ts";
 export { type AuditStats, FileAuditLog, type FileAuditLogOptions } from "./file_audit_log.ts";
+export { observeAuditLog } from "./observed.ts";

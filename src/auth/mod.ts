@@ -34,6 +34,7 @@ export type {
 export { CredentialCache, type CredentialCacheOptions } from "./credential_cache.ts";
 export { FileAuthenticator, type FileAuthenticatorOptions } from "./file_authenticator.ts";
 export { HashPool, type HashPoolOptions, type PasswordHasher } from "./hash_pool.ts";
+export { knownDomainCheck } from "./known_domains.ts";
 export {
   type Argon2Params,
   argon2ParamsFromConfig,

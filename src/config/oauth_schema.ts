@@ -23,6 +23,14 @@
 import { z } from "zod";
 import { listenAddress } from "./listen.ts";
 
+/**
+ * `{SSHA512}` of `thunderbird-secret`, the built-in client's secret in the
+ * prototype's documentation (public knowledge: it identifies a client, it
+ * guards nothing; PKCE protects the code).
+ */
+export const DEFAULT_CLIENT_SECRET_HASH =
+  "{SSHA512}vISQJBcXR10pMsqxm0Wr65z5h0BYlRD04F0PTN6rRo5BZsymUy98p5ctr3nHHOC/Q4Mgofa5EeHL01sRMACPSDpOLBFaVo6KomSrnTjLYyQ=";
+
 /** An absolute http(s) URL without a fragment. */
 const httpUrl = z.string().refine((value) => {
   try {
@@ -135,8 +143,14 @@ export const oauthSchema = z.strictObject({
   dynamic_registration: z.boolean().default(false),
   /** The `aud` of access tokens, and what the relay requires. */
   audience: z.string().min(1).default("smtp"),
-  /** Register the public client `thunderbird-email-client` (scope smtp.send). */
+  /** Register the client `thunderbird-email-client` (scope smtp.send; PKCE without a secret). */
   default_client: z.boolean().default(true),
+  /**
+   * Hash of the secret the built-in client may also authenticate with
+   * (`client_secret_post` or Basic), for clients set up from the prototype's
+   * documents. Default: the documented `thunderbird-secret`; empty: PKCE only.
+   */
+  default_client_secret_hash: z.string().default(DEFAULT_CLIENT_SECRET_HASH),
   /** Registered clients. */
   clients: z.array(oauthClientSchema).default([]).superRefine((clients, ctx) => {
     const seen = new Set<string>();

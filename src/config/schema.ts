@@ -11,12 +11,15 @@ import { oauthSchema } from "./oauth_schema.ts";
 import { relaySchema } from "./relay_schema.ts";
 import { quotaSchema, rateLimitSchema, stateSchema } from "./limits_schema.ts";
 import { listenAddress } from "./listen.ts";
+import { adminSchema, autoconfigSchema } from "./admin_schema.ts";
 
 const positiveInt = z.number().int().positive();
 
 const serverSchema = z.strictObject({
   /** Name used in the banner, EHLO reply and Received: headers. */
   hostname: z.string().min(1).default("localhost"),
+  /** The name clients connect to (autoconfig documents); empty: `hostname`. */
+  public_hostname: z.string().default(""),
   /** Seconds a graceful shutdown waits for in-flight transactions. */
   shutdown_grace_seconds: z.number().min(0).max(3600).default(30),
   /**
@@ -188,6 +191,8 @@ export const configSchema = z.strictObject({
   state: stateSchema,
   domains: domainsSchema,
   log: logSchema,
+  admin: adminSchema,
+  autoconfig: autoconfigSchema,
 });
 
 /** A validated configuration, with every default filled in. */

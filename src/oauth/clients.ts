@@ -10,7 +10,7 @@ import { normalizeDomain } from "../mail/mod.ts";
 import type { OAuthConfig } from "../config/oauth_schema.ts";
 import type { OAuthStore } from "./store.ts";
 
-/** The built-in public client Thunderbird uses. */
+/** The built-in client Thunderbird uses (public; may also send the documented secret). */
 export const THUNDERBIRD_CLIENT_ID = "thunderbird-email-client";
 /** The out-of-band redirect: the code is shown on the page. */
 export const OOB_REDIRECT_URI = "urn:ietf:wg:oauth:2.0:oob";
@@ -20,8 +20,13 @@ export interface OAuthClient {
   id: string;
   /** Shown on the login page. */
   name: string;
-  /** `null`: a public client (PKCE required, no authentication). */
+  /** Hash of the client secret; `null`: none (a public client). */
   secretHash: string | null;
+  /**
+   * May act without a secret (PKCE required then): public clients, and the
+   * built-in client, which accepts its documented secret as well.
+   */
+  public: boolean;
   redirectUris: string[];
   scopes: string[];
   /** Normalised user domains allowed; empty: all. */
@@ -34,13 +39,17 @@ export class ClientRegistry {
   readonly #store: OAuthStore;
 
   /** Indexes the configured clients (and the built-in one unless disabled or overridden). */
-  constructor(config: Pick<OAuthConfig, "clients" | "default_client">, store: OAuthStore) {
+  constructor(
+    config: Pick<OAuthConfig, "clients" | "default_client" | "default_client_secret_hash">,
+    store: OAuthStore,
+  ) {
     this.#store = store;
     if (config.default_client) {
       this.#configured.set(THUNDERBIRD_CLIENT_ID, {
         id: THUNDERBIRD_CLIENT_ID,
         name: "Thunderbird",
-        secretHash: null,
+        secretHash: config.default_client_secret_hash || null,
+        public: true,
         redirectUris: [],
         scopes: ["smtp.send"],
         domains: [],
@@ -51,6 +60,7 @@ export class ClientRegistry {
         id: client.id,
         name: client.name ?? client.id,
         secretHash: client.secret_hash ?? null,
+        public: client.secret_hash === undefined,
         redirectUris: client.redirect_uris,
         scopes: client.scopes,
         domains: client.domains.map((d) => normalizeDomain(d) ?? d.toLowerCase()),
@@ -68,6 +78,7 @@ export class ClientRegistry {
       id: registered.id,
       name: registered.name ?? "An e-mail application",
       secretHash: null,
+      public: true,
       redirectUris: registered.redirectUris,
       scopes: ["smtp.send"],
       domains: [],
@@ -112,13 +123,13 @@ export function isLoopbackRedirect(uri: string): boolean {
 
 /**
  * Whether a client may use `uri` as its redirect: an exact registered URI;
- * for a public client also any loopback URI; the out-of-band URI only when
+ * for a client that may be public also any loopback URI; the out-of-band URI only when
  * `allowOob`.
  */
 export function redirectAllowed(client: OAuthClient, uri: string, allowOob: boolean): boolean {
   if (uri === OOB_REDIRECT_URI) return allowOob;
   if (client.redirectUris.includes(uri)) return !uri.includes("#");
-  return client.secretHash === null && isLoopbackRedirect(uri);
+  return client.public && isLoopbackRedirect(uri);
 }
 
 /**

@@ -138,7 +138,9 @@ const INVALID_CLIENT = (basic: boolean) =>
 /**
  * Authenticates the client of a token, introspection or revocation request.
  * Confidential clients must authenticate with exactly one method; public
- * clients send only `client_id` (and only where `allowPublic`).
+ * clients send only `client_id` (and only where `allowPublic`). A public
+ * client that also has a secret (the built-in one) may do either; a wrong
+ * secret is `invalid_client` all the same.
  */
 export async function authenticateClient(
   request: Request,
@@ -196,7 +198,7 @@ export async function authenticateClient(
     }
     return { ok: true, client, method: "client_secret_post" };
   }
-  if (client.secretHash !== null || !options.allowPublic) {
+  if (!client.public || !options.allowPublic) {
     return { ok: false, response: INVALID_CLIENT(false) };
   }
   return { ok: true, client, method: "none" };

@@ -24,9 +24,16 @@ import type { PasswordAuthenticator } from "../auth/authenticator.ts";
 import { JwtBearerAuthenticator, wellKnown } from "../auth/token_verifier.ts";
 import type { OAuthConfig } from "../config/oauth_schema.ts";
 import { cachedSecretVerifier, type SecretVerifier, verifySecretHash } from "./client_secret.ts";
+import type { AutoconfigOptions, MailSettings } from "./autoconfig.ts";
 import { ClientRegistry } from "./clients.ts";
 import { SigningKeys } from "./keys.ts";
-import { type AuditHook, createHandler, type OAuthContext, type RateLimitHook } from "./server.ts";
+import {
+  type AuditHook,
+  createHandler,
+  endpoints,
+  type OAuthContext,
+  type RateLimitHook,
+} from "./server.ts";
 import { MemoryOAuthStore, type OAuthStore } from "./store.ts";
 
 export {
@@ -44,6 +51,14 @@ export {
   THUNDERBIRD_CLIENT_ID,
 } from "./clients.ts";
 export { SigningKeys, type SigningKeysOptions } from "./keys.ts";
+export {
+  appleMobileconfig,
+  type AutoconfigOptions,
+  autodiscoverResponse,
+  escapeXml,
+  type MailSettings,
+  thunderbirdConfig,
+} from "./autoconfig.ts";
 export { type AuditHook, metadata, type RateLimitHook, type RateLimitKey } from "./server.ts";
 export {
   type CodeRecord,
@@ -74,6 +89,14 @@ export interface OAuthServerOptions {
   store?: OAuthStore;
   /** Client-secret verification; default: {@link verifySecretHash} with a success cache. */
   verifySecret?: SecretVerifier;
+  /**
+   * Serve client autoconfig for these domains and settings (the OAuth
+   * endpoints are filled in by the server); absent: not served.
+   */
+  autoconfig?: {
+    knownDomain: AutoconfigOptions["knownDomain"];
+    settings(): Omit<MailSettings, "oauth">;
+  };
   /** Aborting it closes the server. */
   signal?: AbortSignal;
   /** The clock, epoch milliseconds. */
@@ -183,8 +206,26 @@ export async function startOAuthServer(options: OAuthServerOptions): Promise<OAu
     rateLimit: options.rateLimit ?? (() => Promise.resolve(true)),
     audit: options.audit ?? (() => {}),
     domainEnabled,
+    autoconfig: null as AutoconfigOptions | null,
     now,
   } satisfies OAuthContext;
+  const autoconfig = options.autoconfig;
+  if (autoconfig) {
+    context.autoconfig = {
+      knownDomain: autoconfig.knownDomain,
+      settings: () => {
+        const urls = endpoints(context.issuer);
+        return {
+          ...autoconfig.settings(),
+          oauth: {
+            issuer: context.issuer,
+            authorizationEndpoint: urls.authorization_endpoint,
+            tokenEndpoint: urls.token_endpoint,
+          },
+        };
+      },
+    };
+  }
 
   let handler: ReturnType<typeof createHandler> | null = null;
   const abort = new AbortController();

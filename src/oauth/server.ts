@@ -12,6 +12,7 @@ import { getLogger } from "@logtape/logtape";
 import type { PasswordAuthenticator } from "../auth/authenticator.ts";
 import type { JwtBearerAuthenticator } from "../auth/token_verifier.ts";
 import type { OAuthConfig } from "../config/oauth_schema.ts";
+import { AUTOCONFIG_PATHS, type AutoconfigOptions, handleAutoconfig } from "./autoconfig.ts";
 import type { SecretVerifier } from "./client_secret.ts";
 import {
   clientAllowsDomain,
@@ -40,12 +41,17 @@ import {
   s256,
   safeEqual,
   signAccessToken,
+  signIdToken,
 } from "./tokens.ts";
 
 const log = getLogger(["relay", "oauth"]);
 
 /** Largest form body accepted (login, token, introspection, revocation). */
 const FORM_LIMIT = 16 * 1024;
+/** Scopes of OpenID Connect that every client may ask for besides its own. */
+const OPENID_SCOPES = ["openid", "email"];
+/** Longest OpenID `nonce` accepted. */
+const MAX_NONCE = 512;
 /** Largest registration document accepted. */
 const REGISTRATION_LIMIT = 16 * 1024;
 
@@ -79,6 +85,8 @@ export interface OAuthContext {
   rateLimit: RateLimitHook;
   audit: AuditHook;
   domainEnabled: (domain: string) => boolean | Promise<boolean>;
+  /** Client autoconfig documents; `null`: not served. */
+  autoconfig: AutoconfigOptions | null;
   now: () => number;
 }
 
@@ -105,7 +113,7 @@ export function metadata(context: OAuthContext, openid: boolean): Record<string,
     issuer: context.issuer,
     ...rest,
     ...(context.config.dynamic_registration ? { registration_endpoint } : {}),
-    scopes_supported: ["smtp.send"],
+    scopes_supported: ["openid", "email", "smtp.send"],
     response_types_supported: ["code"],
     response_modes_supported: ["query"],
     grant_types_supported: ["authorization_code", "refresh_token"],
@@ -114,13 +122,23 @@ export function metadata(context: OAuthContext, openid: boolean): Record<string,
     revocation_endpoint_auth_methods_supported: authMethods,
     code_challenge_methods_supported: ["S256"],
     authorization_response_iss_parameter_supported: true,
-    claims_supported: ["iss", "sub", "aud", "exp", "iat", "email", "domain", "client_id", "scope"],
-    ...(openid
-      ? {
-        subject_types_supported: ["public"],
-        id_token_signing_alg_values_supported: ["ES256"],
-      }
-      : {}),
+    claims_supported: [
+      "iss",
+      "sub",
+      "aud",
+      "exp",
+      "iat",
+      "auth_time",
+      "nonce",
+      "email",
+      "email_verified",
+      "domain",
+      "client_id",
+      "scope",
+    ],
+    subject_types_supported: ["public"],
+    id_token_signing_alg_values_supported: ["ES256"],
+    ...(openid ? { claims_parameter_supported: false, request_parameter_supported: false } : {}),
   };
 }
 
@@ -144,9 +162,19 @@ export function createHandler(
       GET: () => Promise.resolve(publicJson(metadata(context, true))),
     },
   };
+  const autoconfigPaths = new Set(AUTOCONFIG_PATHS.map((p) => p.toLowerCase()));
+  const autoconfig = context.autoconfig;
+  if (autoconfig) {
+    for (const path of autoconfigPaths) {
+      const handler: Handler = (_context, request, url) =>
+        handleAutoconfig(autoconfig, request, url);
+      routes[path] = { GET: handler, HEAD: handler, POST: handler };
+    }
+  }
   return async (request, info) => {
     const url = new URL(request.url);
-    const route = routes[url.pathname];
+    const lower = url.pathname.toLowerCase();
+    const route = routes[autoconfigPaths.has(lower) ? lower : url.pathname];
     if (!route) {
       await request.body?.cancel();
       return new Response("not found\n", { status: 404, headers: plainHeaders() });
@@ -311,13 +339,25 @@ async function authorizeGet(context: OAuthContext, _request: Request, url: URL):
     return fail("unsupported_response_type", "only response_type=code is supported");
   }
   const requested = (params.get("scope") ?? client.scopes.join(" ")).split(" ").filter(Boolean);
-  if (requested.length === 0 || requested.some((s) => !client.scopes.includes(s))) {
-    return fail("invalid_scope", `allowed scopes: ${client.scopes.join(" ")}`);
+  if (
+    requested.length === 0 ||
+    requested.some((s) => !client.scopes.includes(s) && !OPENID_SCOPES.includes(s))
+  ) {
+    return fail(
+      "invalid_scope",
+      `allowed scopes: ${[...client.scopes, ...OPENID_SCOPES].join(" ")}`,
+    );
+  }
+  const nonce = params.get("nonce");
+  if (nonce !== null && (nonce.length === 0 || nonce.length > MAX_NONCE)) {
+    return fail("invalid_request", `nonce must be 1 to ${MAX_NONCE} characters`);
   }
   const challenge = params.get("code_challenge");
   const method = params.get("code_challenge_method") ?? "plain";
   if (challenge === null) {
-    if (client.secretHash === null) {
+    // Clients that may act without a secret need PKCE; so does the built-in
+    // client, whose documented secret is public knowledge and protects no code.
+    if (client.public) {
       return fail("invalid_request", "PKCE with code_challenge_method=S256 is required");
     }
   } else if (method !== "S256") {
@@ -336,6 +376,7 @@ async function authorizeGet(context: OAuthContext, _request: Request, url: URL):
     codeChallenge: challenge,
     csrf,
     loginHint: params.get("login_hint"),
+    nonce,
     expiresAt: context.now() + ttl * 1000,
   });
   const cookie = new Headers({
@@ -450,6 +491,8 @@ async function authorizePost(
     email: result.email,
     domain: result.domain,
     sid: randomToken(16),
+    nonce: pending.nonce ?? null,
+    authTime: Math.floor(context.now() / 1000),
     expiresAt: context.now() + context.config.code_ttl_seconds * 1000,
   });
   context.audit({ ...auditBase, email: result.email, outcome: "success", backend: result.backend });
@@ -467,7 +510,15 @@ async function authorizePost(
 
 async function issueTokens(
   context: OAuthContext,
-  grant: { clientId: string; email: string; domain: string; scope: string; sid: string },
+  grant: {
+    clientId: string;
+    email: string;
+    domain: string;
+    scope: string;
+    sid: string;
+    nonce?: string | null;
+    authTime?: number;
+  },
   refresh: string,
 ): Promise<Response> {
   const access = await signAccessToken(context.keys, {
@@ -480,12 +531,23 @@ async function issueTokens(
     sid: grant.sid,
     ttlSeconds: context.config.access_token_ttl_seconds,
   }, context.now());
+  const idToken = grant.scope.split(" ").includes("openid")
+    ? await signIdToken(context.keys, {
+      issuer: context.issuer,
+      clientId: grant.clientId,
+      email: grant.email,
+      nonce: grant.nonce,
+      authTime: grant.authTime,
+      ttlSeconds: context.config.access_token_ttl_seconds,
+    }, context.now())
+    : undefined;
   return json({
     access_token: access.token,
     token_type: "Bearer",
     expires_in: access.exp - access.iat,
     refresh_token: refresh,
     scope: grant.scope,
+    ...(idToken ? { id_token: idToken } : {}),
   });
 }
 

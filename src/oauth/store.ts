@@ -24,6 +24,8 @@ export interface PendingAuthorization {
   csrf: string;
   /** Pre-fills the email field (`login_hint`). */
   loginHint: string | null;
+  /** OpenID `nonce`, echoed in the ID token. */
+  nonce?: string | null;
   /** Epoch milliseconds. */
   expiresAt: number;
 }
@@ -41,6 +43,10 @@ export interface CodeRecord {
    * it carries this `sid`, so reuse of the code revokes them all.
    */
   sid: string;
+  /** OpenID `nonce` of the authorization request. */
+  nonce?: string | null;
+  /** Epoch seconds the user signed in (the ID token's `auth_time`). */
+  authTime?: number;
   /** Epoch milliseconds. */
   expiresAt: number;
 }

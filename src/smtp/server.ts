@@ -10,6 +10,7 @@ import { parseListen } from "../config/listen.ts";
 import net from "node:net";
 import type tls from "node:tls";
 import { log } from "../observability/logger.ts";
+import type { ListenerObserver } from "../observability/metrics.ts";
 import { upgradeServerSocket } from "../tls/mod.ts";
 import type { ConnectionRateLimiter } from "../policy/connection_rate.ts";
 import { normalizeAddress, SocketStream, type TlsInfo } from "./byte_stream.ts";
@@ -49,6 +50,8 @@ export interface SmtpServerOptions {
   maxConnectionsPerIp: number;
   /** New connections per client address per minute (0/absent: unlimited). */
   connectionRate?: ConnectionRateLimiter;
+  /** Told of each accepted connection and failed SMTPS handshake (metrics). */
+  observer?: ListenerObserver;
 }
 
 /** A bound listener's address. */
@@ -78,6 +81,11 @@ export class SmtpServer {
   /** The addresses actually bound (after {@link start}). */
   get listeners(): BoundListener[] {
     return this.#bound;
+  }
+
+  /** Number of SMTP sessions running. */
+  get sessions(): number {
+    return this.#sessions.size;
   }
 
   /** Number of open connections. */
@@ -125,6 +133,7 @@ export class SmtpServer {
       return;
     }
     this.#connections++;
+    this.#options.observer?.connectionOpened(spec.kind);
     // Counted per client address once that is known (after a PROXY header).
     let counted: string | null = null;
     let closed = false;

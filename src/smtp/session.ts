@@ -569,8 +569,10 @@ export class Session implements CommandHandlers {
     if (!result.complete || refusal) {
       await sink.abort(refusal ? refusal.lines[0] : "client went away");
       await this.#endTransaction(false);
-      if (refusal) this.reply(refusal);
-      else this.#closing = true;
+      if (refusal) {
+        this.#refusedMessage(envelope, tooBig ? "too_big" : result.bareLf ? "bare_lf" : "policy");
+        this.reply(refusal);
+      } else this.#closing = true;
       return;
     }
     const committed = await sink.commit();
@@ -578,9 +580,20 @@ export class Session implements CommandHandlers {
     if (committed.accepted) {
       this.#messages++;
       this.#junk = 0;
+    } else if (!committed.outcomes) {
+      this.#refusedMessage(envelope, committed.reply.code === 452 ? "disk_full" : "spool_failure");
     }
     this.#recordOutcome(envelope, identity, size, committed);
     this.reply(committed.reply);
+  }
+
+  /** Audits a message refused after its data arrived (the metrics count these by reason). */
+  #refusedMessage(envelope: Envelope, reason: string): void {
+    this.#audit("message_refused", {
+      queue_id: envelope.id,
+      email: this.#identity?.email,
+      reason,
+    });
   }
 
   /** Logs and audits what became of a message the sink answered for. */

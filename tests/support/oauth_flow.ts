@@ -36,24 +36,8 @@ export async function signInOverHttp(options: {
     code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
     code_challenge_method: "S256",
   }).toString();
-  const pageResponse = await fetch(authorize);
-  const html = await pageResponse.text();
-  const field = (name: string) => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)![1];
-  const cookie = pageResponse.headers.get("set-cookie")!.split(";")[0];
-  const login = await fetch(authorize.origin + authorize.pathname, {
-    method: "POST",
-    redirect: "manual",
-    headers: { "content-type": "application/x-www-form-urlencoded", cookie },
-    body: new URLSearchParams({
-      request: field("request"),
-      csrf: field("csrf"),
-      email: options.email,
-      password: options.password,
-    }),
-  });
-  assert.equal(login.status, 303);
-  await login.body?.cancel();
-  const code = new URL(login.headers.get("location")!).searchParams.get("code")!;
+  const callback = await submitLogin(authorize, options.email, options.password);
+  const code = callback.searchParams.get("code")!;
   const response = await fetch(`${issuer}/oauth2/token`, {
     method: "POST",
     headers: { "content-type": "application/x-www-form-urlencoded" },
@@ -67,6 +51,28 @@ export async function signInOverHttp(options: {
   });
   assert.equal(response.status, 200);
   return await response.json();
+}
+
+/**
+ * Opens the login page of an authorization request over HTTP, posts the form
+ * (with its CSRF field and cookie) and resolves with the redirect the server
+ * answered: the client's callback URL with `code` (or `error`).
+ */
+export async function submitLogin(authorize: URL, email: string, password: string): Promise<URL> {
+  const pageResponse = await fetch(authorize);
+  const html = await pageResponse.text();
+  assert.equal(pageResponse.status, 200, html);
+  const field = (name: string) => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)![1];
+  const cookie = pageResponse.headers.get("set-cookie")!.split(";")[0];
+  const login = await fetch(authorize.origin + authorize.pathname, {
+    method: "POST",
+    redirect: "manual",
+    headers: { "content-type": "application/x-www-form-urlencoded", cookie },
+    body: new URLSearchParams({ request: field("request"), csrf: field("csrf"), email, password }),
+  });
+  assert.equal(login.status, 303);
+  await login.body?.cancel();
+  return new URL(login.headers.get("location")!);
 }
 
 /** A loopback redirect listener (RFC 8252 7.3) that resolves with the first callback URL. */

@@ -55,6 +55,14 @@ export interface TestRelayOptions {
   start?: StartRelayOptions;
 }
 
+/** A TCP port that was free a moment ago, for configs that must name their port up front. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
 /** Starts a relay with test defaults. */
 export async function startTestRelay(options: TestRelayOptions = {}): Promise<TestRelay> {
   const dir = await Deno.makeTempDir({ prefix: "relay-test-" });
@@ -95,6 +103,7 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
     rate_limit: { enabled: false },
     limits: { error_delay_ms: 0 },
     log: { level: "warning", format: "json" },
+    admin: { listen: "127.0.0.1:0" },
   };
   for (const [section, values] of Object.entries(options.config ?? {})) {
     base[section] = { ...(base[section] ?? {}), ...values };

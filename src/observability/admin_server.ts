@@ -1,0 +1,205 @@
+/**
+ * The admin listener (`[admin]`, loopback by default) on `Deno.serve`:
+ *
+ * - `GET /metrics`: Prometheus text format; with `admin.token_file` it needs
+ *   `Authorization: Bearer <token>` (401 otherwise);
+ * - `GET /healthz/live`: 200 while the process answers;
+ * - `GET /healthz/ready`: 200 when every readiness check passes, else 503
+ *   naming each failing check. The health endpoints never need the token, so
+ *   load balancers and orchestrators can probe them.
+ *
+ * @module
+ */
+import { timingSafeEqual } from "node:crypto";
+import { join } from "node:path";
+import { parseListen } from "../config/listen.ts";
+import type { AuditLog } from "../audit/mod.ts";
+import type { RelayMetrics } from "./metrics.ts";
+
+/** One readiness check: resolves `null` when fine, else the reason it is not. */
+export interface ReadinessCheck {
+  /** Short name shown in the answer (`spool`, `audit`, `listeners`). */
+  name: string;
+  /** Never rejects; a thrown error counts as not ready. */
+  check(): Promise<string | null>;
+}
+
+/** Options for {@linkcode startAdminServer}. */
+export interface AdminServerOptions {
+  /** `host:port`; port 0 picks a free one. */
+  listen: string;
+  /** Required as a bearer token for `/metrics`; `null`: open. */
+  token: string | null;
+  metrics: RelayMetrics;
+  ready: ReadinessCheck[];
+}
+
+/** A running admin listener. */
+export interface AdminServer {
+  /** `http://host:port`. */
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Smallest token accepted from `admin.token_file`. */
+const MIN_TOKEN_LENGTH = 16;
+
+/**
+ * Reads the bearer token from `admin.token_file` (first line, trimmed).
+ *
+ * @throws {Error} naming the key when the file cannot be read or the token is too short
+ */
+export async function readAdminToken(path: string): Promise<string> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    throw new Error(`admin.token_file: cannot read ${path}: ${(error as Error).message}`);
+  }
+  const token = text.split("\n")[0].trim();
+  if (token.length < MIN_TOKEN_LENGTH || /\s/.test(token)) {
+    throw new Error(
+      `admin.token_file: ${path} must hold one token of at least ${MIN_TOKEN_LENGTH} characters`,
+    );
+  }
+  return token;
+}
+
+/** Ready while a small file can be created, synced and removed in `dir` (disk full, read-only). */
+export function spoolWritableCheck(dir: string): ReadinessCheck {
+  return {
+    name: "spool",
+    async check() {
+      const probe = join(dir, `.ready-${crypto.randomUUID()}`);
+      try {
+        const file = await Deno.open(probe, { write: true, createNew: true, mode: 0o600 });
+        try {
+          await file.write(new TextEncoder().encode("ready\n"));
+          await file.syncData();
+        } finally {
+          file.close();
+        }
+        return null;
+      } catch (error) {
+        return `cannot write in ${dir}: ${(error as Error).message}`;
+      } finally {
+        await Deno.remove(probe).catch(() => {});
+      }
+    },
+  };
+}
+
+/**
+ * Ready unless the audit trail is down while `[audit] required` (then new mail
+ * is refused); a trail down without `required` is reported but stays ready.
+ */
+export function auditCheck(audit: AuditLog, describe: string): ReadinessCheck {
+  return {
+    name: "audit",
+    check() {
+      if (audit.healthy || !audit.required) return Promise.resolve(null);
+      return Promise.resolve(
+        `audit trail ${describe} cannot be written and audit.required = true: new mail is refused`,
+      );
+    },
+  };
+}
+
+function text(status: number, body: string, extra: Record<string, string> = {}): Response {
+  return new Response(body, {
+    status,
+    headers: {
+      "content-type": "text/plain; charset=utf-8",
+      "cache-control": "no-store",
+      "x-content-type-options": "nosniff",
+      ...extra,
+    },
+  });
+}
+
+function sameToken(presented: string, expected: string): boolean {
+  const a = new TextEncoder().encode(presented);
+  const b = new TextEncoder().encode(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+async function readiness(checks: ReadinessCheck[]): Promise<Response> {
+  const results = await Promise.all(checks.map(async ({ name, check }) => {
+    try {
+      return { name, problem: await check() };
+    } catch (error) {
+      return { name, problem: `check failed: ${(error as Error).message}` };
+    }
+  }));
+  const failing = results.filter((r) => r.problem !== null);
+  const lines = results.map((r) => `${r.name}: ${r.problem ?? "ok"}`);
+  return failing.length === 0 ? text(200, ["ready", ...lines].join("\n") + "\n") : text(
+    503,
+    [`not ready: ${failing.map((r) => r.problem).join("; ")}`, ...lines].join("\n") + "\n",
+  );
+}
+
+/** Builds the admin request handler. */
+export function adminHandler(
+  options: Pick<AdminServerOptions, "token" | "metrics" | "ready">,
+): (request: Request) => Promise<Response> {
+  return async (request) => {
+    await request.body?.cancel();
+    const { pathname } = new URL(request.url);
+    const known = ["/metrics", "/healthz/live", "/healthz/ready"];
+    if (!known.includes(pathname)) return text(404, "not found\n");
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      return text(405, "method not allowed\n", { allow: "GET, HEAD" });
+    }
+    if (pathname === "/healthz/live") return text(200, "live\n");
+    if (pathname === "/healthz/ready") return await readiness(options.ready);
+    if (options.token !== null) {
+      const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.get("authorization") ?? "");
+      if (!match || !sameToken(match[1], options.token)) {
+        return text(401, "a bearer token is required (admin.token_file)\n", {
+          "www-authenticate": 'Bearer realm="relay-admin"',
+        });
+      }
+    }
+    return new Response(await options.metrics.text(), {
+      headers: { "content-type": options.metrics.contentType, "cache-control": "no-store" },
+    });
+  };
+}
+
+/**
+ * Starts the admin listener.
+ *
+ * @throws {Error} naming `admin.listen` and the address when it cannot bind
+ */
+export function startAdminServer(options: AdminServerOptions): AdminServer {
+  const { hostname, port } = parseListen(options.listen);
+  const abort = new AbortController();
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve(
+      { hostname, port, signal: abort.signal, onListen: () => {} },
+      adminHandler(options),
+    );
+  } catch (error) {
+    throw new Error(
+      `admin.listen: cannot listen on ${options.listen}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  const bound = server.addr;
+  const host = bound.hostname.includes(":") ? `[${bound.hostname}]` : bound.hostname;
+  let closing: Promise<void> | null = null;
+  return {
+    url: `http://${host}:${bound.port}`,
+    port: bound.port,
+    close() {
+      closing ??= (async () => {
+        abort.abort();
+        await server.finished;
+      })();
+      return closing;
+    },
+  };
+}

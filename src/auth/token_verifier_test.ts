@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type JWSHeaderParameters, SignJWT } from "jose";
+import { exportJWK, generateKeyPair, type JWSHeaderParameters, SignJWT } from "jose";
 import { oauthSchema } from "../config/oauth_schema.ts";
 import {
   hashSecretSsha512,
@@ -337,4 +337,135 @@ Deno.test("external IdP: remote JWKS and introspection with a cache", async () =
   const introspectionDown = await deadIntrospection.verifyBearer(null, "opaque-token");
   assert.equal(!introspectionDown.ok && introspectionDown.reason, "temporary_failure");
   await Deno.remove(dir, { recursive: true });
+});
+
+/** A minimal external IdP on a free port: its JWKS, and introspection answering canned claims. */
+async function startIdp() {
+  const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
+  const jwk = { ...(await exportJWK(publicKey)), kid: "idp-1", alg: "ES256", use: "sig" };
+  const introspected = new Map<string, Record<string, unknown>>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    const url = new URL(req.url);
+    if (url.pathname === "/jwks") return Response.json({ keys: [jwk] });
+    if (url.pathname === "/introspect") {
+      const token = new URLSearchParams(await req.text()).get("token") ?? "";
+      return Response.json(introspected.get(token) ?? { active: false });
+    }
+    return new Response("not found", { status: 404 });
+  });
+  const issuer = `http://127.0.0.1:${server.addr.port}`;
+  const now = Math.floor(Date.now() / 1000);
+  const claims = (extra: Record<string, unknown>) => ({
+    iss: issuer,
+    aud: "smtp",
+    sub: "248289761001",
+    scope: "smtp.send",
+    iat: now,
+    exp: now + 600,
+    ...extra,
+  });
+  return {
+    issuer,
+    /** A real ES256 JWT signed with the IdP's key. */
+    sign: (extra: Record<string, unknown>) =>
+      new SignJWT(claims(extra)).setProtectedHeader({ alg: "ES256", kid: "idp-1" }).sign(
+        privateKey,
+      ),
+    /** An opaque token whose introspection answers `extra`'s claims. */
+    opaque: (extra: Record<string, unknown>) => {
+      const token = crypto.randomUUID();
+      introspected.set(token, { active: true, ...claims(extra) });
+      return token;
+    },
+    close: () => server.shutdown(),
+  };
+}
+
+function assertRefusedFor(result: BearerResult, detail: RegExp): void {
+  assertRefused(result);
+  assert.match(!result.ok ? result.detail ?? "" : "", detail);
+}
+
+Deno.test("external IdP: the email claim counts only with email_verified true", async () => {
+  const idp = await startIdp();
+  try {
+    const jwks = (external: Record<string, unknown> = {}) =>
+      createExternalBearerAuthenticator(
+        oauthSchema.parse({
+          external: { jwks_url: `${idp.issuer}/jwks`, issuer: idp.issuer, ...external },
+        }).external,
+      )!;
+    const remote = jwks();
+    const verified = await idp.sign({ email: "alice@example.com", email_verified: true });
+    assert.deepEqual(await remote.verifyBearer("alice@example.com", verified), {
+      ok: true,
+      email: "alice@example.com",
+      domain: "example.com",
+      backend: "oauth",
+    });
+    assertRefusedFor(
+      await remote.verifyBearer(null, await idp.sign({ email: "alice@example.com" })),
+      /email address not verified by the issuer \(email_verified is not true\)/,
+    );
+    for (const flag of [false, "true", 1]) {
+      assertRefusedFor(
+        await remote.verifyBearer(
+          null,
+          await idp.sign({ email: "alice@example.com", email_verified: flag }),
+        ),
+        /email_verified is not true/,
+      );
+    }
+    // Other claims are not taken for the address: the user may choose them at many IdPs.
+    assertRefusedFor(
+      await remote.verifyBearer(
+        null,
+        await idp.sign({ preferred_username: "alice@example.com", email_verified: true }),
+      ),
+      /token has no email claim/,
+    );
+
+    // Claim names are configurable; "" turns the verification flag off for an authoritative claim.
+    const named = jwks({ email_claim: "mail", email_verified_claim: "mail_verified" });
+    assert.ok(
+      (await named.verifyBearer(
+        null,
+        await idp.sign({ mail: "bob@example.com", mail_verified: true, email: "x@evil.test" }),
+      )).ok,
+    );
+    assertRefusedFor(
+      await named.verifyBearer(null, await idp.sign({ mail: "bob@example.com" })),
+      /mail_verified is not true/,
+    );
+    const upn = jwks({ email_claim: "upn", email_verified_claim: "" });
+    const byUpn = await upn.verifyBearer(null, await idp.sign({ upn: "Carol@Example.com" }));
+    assert.equal(byUpn.ok && byUpn.email, "carol@example.com");
+
+    // The same rule for introspection answers.
+    const introspecting = createExternalBearerAuthenticator(
+      oauthSchema.parse({
+        external: {
+          introspection_url: `${idp.issuer}/introspect`,
+          client_id: "relay",
+          client_secret: "relay-secret",
+          issuer: idp.issuer,
+        },
+      }).external,
+    )!;
+    assert.ok(
+      (await introspecting.verifyBearer(
+        "alice@example.com",
+        idp.opaque({ email: "alice@example.com", email_verified: true }),
+      )).ok,
+    );
+    assertRefusedFor(
+      await introspecting.verifyBearer(
+        null,
+        idp.opaque({ email: "alice@example.com", email_verified: false }),
+      ),
+      /email_verified is not true/,
+    );
+  } finally {
+    await idp.close();
+  }
 });

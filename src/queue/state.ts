@@ -13,7 +13,7 @@
 import { join } from "node:path";
 import type { RecipientOutcome } from "../delivery/backend.ts";
 import type { Spool } from "./spool.ts";
-import { writeFileDurably } from "./durable_file.ts";
+import { denoFs, type DurableFs, writeFileDurably } from "./durable_file.ts";
 
 /** Per-message delivery state. */
 export interface DeliveryState {
@@ -52,9 +52,14 @@ export async function readState(spool: Spool, id: string): Promise<DeliveryState
   }
 }
 
-/** Replaces a message's state durably (fsync'd file, synced directory). */
-export async function writeState(spool: Spool, id: string, state: DeliveryState): Promise<void> {
-  await writeFileDurably(statePath(spool, id), encoder.encode(JSON.stringify(state)));
+/** Replaces a message's state durably (fsync'd file, synced directory) through `fs`. */
+export async function writeState(
+  spool: Spool,
+  id: string,
+  state: DeliveryState,
+  fs: DurableFs = denoFs,
+): Promise<void> {
+  await writeFileDurably(statePath(spool, id), encoder.encode(JSON.stringify(state)), fs);
   await spool.queueDirSync.sync();
 }
 

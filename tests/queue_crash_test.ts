@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { SmtpClient } from "../src/delivery/mod.ts";
 import { SmtpSink } from "./support/sink.ts";
+import { until } from "./support/until.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -205,33 +206,20 @@ format = "json"
     server = await serve(writeConfig);
 
     const subjectOf = (text: string) => /^Subject: (\S+)/m.exec(text)![1];
-    const deadline = Date.now() + 30_000;
     let seen = new Set<string>();
-    while (seen.size < TOTAL && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
+    await until("every subject at the backend", () => {
       seen = new Set(sink.texts().map(subjectOf));
-    }
+      return seen.size >= TOTAL;
+    }, 30_000).catch(() => {/* the assertions below say what is missing */});
     const lost = acceptedBeforeKill.filter((s) => !seen.has(s));
     assert.deepEqual(lost, [], "every message that got a 250 before the kill was delivered");
     assert.equal(seen.size, TOTAL);
     const duplicates = sink.messages.length - seen.size;
     assert.ok(duplicates <= WORKERS, `${duplicates} duplicates, at most one per worker`);
     // Everything delivered: the spool holds no message.
-    const left = [...Deno.readDirSync(join(dir, "spool", "queue"))].filter((e) =>
-      e.name.endsWith(".msg")
-    );
-    const deadline2 = Date.now() + 5000;
-    while (left.length > 0 && Date.now() < deadline2) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      left.splice(
-        0,
-        left.length,
-        ...[...Deno.readDirSync(join(dir, "spool", "queue"))].filter((e) =>
-          e.name.endsWith(".msg")
-        ),
-      );
-    }
-    assert.equal(left.length, 0);
+    const left = () =>
+      [...Deno.readDirSync(join(dir, "spool", "queue"))].filter((e) => e.name.endsWith(".msg"));
+    await until("an empty spool", () => left().length === 0);
   } catch (error) {
     if (server) console.error(`relay output:\n${server.output()}`);
     throw error;

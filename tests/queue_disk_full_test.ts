@@ -36,6 +36,22 @@ class FillableDisk implements DurableFs {
   }
 }
 
+/** Commits one message from alice to bob into the spool; resolves with its id. */
+async function queueOne(spool: Spool): Promise<string> {
+  const envelope: Envelope = {
+    v: 1,
+    id: newQueueId(T0),
+    from: "alice@example.com",
+    recipients: ["bob@example.net"],
+    receivedAt: new Date(T0).toISOString(),
+    client: { address: "127.0.0.1", helo: "test" },
+  };
+  const writer = spool.begin(envelope);
+  writer.write(new TextEncoder().encode("Subject: full\r\n\r\nbody\r\n"));
+  await writer.commit();
+  return envelope.id;
+}
+
 async function names(dir: string): Promise<string[]> {
   const out: string[] = [];
   for await (const entry of Deno.readDir(dir)) out.push(entry.name);
@@ -70,18 +86,7 @@ Deno.test("queue: a full disk keeps the attempt count, backs off, logs once and 
   const deferrals = () => audit.events.filter((event) => event.event === "message_deferred");
   const errors = () => records.filter((record) => record.level === "error");
   try {
-    const id = newQueueId(T0);
-    const envelope: Envelope = {
-      v: 1,
-      id,
-      from: "alice@example.com",
-      recipients: ["bob@example.net"],
-      receivedAt: new Date(T0).toISOString(),
-      client: { address: "127.0.0.1", helo: "test" },
-    };
-    const writer = spool.begin(envelope);
-    writer.write(new TextEncoder().encode("Subject: full\r\n\r\nbody\r\n"));
-    await writer.commit();
+    const id = await queueOne(spool);
 
     disk.full = true;
     await manager.start();
@@ -150,17 +155,7 @@ Deno.test("queue: state kept in memory is written once the disk has room, before
     now: () => T0,
   });
   try {
-    const id = newQueueId(T0);
-    const writer = spool.begin({
-      v: 1,
-      id,
-      from: "alice@example.com",
-      recipients: ["bob@example.net"],
-      receivedAt: new Date(T0).toISOString(),
-      client: { address: "127.0.0.1", helo: "test" },
-    });
-    writer.write(new TextEncoder().encode("Subject: x\r\n\r\nbody\r\n"));
-    await writer.commit();
+    const id = await queueOne(spool);
     disk.full = true;
     await manager.start();
     const deferred = () => audit.events.filter((e) => e.event === "message_deferred").length;

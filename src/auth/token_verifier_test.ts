@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { exportJWK, generateKeyPair, type JWSHeaderParameters, SignJWT } from "jose";
+import { type JWSHeaderParameters, SignJWT } from "jose";
 import { oauthSchema } from "../config/oauth_schema.ts";
 import {
   hashSecretSsha512,
@@ -10,6 +10,7 @@ import {
 } from "../oauth/mod.ts";
 import type { BearerResult, PasswordAuthenticator } from "./authenticator.ts";
 import { createExternalBearerAuthenticator, JwtBearerAuthenticator } from "./token_verifier.ts";
+import { startTestIdp } from "../../tests/support/idp.ts";
 
 const ISSUER = "https://auth.example.com";
 const T0 = Date.UTC(2026, 0, 1);
@@ -339,55 +340,13 @@ Deno.test("external IdP: remote JWKS and introspection with a cache", async () =
   await Deno.remove(dir, { recursive: true });
 });
 
-/** A minimal external IdP on a free port: its JWKS, and introspection answering canned claims. */
-async function startIdp() {
-  const { publicKey, privateKey } = await generateKeyPair("ES256", { extractable: true });
-  const jwk = { ...(await exportJWK(publicKey)), kid: "idp-1", alg: "ES256", use: "sig" };
-  const introspected = new Map<string, Record<string, unknown>>();
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
-    const url = new URL(req.url);
-    if (url.pathname === "/jwks") return Response.json({ keys: [jwk] });
-    if (url.pathname === "/introspect") {
-      const token = new URLSearchParams(await req.text()).get("token") ?? "";
-      return Response.json(introspected.get(token) ?? { active: false });
-    }
-    return new Response("not found", { status: 404 });
-  });
-  const issuer = `http://127.0.0.1:${server.addr.port}`;
-  const now = Math.floor(Date.now() / 1000);
-  const claims = (extra: Record<string, unknown>) => ({
-    iss: issuer,
-    aud: "smtp",
-    sub: "248289761001",
-    scope: "smtp.send",
-    iat: now,
-    exp: now + 600,
-    ...extra,
-  });
-  return {
-    issuer,
-    /** A real ES256 JWT signed with the IdP's key. */
-    sign: (extra: Record<string, unknown>) =>
-      new SignJWT(claims(extra)).setProtectedHeader({ alg: "ES256", kid: "idp-1" }).sign(
-        privateKey,
-      ),
-    /** An opaque token whose introspection answers `extra`'s claims. */
-    opaque: (extra: Record<string, unknown>) => {
-      const token = crypto.randomUUID();
-      introspected.set(token, { active: true, ...claims(extra) });
-      return token;
-    },
-    close: () => server.shutdown(),
-  };
-}
-
 function assertRefusedFor(result: BearerResult, detail: RegExp): void {
   assertRefused(result);
   assert.match(!result.ok ? result.detail ?? "" : "", detail);
 }
 
 Deno.test("external IdP: the email claim counts only with email_verified true", async () => {
-  const idp = await startIdp();
+  const idp = await startTestIdp();
   try {
     const jwks = (external: Record<string, unknown> = {}) =>
       createExternalBearerAuthenticator(

@@ -67,17 +67,19 @@ async function serve(writeConfig: (port: number) => Promise<string>): Promise<Se
     });
     let exited = false;
     done.then(() => exited = true);
-    const deadline = Date.now() + 30_000;
-    while (!(await accepts(port))) {
-      if (exited || Date.now() > deadline) {
-        if (!exited) child.kill("SIGKILL");
-        await done;
-        if (attempt < 3 && tail.includes("Address already in use")) break;
-        throw new Error(`relay did not start:\n${tail}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    if (!exited) return { child, port, output: () => tail, done };
+    // Stop waiting as soon as the child exits: it will never listen then.
+    const started = await until(
+      "the relay's SMTPS port",
+      async () => exited || await accepts(port),
+      30_000,
+      50,
+    )
+      .then(() => !exited, () => false);
+    if (started) return { child, port, output: () => tail, done };
+    if (!exited) child.kill("SIGKILL");
+    await done;
+    if (attempt < 3 && tail.includes("Address already in use")) continue;
+    throw new Error(`relay did not start:\n${tail}`);
   }
 }
 

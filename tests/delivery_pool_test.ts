@@ -52,21 +52,30 @@ async function send(backend: SmtpBackend, subject: string): Promise<string> {
   return outcome.status;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** A clock the test moves by hand, for the pool and its connections. */
+function manualClock(): { now: () => number; advance: (ms: number) => void } {
+  let time = Date.UTC(2026, 10, 29, 12, 0, 0);
+  return { now: () => time, advance: (ms) => time += ms };
+}
 
 Deno.test("pool: one connection reused with RSET; NOOP only after idling", async () => {
   const sink = await SmtpSink.start();
-  const backend = backendFor(sink, { healthCheckAfterMs: 400 });
+  const clock = manualClock();
+  const backend = backendFor(sink, { healthCheckAfterMs: 400, now: clock.now });
   try {
+    // However long these take in wall time, no time passes for the pool.
     for (let i = 0; i < 3; i++) assert.equal(await send(backend, `m${i}`), "delivered");
     assert.equal(sink.connections, 1);
     assert.equal(sink.count("RSET"), 2);
     assert.equal(sink.count("NOOP"), 0);
-    await sleep(450);
+    clock.advance(399);
+    assert.equal(await send(backend, "not idle long enough"), "delivered");
+    assert.equal(sink.count("NOOP"), 0);
+    clock.advance(400);
     assert.equal(await send(backend, "after idle"), "delivered");
     assert.equal(sink.count("NOOP"), 1);
     assert.equal(sink.connections, 1);
-    assert.equal(sink.messages.length, 4);
+    assert.equal(sink.messages.length, 5);
   } finally {
     await backend.close();
     await sink.close();
@@ -112,12 +121,17 @@ Deno.test("pool: max_messages_per_connection, then QUIT and a new connection", a
 
 Deno.test("pool: idle connections are closed after idle_timeout", async () => {
   const sink = await SmtpSink.start();
-  const backend = backendFor(sink, { idleTimeoutMs: 300 });
+  const clock = manualClock();
+  const backend = backendFor(sink, { idleTimeoutMs: 300, now: clock.now });
   try {
     assert.equal(await send(backend, "one"), "delivered");
     assert.equal(sink.open, 1);
-    await sleep(100);
+    clock.advance(299);
+    const swept = backend.pool.stats.sweeps;
+    await until("two idle sweeps", () => backend.pool.stats.sweeps >= swept + 2);
     assert.equal(sink.count("QUIT"), 0, "not before idle_timeout");
+    assert.equal(backend.pool.stats.open, 1);
+    clock.advance(1);
     await until("the idle connection's QUIT", () => sink.count("QUIT") === 1 && sink.open === 0);
     assert.equal(backend.pool.stats.open, 0);
     assert.equal(await send(backend, "two"), "delivered");
@@ -174,9 +188,7 @@ Deno.test("pool: 1000 queued messages through pool_size = 4 open at most 4 conne
     assert.equal(sink.count("MAIL"), 1000);
     assert.equal(sink.count("RSET"), 1000 - sink.connections, "RSET before every reuse");
     // Everything delivered: the queue folder is empty again.
-    const deadline = Date.now() + 5000;
-    while ((await spool.list()).length > 0 && Date.now() < deadline) await sleep(20);
-    assert.deepEqual(await spool.list(), []);
+    await until("an empty queue folder", async () => (await spool.list()).length === 0);
     assert.equal(audit.events.filter((e) => e.event === "message_relayed").length, 1000);
   } finally {
     await queue.stop();

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import type { SmtpSendParams } from "../src/delivery/mod.ts";
 import { smtpSinkInstalled, startPostfixSink } from "./support/smtp_sink.ts";
 import { connectAs, startTestRelay, type TestRelay } from "./support/relay.ts";
+import { until } from "./support/until.ts";
 
 const encoder = new TextEncoder();
 const installed = smtpSinkInstalled();
@@ -99,11 +100,10 @@ Deno.test({
         to: ["bob@dest.org"],
         data: "Subject: soft\r\n\r\nx\r\n",
       }]);
-      const deadline = Date.now() + 5000;
-      while (!t.audit.events.some((e) => e.event === "message_deferred" && e.queue_id === id)) {
-        assert.ok(Date.now() < deadline, "deferred");
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      await until(
+        "the message deferred",
+        () => t.audit.events.some((e) => e.event === "message_deferred" && e.queue_id === id),
+      );
       const deferred = t.audit.events.find((e) => e.event === "message_deferred")!;
       assert.match(String(deferred.reply), /^450 4\.3\.0/);
       await refusing.close();

@@ -122,7 +122,9 @@ Deno.test("relay queue: list, show, stats, retry and delete while the server run
       "the first message to leave the queue",
       async () => (await t.relay.spool.list()).length === 0,
     );
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Nothing waits, runs or is scheduled any more: the deleted message cannot go out later.
+    await until("an idle queue", () => t.relay.queue.pending === 0);
+    assert.deepEqual(t.relay.queue.stats, { ready: 0, active: 0, deferred: 0 });
     assert.equal(sink.messages.length, 1, "the deleted message was never delivered");
     assert.deepEqual((await run(t, ["list", "--json"])).out, ["[]"]);
 

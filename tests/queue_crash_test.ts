@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { SmtpClient } from "../src/delivery/mod.ts";
 import { SmtpSink } from "./support/sink.ts";
+import { until } from "./support/until.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -66,17 +67,19 @@ async function serve(writeConfig: (port: number) => Promise<string>): Promise<Se
     });
     let exited = false;
     done.then(() => exited = true);
-    const deadline = Date.now() + 30_000;
-    while (!(await accepts(port))) {
-      if (exited || Date.now() > deadline) {
-        if (!exited) child.kill("SIGKILL");
-        await done;
-        if (attempt < 3 && tail.includes("Address already in use")) break;
-        throw new Error(`relay did not start:\n${tail}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    if (!exited) return { child, port, output: () => tail, done };
+    // Stop waiting as soon as the child exits: it will never listen then.
+    const started = await until(
+      "the relay's SMTPS port",
+      async () => exited || await accepts(port),
+      30_000,
+      50,
+    )
+      .then(() => !exited, () => false);
+    if (started) return { child, port, output: () => tail, done };
+    if (!exited) child.kill("SIGKILL");
+    await done;
+    if (attempt < 3 && tail.includes("Address already in use")) continue;
+    throw new Error(`relay did not start:\n${tail}`);
   }
 }
 
@@ -207,33 +210,20 @@ format = "json"
     server = await serve(writeConfig);
 
     const subjectOf = (text: string) => /^Subject: (\S+)/m.exec(text)![1];
-    const deadline = Date.now() + 30_000;
     let seen = new Set<string>();
-    while (seen.size < TOTAL && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
+    await until("every subject at the backend", () => {
       seen = new Set(sink.texts().map(subjectOf));
-    }
+      return seen.size >= TOTAL;
+    }, 30_000).catch(() => {/* the assertions below say what is missing */});
     const lost = acceptedBeforeKill.filter((s) => !seen.has(s));
     assert.deepEqual(lost, [], "every message that got a 250 before the kill was delivered");
     assert.equal(seen.size, TOTAL);
     const duplicates = sink.messages.length - seen.size;
     assert.ok(duplicates <= WORKERS, `${duplicates} duplicates, at most one per worker`);
     // Everything delivered: the spool holds no message.
-    const left = [...Deno.readDirSync(join(dir, "spool", "queue"))].filter((e) =>
-      e.name.endsWith(".msg")
-    );
-    const deadline2 = Date.now() + 5000;
-    while (left.length > 0 && Date.now() < deadline2) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      left.splice(
-        0,
-        left.length,
-        ...[...Deno.readDirSync(join(dir, "spool", "queue"))].filter((e) =>
-          e.name.endsWith(".msg")
-        ),
-      );
-    }
-    assert.equal(left.length, 0);
+    const left = () =>
+      [...Deno.readDirSync(join(dir, "spool", "queue"))].filter((e) => e.name.endsWith(".msg"));
+    await until("an empty spool", () => left().length === 0);
   } catch (error) {
     if (server) console.error(`relay output:\n${server.output()}`);
     throw error;

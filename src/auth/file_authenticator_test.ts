@@ -38,7 +38,7 @@ interface Fixture {
 
 async function withAuthenticator(
   fn: (fixture: Fixture) => Promise<void>,
-  options: { allowPlaintext?: boolean } = {},
+  options: { allowPlaintext?: boolean; rehashOnLogin?: boolean } = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "relay_file_auth_" });
   const hasher = new CountingHasher();
@@ -55,6 +55,7 @@ async function withAuthenticator(
     cache: new CredentialCache({ ttlMs: 60_000, maxEntries: 100, now: () => time.now }),
     allowPlaintext: options.allowPlaintext ?? false,
     argon2: CHEAP,
+    rehashOnLogin: options.rehashOnLogin,
   });
   try {
     await fn({ auth, hasher, usersFile, time });
@@ -162,4 +163,110 @@ Deno.test("FileAuthenticator rejects user names that are not email addresses wit
     assert.equal(!result.ok && result.reason, "invalid_credentials");
     assert.equal(hasher.verified.length, 0);
   });
+});
+
+/** Imported hashes of `correct horse` style test vectors: [user, stored, right password]. */
+const IMPORTED: [string, string, string][] = [
+  ["ssha@example.com", "{SSHA}vvumNRLHT6gOFnC02GZrVD1c43ePHi08S1ppeA==", "correct horse"],
+  [
+    "sha512@example.com",
+    "{SHA512-CRYPT}$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1",
+    "Hello world!",
+  ],
+  [
+    "bcrypt@example.com",
+    "{BLF-CRYPT}$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW",
+    "U*U",
+  ],
+];
+
+/** Verifications against an argon2id hash with the configured (production) parameters. */
+function productionVerifies(hasher: CountingHasher): number {
+  return hasher.verified.filter((stored) =>
+    stored.startsWith("{ARGON2ID}$argon2id$v=19$m=64,t=1,p=1$")
+  ).length;
+}
+
+Deno.test("FileAuthenticator: every check costs exactly one production argon2id, whatever the stored hash", async () => {
+  await withAuthenticator(async ({ auth, hasher, usersFile }) => {
+    const weakArgon2 = await hashPassword("pw", { memoryKib: 128, iterations: 1, parallelism: 1 });
+    const lines = [
+      ...IMPORTED.map(([user, stored]) => `${user}:${stored}`),
+      `weakargon@example.com:${weakArgon2}`,
+      `prod@example.com:${await hashPassword("pw", CHEAP)}`,
+    ];
+    await Deno.writeTextFile(usersFile, lines.join("\n") + "\n");
+    const users = [
+      ...IMPORTED.map(([user]) => user),
+      "weakargon@example.com",
+      "prod@example.com",
+      "ghost@example.com",
+    ];
+    for (const user of users) {
+      const before = productionVerifies(hasher);
+      const result = await auth.verifyPassword(user, "wrong password");
+      assert.equal(!result.ok && result.reason, "invalid_credentials", user);
+      assert.equal(productionVerifies(hasher) - before, 1, `a failure for ${user}`);
+    }
+    // A success against an imported hash looks like one against a production hash, too.
+    for (const [user, , password] of IMPORTED) {
+      const before = productionVerifies(hasher);
+      assert.equal((await auth.verifyPassword(user, password)).ok, true, user);
+      assert.equal(productionVerifies(hasher) - before, 1, `a success for ${user}`);
+    }
+    assert.equal(hasher.hashed, 1, "only the dummy hash was made: rehash_on_login is off");
+  });
+});
+
+Deno.test("FileAuthenticator with rehash_on_login upgrades an imported hash on success and keeps every other line", async () => {
+  await withAuthenticator(async ({ auth, hasher, usersFile }) => {
+    const [user, stored, password] = IMPORTED[0];
+    const prod = await hashPassword("pw", CHEAP);
+    const before = `# imported 2026-11\n${user}:${stored}\nprod@example.com:${prod}\n`;
+    await Deno.writeTextFile(usersFile, before);
+
+    // A wrong password changes nothing.
+    assert.equal((await auth.verifyPassword(user, "wrong")).ok, false);
+    assert.equal(hasher.hashed, 1, "the dummy only");
+    assert.equal(await Deno.readTextFile(usersFile), before);
+
+    assert.equal((await auth.verifyPassword(user, password)).ok, true);
+    const after = (await Deno.readTextFile(usersFile)).split("\n");
+    assert.equal(after[0], "# imported 2026-11");
+    assert.match(after[1], /^ssha@example\.com:\{ARGON2ID\}\$argon2id\$v=19\$m=64,t=1,p=1\$/);
+    assert.equal(after[2], `prod@example.com:${prod}`);
+    assert.equal(after.length, 4);
+
+    // The new hash is what counts now; a current hash is not rehashed again.
+    const hashed = hasher.hashed;
+    assert.equal((await auth.verifyPassword(user, password)).ok, true);
+    assert.equal((await auth.verifyPassword(user, "wrong")).ok, false);
+    assert.equal((await auth.verifyPassword("prod@example.com", "pw")).ok, true);
+    assert.equal(hasher.hashed, hashed);
+    assert.equal(hasher.verified.at(-2)?.startsWith("{ARGON2ID}"), true);
+  }, { rehashOnLogin: true });
+});
+
+Deno.test("UserStore.upgradeHash leaves a line alone whose password changed meanwhile", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "relay_upgrade_" });
+  try {
+    const usersFile = join(dir, "users.txt");
+    const store = new UserStore({
+      usersFile,
+      usersDir: join(dir, "users"),
+      allowPlaintext: false,
+      report: () => {},
+    });
+    const [user, stored] = IMPORTED[0];
+    await Deno.writeTextFile(usersFile, `${user}:${stored}\n`);
+    const entry = await store.lookup(user);
+    assert.ok(entry !== null);
+    // The operator sets a new password (as `relay user passwd` does) before the upgrade lands.
+    const changed = await hashPassword("operator's choice", CHEAP);
+    await store.setPassword(user, changed);
+    assert.equal(await store.upgradeHash(entry, await hashPassword("correct horse", CHEAP)), false);
+    assert.equal(await Deno.readTextFile(usersFile), `${user}:${changed}\n`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

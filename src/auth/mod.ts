@@ -41,6 +41,7 @@ export {
   checkStoredHash,
   hashPassword,
   MAX_PASSWORD_BYTES,
+  needsRehash,
   type ParsedScheme,
   parseScheme,
   PasswordHashError,
@@ -113,6 +114,7 @@ export function createAuthenticator(
             cache,
             allowPlaintext: config.auth.file.allow_plaintext,
             argon2: argon2ParamsFromConfig(config.auth.argon2),
+            rehashOnLogin: config.auth.file.rehash_on_login,
           }),
         );
       } else {

@@ -388,6 +388,27 @@ export async function hashPassword(password: string, params: Argon2Params): Prom
 }
 
 /**
+ * Whether `stored` is anything but an `{ARGON2ID}` hash with exactly
+ * `params`: checking it does not cost what a check against a current hash
+ * costs (so the file backend pads it), and `auth.file.rehash_on_login`
+ * replaces it. Unusable values count as needing a rehash.
+ */
+export function needsRehash(stored: string, params: Argon2Params): boolean {
+  let parsed: ParsedScheme;
+  try {
+    parsed = parseScheme(stored);
+  } catch {
+    return true;
+  }
+  if (parsed.scheme !== "ARGON2ID" || parsed.encoding !== null) return true;
+  const match = ARGON2_PHC.exec(parsed.value);
+  if (match === null) return true;
+  const [, type, version, m, t, p] = match;
+  return type !== "argon2id" || version !== "19" || Number(m) !== params.memoryKib ||
+    Number(t) !== params.iterations || Number(p) !== params.parallelism;
+}
+
+/**
  * Checks `password` against a stored value in constant time. Resolves
  * `false` for a wrong password (and for one over {@link MAX_PASSWORD_BYTES}).
  *

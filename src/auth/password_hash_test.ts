@@ -5,6 +5,7 @@ import {
   checkStoredHash,
   hashPassword,
   MAX_PASSWORD_BYTES,
+  needsRehash,
   parseScheme,
   PasswordHashError,
   verifyPassword,
@@ -191,4 +192,17 @@ Deno.test("parseScheme() reads explicit schemes, $-prefixes and bare plain text"
     null,
   );
   assert.equal(checkStoredHash("{PLAIN}x"), null);
+});
+
+Deno.test("needsRehash is false only for argon2id with exactly the configured parameters", async () => {
+  const params = { memoryKib: 64, iterations: 1, parallelism: 1 };
+  assert.equal(needsRehash(await hashPassword("pw", params), params), false);
+  assert.equal(needsRehash(await hashPassword("pw", { ...params, memoryKib: 128 }), params), true);
+  assert.equal(needsRehash("{SSHA}vvumNRLHT6gOFnC02GZrVD1c43ePHi08S1ppeA==", params), true);
+  assert.equal(
+    needsRehash("$2y$10$.vGA1O9wmRjrwAVXD98HNOgsNpDczlqm3Jq7KnEd1rVAGv3Fykk1a", params),
+    true,
+  );
+  assert.equal(needsRehash("{PLAIN}pw", params), true);
+  assert.equal(needsRehash("{SSHA.ROT13}abc", params), true);
 });

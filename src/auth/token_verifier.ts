@@ -64,6 +64,8 @@ export interface GrantPolicy {
   domainEnabled?: (domain: string) => boolean | Promise<boolean>;
   /** Whether a client may act for users of a domain (default: all). */
   clientAllowed?: (clientId: string | null, domain: string) => boolean | Promise<boolean>;
+  /** How an external issuer's claims name the user (default: {@link emailFrom}'s search). */
+  identity?: IdentityClaims;
   /** Whether the token or its session was revoked (default: never). */
   isRevoked?: (ids: { jti?: string; sid?: string }) => boolean | Promise<boolean>;
   /** The discovery URL for OAUTHBEARER failure challenges. */
@@ -72,6 +74,18 @@ export interface GrantPolicy {
   now?: () => number;
   /** Most verified tokens cached (default 10,000). */
   cacheSize?: number;
+}
+
+/**
+ * Where an external issuer's token names the user: one claim, believed only
+ * when a second claim is `true`. Our own tokens (no such option) keep the
+ * wider search of {@link emailFrom}.
+ */
+export interface IdentityClaims {
+  /** The claim holding the address, e.g. `email`. */
+  emailClaim: string;
+  /** The claim that must be the boolean `true`, e.g. `email_verified`; `null`: none. */
+  emailVerifiedClaim: string | null;
 }
 
 /** A jose key resolver (local key set, remote JWKS or a function). */
@@ -152,9 +166,24 @@ function scopesFrom(claims: JWTPayload): string[] {
   return [];
 }
 
+/** The address an external issuer vouches for, or why there is none. */
+function verifiedEmailFrom(
+  claims: JWTPayload,
+  identity: IdentityClaims,
+): ReturnType<typeof parseEmail> | string {
+  const value = claims[identity.emailClaim];
+  if (value === undefined) return `token has no ${identity.emailClaim} claim`;
+  const { emailVerifiedClaim } = identity;
+  if (emailVerifiedClaim !== null && claims[emailVerifiedClaim] !== true) {
+    return `email address not verified by the issuer (${emailVerifiedClaim} is not true)`;
+  }
+  return typeof value === "string" ? parseEmail(value) : null;
+}
+
 /** Builds a {@link VerifiedToken} from claims, or explains why not. */
-function toVerified(claims: JWTPayload): VerifiedToken | string {
-  const email = emailFrom(claims);
+function toVerified(claims: JWTPayload, identity?: IdentityClaims): VerifiedToken | string {
+  const email = identity === undefined ? emailFrom(claims) : verifiedEmailFrom(claims, identity);
+  if (typeof email === "string") return email;
   if (!email) return "token names no valid email address";
   const clientId = typeof claims.client_id === "string"
     ? claims.client_id
@@ -279,7 +308,7 @@ export class JwtBearerAuthenticator implements BearerAuthenticator {
       const claim = error instanceof joseErrors.JWTClaimValidationFailed ? ` (${error.claim})` : "";
       return { ok: false, kind: "invalid", detail: `token rejected: ${code}${claim}` };
     }
-    const verified = toVerified(payload);
+    const verified = toVerified(payload, this.#options.identity);
     if (typeof verified === "string") return { ok: false, kind: "invalid", detail: verified };
     this.#cache.set(key, verified, (verified.exp + leeway) * 1000);
     return { ok: true, token: verified };
@@ -392,7 +421,7 @@ export class IntrospectionBearerAuthenticator implements BearerAuthenticator {
       const aud = Array.isArray(body.aud) ? body.aud : [body.aud];
       if (!aud.includes(this.#options.audience)) return "token for another audience";
     }
-    return toVerified(body as JWTPayload);
+    return toVerified(body as JWTPayload, this.#options.identity);
   }
 }
 
@@ -411,6 +440,10 @@ export function createExternalBearerAuthenticator(
   external: OAuthExternalConfig,
   options: ExternalBearerOptions = {},
 ): BearerAuthenticator | null {
+  const identity: IdentityClaims = {
+    emailClaim: external.email_claim,
+    emailVerifiedClaim: external.email_verified_claim === "" ? null : external.email_verified_claim,
+  };
   if (external.jwks_url && external.issuer) {
     const jwks = createRemoteJWKSet(
       new URL(external.jwks_url),
@@ -422,6 +455,7 @@ export function createExternalBearerAuthenticator(
       keys: jwks,
       requireAtJwt: false,
       requiredScope: external.required_scope,
+      identity,
       domainEnabled: options.domainEnabled,
       openidConfiguration: wellKnown(external.issuer),
       now: options.now,
@@ -436,6 +470,7 @@ export function createExternalBearerAuthenticator(
       audience: external.audience,
       cacheSeconds: external.cache_seconds,
       requiredScope: external.required_scope,
+      identity,
       domainEnabled: options.domainEnabled,
       openidConfiguration: external.issuer ? wellKnown(external.issuer) : undefined,
       now: options.now,

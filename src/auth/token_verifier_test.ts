@@ -10,6 +10,7 @@ import {
 } from "../oauth/mod.ts";
 import type { BearerResult, PasswordAuthenticator } from "./authenticator.ts";
 import { createExternalBearerAuthenticator, JwtBearerAuthenticator } from "./token_verifier.ts";
+import { startTestIdp } from "../../tests/support/idp.ts";
 
 const ISSUER = "https://auth.example.com";
 const T0 = Date.UTC(2026, 0, 1);
@@ -337,4 +338,93 @@ Deno.test("external IdP: remote JWKS and introspection with a cache", async () =
   const introspectionDown = await deadIntrospection.verifyBearer(null, "opaque-token");
   assert.equal(!introspectionDown.ok && introspectionDown.reason, "temporary_failure");
   await Deno.remove(dir, { recursive: true });
+});
+
+function assertRefusedFor(result: BearerResult, detail: RegExp): void {
+  assertRefused(result);
+  assert.match(!result.ok ? result.detail ?? "" : "", detail);
+}
+
+Deno.test("external IdP: the email claim counts only with email_verified true", async () => {
+  const idp = await startTestIdp();
+  try {
+    const jwks = (external: Record<string, unknown> = {}) =>
+      createExternalBearerAuthenticator(
+        oauthSchema.parse({
+          external: { jwks_url: `${idp.issuer}/jwks`, issuer: idp.issuer, ...external },
+        }).external,
+      )!;
+    const remote = jwks();
+    const verified = await idp.sign({ email: "alice@example.com", email_verified: true });
+    assert.deepEqual(await remote.verifyBearer("alice@example.com", verified), {
+      ok: true,
+      email: "alice@example.com",
+      domain: "example.com",
+      backend: "oauth",
+    });
+    assertRefusedFor(
+      await remote.verifyBearer(null, await idp.sign({ email: "alice@example.com" })),
+      /email address not verified by the issuer \(email_verified is not true\)/,
+    );
+    for (const flag of [false, "true", 1]) {
+      assertRefusedFor(
+        await remote.verifyBearer(
+          null,
+          await idp.sign({ email: "alice@example.com", email_verified: flag }),
+        ),
+        /email_verified is not true/,
+      );
+    }
+    // Other claims are not taken for the address: the user may choose them at many IdPs.
+    assertRefusedFor(
+      await remote.verifyBearer(
+        null,
+        await idp.sign({ preferred_username: "alice@example.com", email_verified: true }),
+      ),
+      /token has no email claim/,
+    );
+
+    // Claim names are configurable; "" turns the verification flag off for an authoritative claim.
+    const named = jwks({ email_claim: "mail", email_verified_claim: "mail_verified" });
+    assert.ok(
+      (await named.verifyBearer(
+        null,
+        await idp.sign({ mail: "bob@example.com", mail_verified: true, email: "x@evil.test" }),
+      )).ok,
+    );
+    assertRefusedFor(
+      await named.verifyBearer(null, await idp.sign({ mail: "bob@example.com" })),
+      /mail_verified is not true/,
+    );
+    const upn = jwks({ email_claim: "upn", email_verified_claim: "" });
+    const byUpn = await upn.verifyBearer(null, await idp.sign({ upn: "Carol@Example.com" }));
+    assert.equal(byUpn.ok && byUpn.email, "carol@example.com");
+
+    // The same rule for introspection answers.
+    const introspecting = createExternalBearerAuthenticator(
+      oauthSchema.parse({
+        external: {
+          introspection_url: `${idp.issuer}/introspect`,
+          client_id: "relay",
+          client_secret: "relay-secret",
+          issuer: idp.issuer,
+        },
+      }).external,
+    )!;
+    assert.ok(
+      (await introspecting.verifyBearer(
+        "alice@example.com",
+        idp.opaque({ email: "alice@example.com", email_verified: true }),
+      )).ok,
+    );
+    assertRefusedFor(
+      await introspecting.verifyBearer(
+        null,
+        idp.opaque({ email: "alice@example.com", email_verified: false }),
+      ),
+      /email_verified is not true/,
+    );
+  } finally {
+    await idp.close();
+  }
 });

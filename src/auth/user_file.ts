@@ -233,9 +233,16 @@ async function readOptional(path: string): Promise<string | null> {
 
 /**
  * Replaces `path` with `text`: a temporary file in the same folder, written,
- * fsync'd and renamed over it, mode 0600; then the folder is synced.
+ * fsync'd and renamed over it, mode 0600; then the folder is synced. With
+ * `unless`, the file is read again just before the rename and left alone
+ * (resolving false) when its text is no longer `unless.expected` — an edit
+ * by a tool that does not take the lock.
  */
-async function writeAtomically(path: string, text: string): Promise<void> {
+async function writeAtomically(
+  path: string,
+  text: string,
+  unless?: { expected: string },
+): Promise<boolean> {
   const dir = dirname(path);
   const suffix = crypto.getRandomValues(new Uint8Array(6)).toHex();
   const temp = join(dir, `.${basename(path)}.${suffix}.tmp`);
@@ -252,6 +259,10 @@ async function writeAtomically(path: string, text: string): Promise<void> {
     throw error;
   }
   file.close();
+  if (unless !== undefined && (await readOptional(path)) !== unless.expected) {
+    await Deno.remove(temp).catch(() => {});
+    return false;
+  }
   try {
     await Deno.rename(temp, path);
   } catch (error) {
@@ -268,6 +279,7 @@ async function writeAtomically(path: string, text: string): Promise<void> {
   } catch {
     // Some platforms cannot fsync a directory; the rename itself is still atomic.
   }
+  return true;
 }
 
 /** The canonical email a raw line is about, whatever else is wrong with it. */
@@ -413,11 +425,34 @@ export class UserStore {
     return domains.sort();
   }
 
-  /** Runs edits one after another, so two edits in this process never lose each other. */
+  /**
+   * Runs edits one after another, so two edits never lose each other: in this
+   * process through a promise chain, across processes (the CLI and a running
+   * relay that rehashes on login) through an exclusive lock on
+   * `.<users file name>.lock` beside the global users file.
+   */
   #serialize<T>(edit: () => Promise<T>): Promise<T> {
-    const run = this.#writes.then(edit, edit);
+    const locked = () => this.#locked(edit);
+    const run = this.#writes.then(locked, locked);
     this.#writes = run.catch(() => {});
     return run;
+  }
+
+  async #locked<T>(edit: () => Promise<T>): Promise<T> {
+    const dir = dirname(this.#usersFile);
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    const lock = await Deno.open(join(dir, `.${basename(this.#usersFile)}.lock`), {
+      read: true,
+      write: true,
+      create: true,
+      mode: 0o600,
+    });
+    try {
+      await lock.lock(true);
+      return await edit();
+    } finally {
+      lock.close(); // releases the lock
+    }
   }
 
   #checkNewHash(hash: string): void {
@@ -503,6 +538,30 @@ export class UserStore {
         return file;
       }
       throw new UserFileError(`no such user: ${canonical}`);
+    });
+  }
+
+  /**
+   * Replaces a user's stored hash with `hash` in `entry.file`, but only if
+   * the user's line there still holds `entry.hash` (a compare-and-swap: a
+   * password changed meanwhile, by the CLI or by hand, wins). Every other
+   * line is kept. Resolves whether the file was written.
+   *
+   * @throws {UserFileError} for an unusable `hash`
+   */
+  upgradeHash(entry: Pick<UserEntry, "email" | "file" | "hash">, hash: string): Promise<boolean> {
+    return this.#serialize(async () => {
+      this.#checkNewHash(hash);
+      const text = await readOptional(entry.file);
+      if (text === null) return false;
+      const lines = text.split("\n");
+      const index = lines.findIndex((line) => lineEmail(line) === entry.email);
+      const line = lines[index];
+      if (line === undefined) return false;
+      if (splitLine(line.replace(/\r$/, ""))?.password !== entry.hash) return false;
+      const cr = line.endsWith("\r") ? "\r" : "";
+      lines[index] = `${line.slice(0, line.indexOf(":"))}:${hash}${cr}`;
+      return await writeAtomically(entry.file, lines.join("\n"), { expected: text });
     });
   }
 

@@ -93,6 +93,14 @@ export const oauthExternalSchema = z.strictObject({
   required_scope: scopeToken.default("smtp.send"),
   /** Seconds an introspection result is cached (never past the token's `exp`). */
   cache_seconds: z.number().int().min(0).max(3600).default(300),
+  /** The claim holding the user's address; no other claim is taken for it. */
+  email_claim: z.string().min(1).default("email"),
+  /**
+   * The claim that must be `true` for `email_claim` to count (OpenID Connect's
+   * `email_verified`). `""` accepts the address unverified: only for an IdP
+   * whose `email_claim` always holds an address it owns (e.g. `upn`).
+   */
+  email_verified_claim: z.string().default("email_verified"),
 }).superRefine((value, ctx) => {
   if (value.jwks_url && value.introspection_url) {
     ctx.addIssue({

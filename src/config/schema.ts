@@ -96,6 +96,13 @@ const authFileSchema = z.strictObject({
   users_dir: z.string().min(1).default("config/users"),
   /** Accept `{PLAIN}` or bare passwords in user files (development only). */
   allow_plaintext: z.boolean().default(false),
+  /**
+   * After a successful login against a weaker hash (an imported `{SSHA}`,
+   * SHA-crypt or bcrypt one, or argon2 with other parameters), write an
+   * argon2id hash with `auth.argon2` into the users file. Off by default: the
+   * relay then never writes to files an operator or a tool manages.
+   */
+  rehash_on_login: z.boolean().default(false),
 }).prefault({});
 
 const argon2Schema = z.strictObject({

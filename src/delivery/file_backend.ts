@@ -2,11 +2,16 @@
  * The `file:` backend for development and tests: each message becomes
  * `<dir>/<id>.eml` (the bytes exactly as queued) beside `<dir>/<id>.json`
  * (its envelope). Both are fsync'd before the spool lets go of the message.
+ * The `.json` is renamed into place first and the `.eml` last, so whoever
+ * sees an `.eml` can read its `.json`. A failed write (a full disk) leaves
+ * neither a `.tmp` file nor a lone `.json` behind.
  *
  * @module
  */
 import {
+  denoFs,
   DirectorySync,
+  type DurableFs,
   type Envelope,
   type RecipientOutcome,
   writeFileDurably,
@@ -21,16 +26,18 @@ export class FileBackend implements DeliveryBackend {
   readonly name = "file";
   #dir: string;
   #dirSync: DirectorySync;
+  #fs: DurableFs;
 
-  private constructor(dir: string) {
+  private constructor(dir: string, fs: DurableFs) {
     this.#dir = dir;
     this.#dirSync = new DirectorySync(dir);
+    this.#fs = fs;
   }
 
-  /** Opens (creating) the outbox folder. */
-  static async open(dir: string): Promise<FileBackend> {
+  /** Opens (creating) the outbox folder; `fs` replaces the file system (tests). */
+  static async open(dir: string, options: { fs?: DurableFs } = {}): Promise<FileBackend> {
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    return new FileBackend(dir);
+    return new FileBackend(dir, options.fs ?? denoFs);
   }
 
   /** Folder the messages go to. */
@@ -44,11 +51,14 @@ export class FileBackend implements DeliveryBackend {
     recipients: string[],
   ): Promise<RecipientOutcome[]> {
     const meta = { ...envelope, recipients, deliveredAt: new Date().toISOString() };
-    await writeFileDurably(join(this.#dir, `${envelope.id}.eml`), data);
-    await writeFileDurably(
-      join(this.#dir, `${envelope.id}.json`),
-      encoder.encode(JSON.stringify(meta, null, 2) + "\n"),
-    );
+    const json = join(this.#dir, `${envelope.id}.json`);
+    await writeFileDurably(json, encoder.encode(JSON.stringify(meta, null, 2) + "\n"), this.#fs);
+    try {
+      await writeFileDurably(join(this.#dir, `${envelope.id}.eml`), data, this.#fs);
+    } catch (error) {
+      await this.#fs.remove(json).catch(() => {});
+      throw error;
+    }
     await this.#dirSync.sync();
     return recipients.map((recipient) => ({
       recipient,

@@ -74,6 +74,8 @@ export interface PoolStats {
   waiting: number;
   /** Connections opened since the pool was created. */
   created: number;
+  /** Idle sweeps run (each closes the connections idle past `idleTimeoutMs`). */
+  sweeps: number;
 }
 
 interface Pooled {
@@ -95,6 +97,7 @@ export class SmtpPool {
   #waiters: Waiter[] = [];
   #open = 0;
   #created = 0;
+  #sweeps = 0;
   #closed = false;
   #reaper: ReturnType<typeof setInterval> | undefined;
   #closing = new Set<Promise<unknown>>();
@@ -125,6 +128,7 @@ export class SmtpPool {
       idle: this.#idle.length,
       waiting: this.#waiters.length,
       created: this.#created,
+      sweeps: this.#sweeps,
     };
   }
 
@@ -269,6 +273,7 @@ export class SmtpPool {
   }
 
   #reap(): void {
+    this.#sweeps++;
     const now = this.#o.now();
     const keep: Pooled[] = [];
     for (const conn of this.#idle) {

@@ -4,21 +4,56 @@
  * data, rename it over the target. The caller syncs the directory (grouped,
  * see {@link DirectorySync}) when the new name itself must be durable.
  *
+ * The file operations go through a {@link DurableFs} port, so a test can
+ * play a full or failing disk without privileges.
+ *
  * @module
  */
 
-/** Writes `data` to `path` through `<path>.tmp` + fdatasync + rename (mode 0600). */
-export async function writeFileDurably(path: string, data: Uint8Array): Promise<void> {
+/** The file operations {@link writeFileDurably} needs. */
+export interface DurableFs {
+  /** Creates or truncates `path` (mode 0600), writes `data` and fdatasyncs it. */
+  writeFile(path: string, data: Uint8Array): Promise<void>;
+  /** Renames `from` over `to`. */
+  rename(from: string, to: string): Promise<void>;
+  /** Removes a file. */
+  remove(path: string): Promise<void>;
+}
+
+/** {@link DurableFs} on the real file system. */
+export const denoFs: DurableFs = {
+  async writeFile(path, data) {
+    const file = await Deno.open(path, { write: true, create: true, truncate: true, mode: 0o600 });
+    try {
+      let offset = 0;
+      while (offset < data.length) offset += await file.write(data.subarray(offset));
+      await file.syncData();
+    } finally {
+      file.close();
+    }
+  },
+  rename: (from, to) => Deno.rename(from, to),
+  remove: (path) => Deno.remove(path),
+};
+
+/**
+ * Writes `data` to `path` through `<path>.tmp` + fdatasync + rename (mode
+ * 0600). When any step fails (a full disk), the temporary file is removed
+ * before the error is rethrown, so failures leave nothing behind.
+ */
+export async function writeFileDurably(
+  path: string,
+  data: Uint8Array,
+  fs: DurableFs = denoFs,
+): Promise<void> {
   const tmp = `${path}.tmp`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
   try {
-    let offset = 0;
-    while (offset < data.length) offset += await file.write(data.subarray(offset));
-    await file.syncData();
-  } finally {
-    file.close();
+    await fs.writeFile(tmp, data);
+    await fs.rename(tmp, path);
+  } catch (error) {
+    await fs.remove(tmp).catch(() => {});
+    throw error;
   }
-  await Deno.rename(tmp, path);
 }
 
 /** Coalesces fsyncs of one directory: callers arriving during a sync share the next one. */

@@ -10,7 +10,13 @@
 export { type EmailAddress, normalizeDomain, parseEmail, sameDomain } from "./address.ts";
 export { ChunkPipe } from "./chunk_pipe.ts";
 export { rfc5322Date } from "./date.ts";
-export { DirectorySync, syncDirectory, writeFileDurably } from "./durable_file.ts";
+export {
+  denoFs,
+  DirectorySync,
+  type DurableFs,
+  syncDirectory,
+  writeFileDurably,
+} from "./durable_file.ts";
 export { type Envelope, isQueueId, newQueueId } from "./envelope.ts";
 export {
   hasEightBitBytes,

@@ -754,6 +754,7 @@ async function introspect(context: OAuthContext, request: Request): Promise<Resp
       client_id: claims.client_id,
       username: checked.token.email,
       email: checked.token.email,
+      email_verified: true,
       domain: checked.token.domain,
       sub: claims.sub,
       aud: claims.aud,

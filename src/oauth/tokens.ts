@@ -85,6 +85,9 @@ export async function signAccessToken(
     client_id: grant.clientId,
     scope: grant.scope,
     email: grant.email,
+    // The account's own password (or directory bind) proved the address; relays that
+    // trust this server as an external issuer require the flag.
+    email_verified: true,
     domain: grant.domain,
     sid: grant.sid,
   })

@@ -15,6 +15,10 @@
  * durably after every attempt that leaves recipients pending, so a restart
  * resumes exactly where the queue was and never re-sends to a recipient whose
  * 250 was recorded. The message file is removed once every recipient is done.
+ * When a state file cannot be written (a full disk), the state is kept in
+ * memory and used for the next attempt, so the attempt count, the back-off
+ * and the recipients already done survive until the write succeeds; the
+ * condition is logged once as an error, and once more when it clears.
  *
  * A periodic scan of the spool (every `scanIntervalMs`) picks up what
  * `relay queue` did while we run: `flush/<id>` and `flush/ALL` markers
@@ -23,7 +27,14 @@
  *
  * @module
  */
-import { type Envelope, isQueueId, newQueueId, type RecipientOutcome } from "../mail/mod.ts";
+import {
+  denoFs,
+  type DurableFs,
+  type Envelope,
+  isQueueId,
+  newQueueId,
+  type RecipientOutcome,
+} from "../mail/mod.ts";
 import { join } from "node:path";
 import type { AuditLog } from "../audit/mod.ts";
 import type { Config } from "../config/mod.ts";
@@ -69,6 +80,8 @@ export interface QueueManagerOptions {
   hostname?: string;
   /** The clock (default `Date.now`). */
   now?: () => number;
+  /** The file system state files are written through (default the real one; tests). */
+  fs?: DurableFs;
 }
 
 /** The default retry schedule, seconds: within a minute, doubling up to an hour. */
@@ -120,6 +133,10 @@ export class QueueManager {
   #fresh = new Set<string>();
   #scanning: Promise<void> | null = null;
   #stopped = false;
+  /** States that could not be written, by message: newer than their files. */
+  #unsaved = new Map<string, DeliveryState>();
+  /** Whether state writes are failing (the condition logged once). */
+  #stateWritesFailing = false;
 
   /**
    * Creates a stopped manager; {@linkcode QueueManager.start} resumes the spool.
@@ -135,6 +152,7 @@ export class QueueManager {
       deadLetterDir: join(options.spool.dir, "dead"),
       hostname: "localhost",
       now: Date.now,
+      fs: denoFs,
       ...stripUndefined(options),
       spool: options.spool,
       backend: options.backend,
@@ -345,7 +363,7 @@ export class QueueManager {
     const { envelope, data } = message;
     const nowIso = () => new Date(this.#o.now()).toISOString();
     const fresh = this.#fresh.delete(id);
-    const stored = fresh ? null : await readState(spool, id);
+    const stored = this.#unsaved.get(id) ?? (fresh ? null : await readState(spool, id));
     const state: DeliveryState = stored ?? { attempts: 0, nextAttempt: nowIso(), done: {} };
     const todo = envelope.recipients.filter((r) => !(r in state.done));
     // Refusals a pass-through relay already heard are bounced, not asked again.
@@ -371,6 +389,7 @@ export class QueueManager {
     const allDelivered = outcomes.every((o) => o.status === "delivered");
     if (!allDelivered && !(await spool.has(id))) {
       logger.info("{id}: removed from the queue during delivery; dropping its state", { id });
+      this.#forget(id);
       await removeState(spool, id);
       return;
     }
@@ -440,6 +459,7 @@ export class QueueManager {
 
     if (deferred.length === 0) {
       await spool.remove(id);
+      this.#forget(id);
       if (stored) await removeState(spool, id);
       if (dsnId) this.enqueue(dsnId);
       return;
@@ -472,9 +492,55 @@ export class QueueManager {
         },
       );
     }
-    await writeState(spool, id, state);
+    await this.#saveState(id, state);
     if (dsnId) this.enqueue(dsnId);
     this.#schedule(id, delay * 1000);
+  }
+
+  /**
+   * Writes a message's state; when that fails, keeps it in memory for the
+   * next attempt instead. Logs the failing condition once, and once when a
+   * write succeeds again. Never throws.
+   */
+  async #saveState(id: string, state: DeliveryState): Promise<void> {
+    try {
+      await writeState(this.#o.spool, id, state, this.#o.fs);
+    } catch (error) {
+      this.#unsaved.set(id, state);
+      const fields = { id, error: String(error instanceof Error ? error.message : error) };
+      if (this.#stateWritesFailing) {
+        logger.debug("{id}: delivery state kept in memory: {error}", fields);
+      } else {
+        this.#stateWritesFailing = true;
+        logger.error(
+          "cannot write delivery state ({error}, first for {id}): attempt counts and " +
+            "finished recipients are kept in memory, retries keep their schedule; " +
+            "logged once until a write succeeds",
+          fields,
+        );
+      }
+      return;
+    }
+    this.#unsaved.delete(id);
+    this.#cleared("a state file was written");
+  }
+
+  /** Drops the in-memory state of a message that needs none any more. */
+  #forget(id: string): void {
+    if (this.#unsaved.delete(id) && this.#unsaved.size === 0) {
+      this.#cleared("no message needs its state kept in memory any more");
+    }
+  }
+
+  /** Ends the failing-state-writes condition, logging that once. */
+  #cleared(why: string): void {
+    if (!this.#stateWritesFailing) return;
+    this.#stateWritesFailing = false;
+    logger.info(
+      "delivery state writes recovered ({why}); {count} message(s) keep theirs in memory " +
+        "until their next attempt",
+      { why, count: this.#unsaved.size },
+    );
   }
 
   /**

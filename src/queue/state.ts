@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { type RecipientOutcome, writeFileDurably } from "../mail/mod.ts";
+import { denoFs, type DurableFs, type RecipientOutcome, writeFileDurably } from "../mail/mod.ts";
 import { join } from "node:path";
 import type { Spool } from "./spool.ts";
 
@@ -60,9 +60,14 @@ export function encodeState(state: DeliveryState): Uint8Array {
   return encoder.encode(JSON.stringify(state));
 }
 
-/** Replaces a message's state durably (fsync'd file, synced directory). */
-export async function writeState(spool: Spool, id: string, state: DeliveryState): Promise<void> {
-  await writeFileDurably(statePath(spool, id), encodeState(state));
+/** Replaces a message's state durably (fsync'd file, synced directory) through `fs`. */
+export async function writeState(
+  spool: Spool,
+  id: string,
+  state: DeliveryState,
+  fs: DurableFs = denoFs,
+): Promise<void> {
+  await writeFileDurably(statePath(spool, id), encodeState(state), fs);
   await spool.queueDirSync.sync();
 }
 

@@ -54,5 +54,6 @@ export {
   type TlsReloader,
   type TlsReloaderOptions,
   type TlsReloadResult,
+  type TlsWatchActivity,
 } from "./watch.ts";
 export { type SniCertificateConfig, SniCertificates } from "./sni.ts";

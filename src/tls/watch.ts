@@ -62,6 +62,22 @@ export interface TlsReloader {
   reload(trigger: string): Promise<TlsReloadResult>;
   /** Stop watching; waits for a reload in progress. */
   close(): Promise<void>;
+  /** Resolves once the watch is set up and the current pair is the baseline. */
+  readonly ready: Promise<void>;
+  /** What the watch has done so far, so tests wait for a state instead of sleeping. */
+  readonly activity: TlsWatchActivity;
+}
+
+/** Counters of a {@linkcode TlsReloader}'s watch. */
+export interface TlsWatchActivity {
+  /** Whether the folders are watched. */
+  watching: boolean;
+  /** File events taken into account. */
+  events: number;
+  /** Debounced checks finished (each compares the pair and reloads if it changed). */
+  checks: number;
+  /** A check is due (debounce timer armed) or running. */
+  pending: boolean;
 }
 
 /**
@@ -101,6 +117,10 @@ class Reloader implements TlsReloader {
   /** Digest of the cert+key bytes last tried, so unrelated events do not reload. */
   #lastTried: string | null = null;
   #closed = false;
+  #events = 0;
+  #checks = 0;
+  #running = 0;
+  readonly ready: Promise<void>;
 
   constructor(provider: TlsContextProvider, options: TlsReloaderOptions) {
     this.#provider = provider;
@@ -109,6 +129,16 @@ class Reloader implements TlsReloader {
     this.#now = options.now ?? (() => new Date());
     this.#logger = options.logger ?? log("tls");
     if (options.watch) this.#startWatching();
+    this.ready = this.#busy.then(() => {});
+  }
+
+  get activity(): TlsWatchActivity {
+    return {
+      watching: this.#watcher !== null,
+      events: this.#events,
+      checks: this.#checks,
+      pending: this.#timer !== undefined || this.#running > 0,
+    };
   }
 
   #startWatching(): void {
@@ -133,6 +163,7 @@ class Reloader implements TlsReloader {
         for await (const event of watcher) {
           // "access" is a close after writing (already seen as "modify") or a read (ours).
           if (event.kind === "access" || event.kind === "other") continue;
+          this.#events++;
           this.#schedule();
         }
       } catch (error) {
@@ -157,7 +188,11 @@ class Reloader implements TlsReloader {
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#busy = this.#busy.then(() => this.#onChange());
+      this.#running++;
+      this.#busy = this.#busy.then(() => this.#onChange()).finally(() => {
+        this.#running--;
+        this.#checks++;
+      });
     }, this.#debounceMs);
   }
 

@@ -77,8 +77,6 @@ async function withFixture(
   }
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** Whether a client trusting only `ca` completes a handshake with the server. */
 async function trusts(port: number, ca: string): Promise<boolean> {
   try {
@@ -96,7 +94,7 @@ Deno.test("a new pair written over the watched files is served to new handshakes
       const before = f.provider.info.fingerprintSha256;
       assert.equal(await trusts(server.port, f.oldCa), true);
       await server.nextOutcome();
-      await sleep(50); // the watch is set up
+      await reloader.ready;
 
       const next = await f.newPair("second");
       await Deno.copyFile(next.key, f.key);
@@ -125,7 +123,7 @@ Deno.test("a half-written or mismatched pair keeps the old certificate and logs 
     const reloader = startTlsReloader(f.provider, { watch: true, debounceMs: 100 });
     try {
       const before = f.provider.info.fingerprintSha256;
-      await sleep(50);
+      await reloader.ready;
       const next = await f.newPair("second");
       const pem = await Deno.readTextFile(next.cert);
       // Half a certificate: no END line.
@@ -160,10 +158,13 @@ Deno.test("changes are debounced, and unrelated files in the folder cause no rel
   await withFixture(async (f) => {
     const reloader = startTlsReloader(f.provider, { watch: true, debounceMs: 500 });
     try {
-      await sleep(50);
+      await reloader.ready;
       await Deno.writeTextFile(join(f.dir, "served", "README"), "not a certificate\n");
       await Deno.writeTextFile(f.cert, await Deno.readTextFile(f.cert)); // same bytes
-      await sleep(700);
+      await until("the debounced check", () => {
+        const { checks, pending } = reloader.activity;
+        return checks >= 1 && !pending;
+      });
       assert.deepEqual(f.messages(), []);
 
       const next = await f.newPair("second");
@@ -171,11 +172,11 @@ Deno.test("changes are debounced, and unrelated files in the folder cause no rel
       // A slow writer: several writes within the quiet period, then the key.
       for (let i = 1; i <= 4; i++) {
         await Deno.writeTextFile(f.cert, certPem.slice(0, (certPem.length * i) / 4));
-        await sleep(5);
       }
       await Deno.copyFile(next.key, f.key);
       await until("a reload", () => f.messages().length > 0);
-      await sleep(600);
+      // No check left to run: the writes within the quiet period made one reload, not several.
+      await until("the watch to settle", () => !reloader.activity.pending);
       assert.equal(f.messages().length, 1, f.messages().join("\n"));
       assert.match(f.messages()[0], /^TLS certificate reloaded/);
     } finally {
@@ -189,7 +190,7 @@ Deno.test("a Kubernetes-style symlink swap of the data folder is picked up", asy
     const reloader = startTlsReloader(f.provider, { watch: true, debounceMs: 100 });
     try {
       const before = f.provider.info.fingerprintSha256;
-      await sleep(50);
+      await reloader.ready;
       const next = await f.newPair("second");
       const served = join(f.dir, "served");
       await Deno.mkdir(join(served, "..v2"));
@@ -212,7 +213,8 @@ Deno.test("without watch, files are read only on reload(); its outcome is return
       const before = f.provider.info.fingerprintSha256;
       const next = await f.newPair("second");
       await Deno.copyFile(next.cert, f.cert);
-      await sleep(300);
+      // Nothing watches the files, so nothing can have reloaded them.
+      assert.equal(reloader.activity.watching, false);
       assert.equal(f.provider.info.fingerprintSha256, before);
 
       const failed = await reloader.reload("SIGHUP");

@@ -91,7 +91,7 @@ function renderConfig(routes: HaproxyRoute[], ports: Map<string, number>, ready:
     "  timeout connect 5s",
     "  timeout client 30s",
     "  timeout server 30s",
-    // Accepts and drops: a successful connect here means every bind is up.
+    // Accepts and drops; startOnce waits until HAProxy itself holds it and every route port.
     "frontend ready",
     `  bind 127.0.0.1:${ready}`,
     "  tcp-request connection reject",
@@ -109,14 +109,32 @@ function renderConfig(routes: HaproxyRoute[], ports: Map<string, number>, ready:
   return lines.join("\n") + "\n";
 }
 
-async function canConnect(port: number): Promise<boolean> {
+/**
+ * Whether process `pid` itself listens on every one of `ports` (a port picked
+ * free a moment ago may have been taken by another test meanwhile, so a
+ * successful connect alone proves nothing): its socket inodes against the
+ * LISTEN entries of /proc/net/tcp.
+ */
+async function listensOn(pid: number, ports: number[]): Promise<boolean> {
+  const inodes = new Set<string>();
   try {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    conn.close();
-    return true;
+    for await (const entry of Deno.readDir(`/proc/${pid}/fd`)) {
+      const target = await Deno.readLink(`/proc/${pid}/fd/${entry.name}`).catch(() => "");
+      const m = /^socket:\[(\d+)\]$/.exec(target);
+      if (m) inodes.add(m[1]);
+    }
   } catch {
     return false;
   }
+  const listening = new Set<number>();
+  for (const line of (await Deno.readTextFile("/proc/net/tcp")).split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    // local_address is HEX_IP:HEX_PORT; state 0A is LISTEN; field 9 is the inode.
+    if (f.length > 9 && f[3] === "0A" && inodes.has(f[9])) {
+      listening.add(parseInt(f[1].split(":")[1], 16));
+    }
+  }
+  return ports.every((port) => listening.has(port));
 }
 
 /** Starts HAProxy with `options.routes`; retries with new ports if one was taken meanwhile. */
@@ -167,7 +185,7 @@ async function startOnce(dir: string, options: HaproxyOptions): Promise<Haproxy>
     await pump;
   };
   const deadline = Date.now() + (options.startTimeoutMs ?? 10_000);
-  while (!await canConnect(ready)) {
+  while (!await listensOn(child.pid, [ready, ...ports.values()])) {
     if (exited || Date.now() > deadline) {
       await stop();
       throw new Error(`haproxy did not start:\n${stderr}\n--- config ---\n${config}`);

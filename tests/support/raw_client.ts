@@ -438,7 +438,12 @@ export function splitReceived(stored: Uint8Array): { received: string; rest: Uin
   return { received: decoder.decode(stored.subarray(0, i)), rest: stored.subarray(i) };
 }
 
-/** Waits until `<outbox>/<id>.eml` exists and returns its bytes. */
+/**
+ * Waits until `<outbox>/<id>.eml` exists and returns its bytes. The `file:`
+ * backend renames each file into place whole, `<id>.json` (the envelope)
+ * before `<id>.eml`, so once this resolves both are complete: a test may read
+ * the `.json` right away without waiting again.
+ */
 export async function waitForMessage(
   outbox: string,
   id: string,
@@ -447,7 +452,7 @@ export async function waitForMessage(
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      // The backend renames the finished file into place, so it is whole once seen.
+      // Renamed into place last, after the .json: whole, and the envelope is there too.
       return await Deno.readFile(`${outbox}/${id}.eml`);
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;

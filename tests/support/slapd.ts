@@ -2,7 +2,9 @@
  * A throw-away OpenLDAP `slapd` for tests: its own slapd.conf, mdb databases
  * and test CA in a temp dir, listening on free 127.0.0.1 ports (LDAP with
  * StartTLS, and LDAPS), seeded with users in `example.com` and `company.com`
- * (one of them locked), run as a child process in the foreground.
+ * (one of them locked), run as a child process in the foreground. With
+ * `stock: true` it loads no module beyond Debian's default (`back_mdb`): no
+ * ppolicy, no `pw-sha2`, as most installations.
  *
  * Needs Debian's `slapd` and `openssl`: `apt-get install -y slapd ldap-utils openssl`.
  *
@@ -38,6 +40,8 @@ export interface SeedUser {
   surname?: string;
   /** Locked with ppolicy's `pwdAccountLockedTime` (binds refused by slapd too). */
   disabled?: boolean;
+  /** Under a policy with `pwdMaxAge` 1 day, password changed in 2000: expired. */
+  expired?: boolean;
 }
 
 /** A seeded user, with where it ended up. */
@@ -58,6 +62,11 @@ export interface SlapdOptions {
   emptyDomains?: string[];
   /** slapd `idletimeout`: seconds after which slapd closes idle connections (0: never). */
   idleTimeoutSeconds?: number;
+  /**
+   * Debian's stock slapd: no ppolicy and no `pw-sha2` module (so `{SSHA512}`
+   * cannot be verified and no user can be locked). Default users: none locked.
+   */
+  stock?: boolean;
 }
 
 /** A running test directory. */
@@ -120,6 +129,9 @@ export const DEFAULT_USERS: readonly SeedUser[] = [
   { email: "locked@example.com", password: "Locked-Pass-3", disabled: true },
   { email: "alice@company.com", password: "Alice-Pass-4", givenName: "Alice", surname: "Smith" },
 ];
+
+/** Policy with a maximum password age, for users seeded with `expired`. */
+const EXPIRING_POLICY = "cn=expiring,ou=policies";
 
 /** `dc=company,dc=com` for `company.com`. */
 export function suffixFor(domain: string): string {
@@ -234,17 +246,17 @@ function slapdConf(options: {
   adminPasswordHash: string;
   serviceDn: string;
   idleTimeoutSeconds: number;
+  stock: boolean;
 }): string {
-  const { dir, adminDn, serviceDn } = options;
+  const { dir, adminDn, serviceDn, stock } = options;
   const lines = [
     ...["core", "cosine", "inetorgperson", "nis"].map((s) => `include ${SCHEMA_DIR}/${s}.schema`),
     `pidfile ${dir}/slapd.pid`,
     `argsfile ${dir}/slapd.args`,
     `modulepath ${MODULE_DIR}`,
     "moduleload back_mdb",
-    "moduleload ppolicy",
-    // {SSHA512} and friends, as the admin commands write them.
-    "moduleload pw-sha2",
+    // {SSHA512} and friends, as password_scheme may write them; stock slapd lacks both.
+    ...(stock ? [] : ["moduleload ppolicy", "moduleload pw-sha2"]),
     `TLSCACertificateFile ${dir}/ca.pem`,
     `TLSCertificateFile ${dir}/server.pem`,
     `TLSCertificateKeyFile ${dir}/server.key`,
@@ -264,8 +276,12 @@ function slapdConf(options: {
       "maxsize 16777216",
       "access to attrs=userPassword by self write by anonymous auth by * none",
       `access to * by dn.exact="${serviceDn}" read by self read by * none`,
-      "overlay ppolicy",
-      `ppolicy_default "cn=default,ou=policies,${suffix}"`,
+      ...(stock ? [] : [
+        "overlay ppolicy",
+        `ppolicy_default "cn=default,ou=policies,${suffix}"`,
+        // The policy response control names a lock (AccountLocked), not just "invalid".
+        "ppolicy_use_lockout",
+      ]),
     );
   });
   return lines.filter((l, i, all) => l !== "" || all[i - 1] !== "").join("\n") + "\n";
@@ -287,6 +303,7 @@ export async function startSlapd(options: SlapdOptions = {}): Promise<Slapd> {
     }
   }
   const domains = options.domains ?? ["example.com", "company.com"];
+  const stock = options.stock ?? false;
   const emptyDomains = options.emptyDomains ?? [];
   const suffixes = [...domains, ...emptyDomains].map(suffixFor);
   const dir = await Deno.makeTempDir({ prefix: "relay-slapd-" });
@@ -306,9 +323,15 @@ export async function startSlapd(options: SlapdOptions = {}): Promise<Slapd> {
         adminPasswordHash: hashSaltedSha("SSHA", adminPassword),
         serviceDn,
         idleTimeoutSeconds: options.idleTimeoutSeconds ?? 0,
+        stock,
       }),
     );
-    const users = seedUsers(options.users ?? [...DEFAULT_USERS]);
+    const users = seedUsers(
+      options.users ?? DEFAULT_USERS.filter((u) => !(stock && u.disabled)),
+    );
+    if (stock && users.some((u) => u.disabled || u.expired)) {
+      throw new Error("a stock slapd (no ppolicy) cannot lock or expire users");
+    }
     // slapadd reads the whole config, so every database directory must exist first.
     for (const i of suffixes.keys()) await Deno.mkdir(`${dir}/db${i}`);
     for (const [i, domain] of domains.entries()) {
@@ -319,17 +342,26 @@ export async function startSlapd(options: SlapdOptions = {}): Promise<Slapd> {
         o: domain,
       });
       ldif += ldifEntry(`ou=users,${suffix}`, { objectClass: "organizationalUnit", ou: "users" });
-      ldif += ldifEntry(`ou=policies,${suffix}`, {
-        objectClass: "organizationalUnit",
-        ou: "policies",
-      });
-      // ppolicy enforces pwdAccountLockedTime only under a policy with pwdLockout.
-      ldif += ldifEntry(`cn=default,ou=policies,${suffix}`, {
-        objectClass: ["applicationProcess", "pwdPolicy"],
-        cn: "default",
-        pwdAttribute: "userPassword",
-        pwdLockout: "TRUE",
-      });
+      if (!stock) {
+        ldif += ldifEntry(`ou=policies,${suffix}`, {
+          objectClass: "organizationalUnit",
+          ou: "policies",
+        });
+        // ppolicy enforces pwdAccountLockedTime only under a policy with pwdLockout.
+        ldif += ldifEntry(`cn=default,ou=policies,${suffix}`, {
+          objectClass: ["applicationProcess", "pwdPolicy"],
+          cn: "default",
+          pwdAttribute: "userPassword",
+          pwdLockout: "TRUE",
+        });
+        ldif += ldifEntry(`${EXPIRING_POLICY},${suffix}`, {
+          objectClass: ["applicationProcess", "pwdPolicy"],
+          cn: "expiring",
+          pwdAttribute: "userPassword",
+          pwdMaxAge: "86400",
+          pwdGraceAuthNLimit: "0",
+        });
+      }
       if (i === 0) {
         ldif += ldifEntry(`ou=services,${suffix}`, {
           objectClass: "organizationalUnit",
@@ -414,6 +446,7 @@ function seedUsers(seeds: SeedUser[]): SeededUser[] {
       givenName: local,
       surname: local,
       disabled: false,
+      expired: false,
       ...seed,
       dn: `uid=${local},ou=users,${suffixFor(domain)}`,
       uidNumber: 5000 + i,
@@ -436,6 +469,12 @@ function userLdif(user: SeededUser): string {
     homeDirectory: `/home/${domain}/${local}`,
     userPassword: hashSaltedSha("SSHA", user.password),
     ...(user.disabled ? { pwdAccountLockedTime: "000001010000Z" } : {}),
+    ...(user.expired
+      ? {
+        pwdPolicySubentry: `${EXPIRING_POLICY},${suffixFor(domain)}`,
+        pwdChangedTime: "20000101000000Z",
+      }
+      : {}),
   });
 }
 

@@ -7,33 +7,11 @@
  */
 import assert from "node:assert/strict";
 import nodemailer from "nodemailer";
-import { runLdapUserCommand } from "../src/cli/user_ldap.ts";
-import { SmtpClient } from "../src/delivery/smtp_client.ts";
 import { startSlapd } from "./support/slapd.ts";
-import { connectClient, startTestRelay, type TestRelay } from "./support/relay.ts";
+import { cli } from "./support/user_ldap_cli.ts";
+import { authenticate, startTestRelay } from "./support/relay.ts";
 
 const encoder = new TextEncoder();
-
-async function authenticate(
-  t: TestRelay,
-  security: "implicit" | "starttls",
-  username: string,
-  password: string,
-  mechanism: "PLAIN" | "LOGIN" = "PLAIN",
-): Promise<{ client: SmtpClient; code: number; enhanced?: string }> {
-  const client = await connectClient(t, security);
-  try {
-    const reply = await client.auth({ username, password, mechanism });
-    return { client, code: reply.code, enhanced: reply.enhanced };
-  } catch (error) {
-    const reply = (error as { reply?: { code: number; enhanced?: string } }).reply;
-    if (!reply) {
-      client.close();
-      throw error;
-    }
-    return { client, code: reply.code, enhanced: reply.enhanced };
-  }
-}
 
 Deno.test("SMTP AUTH against OpenLDAP through the relay", async (t) => {
   await using slapd = await startSlapd();
@@ -141,9 +119,7 @@ Deno.test("SMTP AUTH against OpenLDAP through the relay", async (t) => {
 
     await t.step("a user created with `relay user add --ldap` can send", async () => {
       const password = "New-User-Pass-9";
-      const bytes = encoder.encode(`${password}\n`);
-      let offset = 0;
-      const code = await runLdapUserCommand(
+      const { code, err } = await cli(
         [
           "add",
           "--ldap",
@@ -155,22 +131,9 @@ Deno.test("SMTP AUTH against OpenLDAP through the relay", async (t) => {
           "--password-stdin",
         ],
         ldap,
-        {
-          stdin: {
-            read(buffer) {
-              if (offset >= bytes.length) return Promise.resolve(null);
-              const n = Math.min(buffer.length, bytes.length - offset);
-              buffer.set(bytes.subarray(offset, offset + n));
-              offset += n;
-              return Promise.resolve(n);
-            },
-          },
-          isTerminal: false,
-          stdout: () => {},
-          stderr: () => {},
-        },
+        `${password}\n`,
       );
-      assert.equal(code, 0);
+      assert.equal(code, 0, err);
       const [entry] = await slapd.search("dc=company,dc=com", "(uid=new.user)", ["userPassword"]);
       assert.ok(!String(entry.userPassword).includes(password));
       const r = await authenticate(relay, "starttls", "new.user@company.com", password);

@@ -153,7 +153,8 @@ export function ldifEntry(dn: string, attributes: Record<string, string | string
   return lines.join("\n") + "\n\n";
 }
 
-async function exists(path: string): Promise<boolean> {
+/** Whether a path exists. */
+export async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
     return true;
@@ -162,10 +163,16 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-async function run(cmd: string, args: string[], cwd?: string): Promise<string> {
+/** Runs a command to completion; its output, or an error carrying it. */
+export async function run(
+  cmd: string,
+  args: string[],
+  cwd?: string,
+  env?: Record<string, string>,
+): Promise<string> {
   let output: Deno.CommandOutput;
   try {
-    output = await new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped" })
+    output = await new Deno.Command(cmd, { args, cwd, env, stdout: "piped", stderr: "piped" })
       .output();
   } catch (error) {
     throw new Error(`cannot run ${cmd}: ${(error as Error).message}`);
@@ -229,7 +236,8 @@ async function makeCertificates(dir: string): Promise<void> {
   ], dir);
 }
 
-function freePorts(count: number): number[] {
+/** `count` distinct free ports on 127.0.0.1 (free when asked; bind soon). */
+export function freePorts(count: number): number[] {
   const listeners = Array.from(
     { length: count },
     () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
@@ -437,7 +445,8 @@ export async function startSlapd(options: SlapdOptions = {}): Promise<Slapd> {
   }
 }
 
-function seedUsers(seeds: SeedUser[]): SeededUser[] {
+/** Where seed users go: `uid=<local>,ou=users,<suffix>`, `uidNumber` 5000 + index. */
+export function seedUsers(seeds: SeedUser[]): SeededUser[] {
   return seeds.map((seed, i) => {
     const at = seed.email.lastIndexOf("@");
     const local = seed.email.slice(0, at).toLowerCase();
@@ -454,10 +463,11 @@ function seedUsers(seeds: SeedUser[]): SeededUser[] {
   });
 }
 
-function userLdif(user: SeededUser): string {
+/** A seeded user's entry in the prototype's layout, without password or account state. */
+export function userAttributes(user: SeededUser): Record<string, string | string[]> {
   const local = user.dn.slice(4, user.dn.indexOf(","));
   const domain = user.email.slice(user.email.lastIndexOf("@") + 1).toLowerCase();
-  return ldifEntry(user.dn, {
+  return {
     objectClass: ["top", "inetOrgPerson", "posixAccount"],
     uid: local,
     cn: `${user.givenName} ${user.surname}`,
@@ -467,6 +477,13 @@ function userLdif(user: SeededUser): string {
     uidNumber: String(user.uidNumber),
     gidNumber: String(user.uidNumber),
     homeDirectory: `/home/${domain}/${local}`,
+  };
+}
+
+function userLdif(user: SeededUser): string {
+  const domain = user.email.slice(user.email.lastIndexOf("@") + 1).toLowerCase();
+  return ldifEntry(user.dn, {
+    ...userAttributes(user),
     userPassword: hashSaltedSha("SSHA", user.password),
     ...(user.disabled ? { pwdAccountLockedTime: "000001010000Z" } : {}),
     ...(user.expired

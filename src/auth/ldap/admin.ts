@@ -28,7 +28,13 @@ import {
   attributeValues,
   parseGeneralizedTime,
 } from "./account_state.ts";
-import { baseDnFor, type BindOutcome, bindDnFor, endpointFor, userFilterFor } from "./authenticator.ts";
+import {
+  baseDnFor,
+  bindDnFor,
+  type BindOutcome,
+  endpointFor,
+  userFilterFor,
+} from "./authenticator.ts";
 import { describe, discardClient, openClient, resultCode } from "./connection.ts";
 import { escapeDnValue, fillTemplate } from "./escape.ts";
 import { hashSaltedSha } from "./password_hash.ts";
@@ -164,6 +170,14 @@ function unescapeDnValue(value: string): string {
   return new TextDecoder().decode(new Uint8Array(bytes));
 }
 
+/** A failed password write, with the fix when the directory wants TLS first (389 DS does). */
+function writeFailure(error: unknown): string {
+  return resultCode(error) === 13
+    ? `${describe(error)}: the directory accepts passwords only over TLS; ` +
+      "set [ldap] starttls = true or an ldaps:// url"
+    : describe(error);
+}
+
 /** Lower-cased DN without spaces around separators, for comparisons. */
 function normalizeDn(dn: string): string {
   return splitDn(dn).map((rdn) => {
@@ -246,7 +260,8 @@ export class LdapUserAdmin {
       } catch (error) {
         await undo().catch(() => false);
         throw new LdapAdminError(
-          `cannot set the password of ${dn} (Password Modify): ${describe(error)}; ${dn} removed`,
+          `cannot set the password of ${dn} (Password Modify): ${writeFailure(error)}; ` +
+            `${dn} removed`,
           { cause: error },
         );
       }
@@ -272,9 +287,10 @@ export class LdapUserAdmin {
     try {
       await writePassword(client, this.#config, entry.dn, password, method);
     } catch (error) {
-      throw new LdapAdminError(`cannot change the password of ${entry.dn}: ${describe(error)}`, {
-        cause: error,
-      });
+      throw new LdapAdminError(
+        `cannot change the password of ${entry.dn}: ${writeFailure(error)}`,
+        { cause: error },
+      );
     }
     const old = previous === undefined ? [] : attributeValues(previous, "userPassword");
     const restore = old.length === 0 ? undefined : async () => {
@@ -310,6 +326,15 @@ export class LdapUserAdmin {
       error = caught;
     }
     if (outcome?.kind === "ok") return;
+    if (outcome?.kind === "locked" || outcome?.kind === "expired") {
+      // The entry's own attribute names the state better than the bind's answer.
+      const { searchEntries } = await (await this.#connect()).search(dn, {
+        scope: "base",
+        attributes: [...ACCOUNT_STATE_ATTRIBUTES],
+      });
+      const state = searchEntries[0] ? accountStateOf(searchEntries[0]) : outcome;
+      if (state.kind !== "active") outcome = state;
+    }
     const cause = likelyCause(this.#config, method, outcome, error);
     const unverifiable = method === "user_password" && outcome?.kind === "invalid";
     const rolledBack = unverifiable && undo !== undefined && await undo().catch(() => false);

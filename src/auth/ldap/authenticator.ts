@@ -270,11 +270,9 @@ export class LdapAuthenticator implements PasswordAuthenticator {
       return { bound, entry };
     });
     if (outcome.bound.kind !== "ok") {
-      if (outcome.bound.kind !== "invalid" || this.#config.bind_dn === "") {
-        return this.#bindFailure(outcome.bound, dn);
-      }
-      // Without the policy control, a ppolicy lock fails like a wrong password; the service
-      // account can tell.
+      if (this.#config.bind_dn === "") return this.#bindFailure(outcome.bound, dn);
+      // Without the policy control a ppolicy lock fails like a wrong password, and the control
+      // does not say which attribute locked it; the service account can tell.
       const entry = await this.#service.use((client) =>
         client.search(dn, { scope: "base", attributes: USER_ATTRIBUTES })
           .then((r) => r.searchEntries[0], (error) => {
@@ -357,10 +355,13 @@ export class LdapAuthenticator implements PasswordAuthenticator {
 }
 
 /** What a user bind said: accepted, wrong credentials, or an account state. */
-export type BindOutcome = { kind: "ok" } | { kind: "invalid" } | Exclude<
-  AccountState,
-  { kind: "active" }
->;
+export type BindOutcome =
+  | { kind: "ok" }
+  | { kind: "invalid" }
+  | Exclude<
+    AccountState,
+    { kind: "active" }
+  >;
 
 /** Bind result codes that say something about the user (the rest are about the setup). */
 const USER_BIND_CODES: ReadonlySet<number> = new Set([

@@ -12,7 +12,13 @@ import { Attribute, BerWriter, Change, type Client } from "ldapts";
 import type { LdapConfig } from "../../config/ldap_schema.ts";
 import { attributeValues } from "./account_state.ts";
 import { type BindOutcome, bindOutcome } from "./authenticator.ts";
-import { describe, discardClient, type LdapEndpoint, openClient, resultCode } from "./connection.ts";
+import {
+  describe,
+  discardClient,
+  type LdapEndpoint,
+  openClient,
+  resultCode,
+} from "./connection.ts";
 import { hashSaltedSha } from "./password_hash.ts";
 
 /** RFC 3062 Password Modify extended operation. */

@@ -7,14 +7,16 @@
  */
 import assert from "node:assert/strict";
 import nodemailer from "nodemailer";
-import { startSlapd } from "./support/slapd.ts";
+import { DEFAULT_USERS, startSlapd } from "./support/slapd.ts";
 import { cli } from "./support/user_ldap_cli.ts";
 import { authenticate, startTestRelay } from "./support/relay.ts";
 
 const encoder = new TextEncoder();
 
 Deno.test("SMTP AUTH against OpenLDAP through the relay", async (t) => {
-  await using slapd = await startSlapd();
+  await using slapd = await startSlapd({
+    users: [...DEFAULT_USERS, { email: "old@example.com", password: "Old-Pass-5", expired: true }],
+  });
   const ldap = slapd.ldapConfig({
     admin: { bind_dn: slapd.adminDn, bind_password: slapd.adminPassword },
     timeout_ms: 1000,
@@ -98,6 +100,32 @@ Deno.test("SMTP AUTH against OpenLDAP through the relay", async (t) => {
         assert.equal(r.enhanced, "5.7.8");
         await r.client.quit();
       }
+    });
+
+    await t.step("ppolicy lock and expiry: 535, the reason audited and shown", async () => {
+      const cases = [
+        ["locked@example.com", "Locked-Pass-3", /^account locked: pwdAccountLockedTime is /],
+        ["old@example.com", "Old-Pass-5", /^password expired: password policy response /],
+      ] as const;
+      for (const [user, password, detail] of cases) {
+        const r = await authenticate(relay, "implicit", user, password);
+        assert.equal(`${r.code} ${r.enhanced}`, "535 5.7.8", user);
+        await r.client.quit();
+        const event = relay.audit.events.findLast((e) =>
+          e.event === "auth_attempt" && e.email === user
+        );
+        assert.equal(event?.reason, "account_disabled");
+        assert.match(String(event?.detail), detail);
+      }
+      const locked = await cli(["show", "--ldap", "locked@example.com"], ldap);
+      assert.match(locked.out, /\naccount: locked: pwdAccountLockedTime is 000001010000Z/);
+      const old = await cli(["show", "--ldap", "old@example.com"], ldap);
+      assert.match(
+        old.out,
+        /\naccount: expired: the password is older than pwdMaxAge 86400 s of cn=expiring,ou=policies,dc=example,dc=com \(expired 2000-01-02T00:00:00\.000Z\)\npassword changed: 2000-01-01T00:00:00\.000Z$/,
+      );
+      const john = await cli(["show", "--ldap", "john.doe@example.com"], ldap);
+      assert.match(john.out, /\naccount: active$/);
     });
 
     await t.step("directory down: 454 4.7.0; back up: the next AUTH succeeds", async () => {

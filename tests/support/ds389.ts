@@ -27,6 +27,7 @@ import {
   type SeedUser,
   seedUsers,
   suffixFor,
+  type TestDirectory,
   userAttributes,
 } from "./slapd.ts";
 import { until } from "./until.ts";
@@ -43,30 +44,14 @@ export interface Ds389Options {
   users?: SeedUser[];
 }
 
-/** A running 389 DS instance. */
-export interface Ds389 {
-  /** `ldap://localhost:PORT` (use StartTLS: 389 DS refuses Password Modify without TLS). */
-  url: string;
-  /** Port of `url`. */
-  port: number;
+/**
+ * A running 389 DS instance: `url` is `ldap://localhost:PORT` (use StartTLS:
+ * 389 DS refuses Password Modify without TLS; its certificate names
+ * `localhost`), the admin is `cn=Directory Manager`, `caPem` dscreate's CA.
+ */
+export interface Ds389 extends TestDirectory {
   /** The instance name (`/etc/dirsrv/slapd-<instance>`). */
   instance: string;
-  /** `cn=Directory Manager`. */
-  adminDn: string;
-  /** Its password. */
-  adminPassword: string;
-  /** Service account allowed to read users (not their passwords). */
-  serviceDn: string;
-  /** Its password. */
-  servicePassword: string;
-  /** `dc=example,dc=com`, `dc=company,dc=com`. */
-  baseDns: string[];
-  /** dscreate's self-signed CA (PEM). */
-  caPem: string;
-  /** The seeded users. */
-  users: SeededUser[];
-  /** An `[ldap]` config (StartTLS, the service account); `overrides` win. */
-  ldapConfig(overrides?: Record<string, unknown>): LdapConfig;
   /** Runs `fn` on a connection bound as the Directory Manager. */
   asAdmin<T>(fn: (client: Client) => Promise<T>): Promise<T>;
   /** Stops ns-slapd (SIGTERM), waits until it is gone. */

@@ -69,17 +69,13 @@ export interface SlapdOptions {
   stock?: boolean;
 }
 
-/** A running test directory. */
-export interface Slapd {
-  /** `ldap://127.0.0.1:PORT` (StartTLS available). */
+/** What every test directory (slapd, 389 DS) offers: where it is, who may do what, who lives there. */
+export interface TestDirectory {
+  /** The plain `ldap://` URL (StartTLS available). */
   url: string;
-  /** `ldaps://127.0.0.1:PORT2`. */
-  ldapsUrl: string;
   /** Port of `url`. */
   port: number;
-  /** Port of `ldapsUrl`. */
-  ldapsPort: number;
-  /** The rootdn of every database (full rights everywhere). */
+  /** The administrator (full rights everywhere). */
   adminDn: string;
   /** Its password. */
   adminPassword: string;
@@ -89,18 +85,26 @@ export interface Slapd {
   servicePassword: string;
   /** One suffix per domain, `dc=example,dc=com` first. */
   baseDns: string[];
-  /** The test CA certificate (PEM) that signed the server certificate (SAN 127.0.0.1, localhost). */
+  /** The CA certificate (PEM) that signed the server certificate. */
   caPem: string;
-  /** The same CA as a file, for configs that want a path. */
-  caFile: string;
   /** The seeded users. */
   users: SeededUser[];
+  /** An `[ldap]` config pointing at this directory with the service account; `overrides` win. */
+  ldapConfig(overrides?: Record<string, unknown>): LdapConfig;
+}
+
+/** A running test slapd. */
+export interface Slapd extends TestDirectory {
+  /** `ldaps://127.0.0.1:PORT2`. */
+  ldapsUrl: string;
+  /** Port of `ldapsUrl`. */
+  ldapsPort: number;
+  /** The same CA as a file, for configs that want a path. */
+  caFile: string;
   /** The temp dir holding config, databases and certificates. */
   dir: string;
   /** Process id of the running slapd (changes on restart). */
   readonly pid: number;
-  /** An `[ldap]` config pointing at this directory with the service account; `overrides` win. */
-  ldapConfig(overrides?: Record<string, unknown>): LdapConfig;
   /** Reads entries as the admin (attribute names as the server spells them). */
   search(
     base: string,

@@ -17,7 +17,7 @@
  * @module
  */
 import { Attribute, Change, Client } from "ldapts";
-import { type LdapConfig, ldapSchema } from "../../src/config/ldap_schema.ts";
+import { ldapSchema } from "../../src/config/ldap_schema.ts";
 import {
   DEFAULT_USERS,
   exists,

@@ -23,7 +23,8 @@
 #     john.doe@example.com / john-dev-pass    alice@company.com / alice-dev-pass
 #     locked@example.com   / locked-dev-pass  (disabled: pwdAccountLockedTime or nsAccountLock)
 #   cn=relay,ou=services,dc=example,dc=com / relay-dev-pass   read-only service account ([ldap] bind_dn)
-#   admin: cn=admin,dc=example,dc=com / admin-dev-pass (OpenLDAP), cn=Directory Manager (389)
+#   admin: cn=admin,dc=example,dc=com / admin-dev-pass (OpenLDAP),
+#          cn=Directory Manager / Directory-Manager-dev-pass (389)
 # These passwords are for a developer's machine only.
 #
 # Then, e.g.:  deno task relay user add --ldap bob@company.com --first Bob --last Builder
@@ -69,15 +70,15 @@ description: relay's read-only service account
 userPassword: $($hash "$SERVICE_PASSWORD")
 
 LDIF
-    user_ldif "john.doe" "$domain" "$suffix" John Doe 10001 "" "$hash"
-    user_ldif "locked" "$domain" "$suffix" Locked Out 10002 "$lock_attr" "$hash"
+    user_ldif "john.doe" "$domain" "$suffix" John Doe 10001 "" "$hash" john-dev-pass
+    user_ldif "locked" "$domain" "$suffix" Locked Out 10002 "$lock_attr" "$hash" locked-dev-pass
   else
-    user_ldif "alice" "$domain" "$suffix" Alice Smith 10003 "" "$hash"
+    user_ldif "alice" "$domain" "$suffix" Alice Smith 10003 "" "$hash" alice-dev-pass
   fi
 }
 
 # One user entry: $1 local $2 domain $3 suffix $4 given $5 surname $6 uidNumber
-# $7 lock attribute line (or "") $8 hash command
+# $7 lock attribute line (or "") $8 hash command $9 password (as the header above lists it)
 user_ldif() {
   cat <<LDIF
 dn: uid=$1,ou=users,$3
@@ -93,7 +94,7 @@ uidNumber: $6
 gidNumber: $6
 homeDirectory: /home/$2/$1
 loginShell: /usr/sbin/nologin
-userPassword: $($8 "$1-dev-pass")
+userPassword: $($8 "$9")
 LDIF
   [ -n "$7" ] && echo "$7"
   echo
@@ -321,7 +322,10 @@ INF
       nsslapd-securelistenhost=127.0.0.1 >/dev/null
     dsctl "$INSTANCE" restart
     ds_wait
-    local aci="(targetattr=\"*\")(version 3.0; acl \"relay service read\"; allow (read, search, compare) userdn=\"ldap:///$SERVICE_DN\";)"
+    # Named attributes: operational ones (nsAccountLock) are not in "*", and passwords stay hidden.
+    local attrs="objectClass || uid || cn || sn || givenName || mail || uidNumber || gidNumber"
+    attrs="$attrs || homeDirectory || loginShell || nsAccountLock || passwordExpirationTime"
+    local aci="(targetattr=\"$attrs\")(version 3.0; acl \"relay service read\"; allow (read, search, compare) userdn=\"ldap:///$SERVICE_DN\";)"
     {
       for suffix in "${SUFFIXES[@]}"; do
         printf 'dn: %s\nchangetype: modify\nadd: aci\naci: %s\n\n' "$suffix" "$aci"

@@ -1,14 +1,17 @@
 /**
  * LdapAuthenticator against a real OpenLDAP slapd: search-then-bind and
- * direct-bind modes, both domains, wrong/unknown/locked users, filter
- * injection, LDAPS and StartTLS with a test CA, and lookupUser.
+ * direct-bind modes, both domains, wrong/unknown/locked users, expired
+ * passwords (ppolicy), filter injection, LDAPS and StartTLS with a test CA,
+ * and lookupUser.
  */
 import assert from "node:assert/strict";
 import { LdapAuthenticator } from "../src/auth/ldap/mod.ts";
-import { startSlapd } from "./support/slapd.ts";
+import { DEFAULT_USERS, startSlapd } from "./support/slapd.ts";
 
 Deno.test("LdapAuthenticator against slapd", async (t) => {
-  await using slapd = await startSlapd();
+  await using slapd = await startSlapd({
+    users: [...DEFAULT_USERS, { email: "old@example.com", password: "Old-Pass-5", expired: true }],
+  });
   const auth = new LdapAuthenticator(slapd.ldapConfig());
   try {
     await t.step("search mode: users of both domains authenticate", async () => {
@@ -58,9 +61,35 @@ Deno.test("LdapAuthenticator against slapd", async (t) => {
       assert.equal(!result.ok && result.reason, "invalid_credentials");
     });
 
-    await t.step("a locked account is account_disabled", async () => {
-      const result = await auth.verifyPassword("locked@example.com", "Locked-Pass-3");
-      assert.equal(!result.ok && result.reason, "account_disabled");
+    await t.step(
+      "a locked account is account_disabled, with the attribute that says so",
+      async () => {
+        assert.deepEqual(await auth.verifyPassword("locked@example.com", "Locked-Pass-3"), {
+          ok: false,
+          reason: "account_disabled",
+          detail: "account locked: pwdAccountLockedTime is 000001010000Z (locked until an " +
+            "administrator unlocks it) (uid=locked,ou=users,dc=example,dc=com)",
+        });
+      },
+    );
+
+    await t.step("an expired password (ppolicy pwdMaxAge) is account_disabled", async () => {
+      for (const mode of ["search", "bind"]) {
+        const modeAuth = new LdapAuthenticator(slapd.ldapConfig({ mode }));
+        try {
+          assert.deepEqual(await modeAuth.verifyPassword("old@example.com", "Old-Pass-5"), {
+            ok: false,
+            reason: "account_disabled",
+            detail: "password expired: password policy response passwordExpired " +
+              "(uid=old,ou=users,dc=example,dc=com)",
+          }, mode);
+          // A wrong password stays a wrong password.
+          const wrong = await modeAuth.verifyPassword("old@example.com", "Old-Pass-X");
+          assert.equal(!wrong.ok && wrong.reason, "invalid_credentials", mode);
+        } finally {
+          await modeAuth.close();
+        }
+      }
     });
 
     await t.step("filter metacharacters in the login name are escaped", async () => {

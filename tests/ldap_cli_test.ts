@@ -1,44 +1,17 @@
 /**
- * `relay user ... --ldap` (runLdapUserCommand) against a real slapd: add,
- * passwd, remove, --create-ou, uidNumber allocation under concurrency, and
- * that what is stored is a salted hash, never the password.
+ * `relay user ... --ldap` (runLdapUserCommand) against a stock slapd (no
+ * ppolicy, no pw-sha2, as most installations): add, passwd, remove,
+ * --create-ou, uidNumber allocation under concurrency; passwords set with
+ * Password Modify so slapd hashes them itself; the userPassword fallback with
+ * a scheme slapd cannot verify is caught by the verification bind and undone.
  */
 import assert from "node:assert/strict";
 import { LdapAuthenticator, verifySaltedSha } from "../src/auth/ldap/mod.ts";
-import { type LdapUserCommandOptions, runLdapUserCommand } from "../src/cli/user_ldap.ts";
+import { cli } from "./support/user_ldap_cli.ts";
 import { startSlapd } from "./support/slapd.ts";
 
-/** Runs the command with `stdin` as standard input; collects its output. */
-async function cli(
-  args: string[],
-  config: Parameters<typeof runLdapUserCommand>[1],
-  stdin = "",
-  extra: LdapUserCommandOptions = {},
-): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const bytes = new TextEncoder().encode(stdin);
-  let offset = 0;
-  const code = await runLdapUserCommand(args, config, {
-    stdin: {
-      read(buffer: Uint8Array): Promise<number | null> {
-        if (offset >= bytes.length) return Promise.resolve(null);
-        const n = Math.min(buffer.length, bytes.length - offset);
-        buffer.set(bytes.subarray(offset, offset + n));
-        offset += n;
-        return Promise.resolve(n);
-      },
-    },
-    isTerminal: false,
-    stdout: (line) => out.push(line),
-    stderr: (line) => err.push(line),
-    ...extra,
-  });
-  return { code, out: out.join("\n"), err: err.join("\n") };
-}
-
 Deno.test("relay user --ldap against slapd", async (t) => {
-  await using slapd = await startSlapd({ emptyDomains: ["newco.org"] });
+  await using slapd = await startSlapd({ stock: true, emptyDomains: ["newco.org"] });
   // The admin commands bind as the directory admin; searches in verify use the service account.
   const config = slapd.ldapConfig({
     admin: { bind_dn: slapd.adminDn, bind_password: slapd.adminPassword },
@@ -69,6 +42,7 @@ Deno.test("relay user --ldap against slapd", async (t) => {
           run.out,
           /added john\.smith@example\.com as uid=john\.smith,ou=users,dc=example,dc=com/,
         );
+        assert.match(run.out, /password hashed by the directory \(Password Modify\), checked/);
         assert.ok(!run.out.includes(password) && !run.err.includes(password));
         assert.deepEqual(await verify("john.smith@example.com", password), {
           ok: true,
@@ -78,7 +52,8 @@ Deno.test("relay user --ldap against slapd", async (t) => {
         });
         const [entry] = await slapd.search("dc=example,dc=com", "(uid=john.smith)", ["*"]);
         const stored = String(entry.userPassword);
-        assert.match(stored, /^\{SSHA512\}[A-Za-z0-9+/]+=*$/);
+        // slapd's own default scheme: it hashed the password, not the relay.
+        assert.match(stored, /^\{SSHA\}[A-Za-z0-9+/]+=*$/);
         assert.ok(!stored.includes(password));
         assert.ok(verifySaltedSha(stored, password));
         assert.deepEqual(
@@ -155,7 +130,7 @@ Deno.test("relay user --ldap against slapd", async (t) => {
       assert.equal(!old.ok && old.reason, "invalid_credentials");
       assert.equal((await verify("john.smith@example.com", "New-Pass-8")).ok, true);
       const [entry] = await slapd.search("dc=example,dc=com", "(uid=john.smith)", ["userPassword"]);
-      assert.match(String(entry.userPassword), /^\{SSHA512\}/);
+      assert.match(String(entry.userPassword), /^\{SSHA\}/);
     });
 
     await t.step("passwd asks twice on a terminal and refuses a mismatch", async () => {
@@ -229,9 +204,54 @@ Deno.test("relay user --ldap against slapd", async (t) => {
       assert.equal(show.code, 0, show.err);
       assert.match(
         show.out,
-        /^dn: uid=boss,ou=users,dc=newco,dc=org\nmail: boss@newco\.org\nuidNumber: \d+\ndisabled: false$/,
+        /^dn: uid=boss,ou=users,dc=newco,dc=org\nmail: boss@newco\.org\nuidNumber: \d+\naccount: active$/,
       );
     });
+
+    await t.step(
+      "userPassword fallback: a scheme slapd cannot verify is refused and undone",
+      async () => {
+        const args = ["add", "--ldap", "dave@company.com", "--first", "Dave", "--last", "D"];
+        const sha512 = slapd.ldapConfig({
+          admin: {
+            bind_dn: slapd.adminDn,
+            bind_password: slapd.adminPassword,
+            password_method: "user_password",
+          },
+        });
+        const refused = await cli([...args, "--password-stdin"], sha512, "Dave-Pass-1\n");
+        assert.equal(refused.code, 1);
+        assert.match(
+          refused.err,
+          /with the new password failed \(the change was undone\); likely cause: the directory cannot verify \{SSHA512\} values \(OpenLDAP needs the pw-sha2 module\): set \[ldap\.admin\] password_scheme = "SSHA"/,
+        );
+        assert.deepEqual(await slapd.search("dc=company,dc=com", "(uid=dave)"), []);
+
+        const ssha = slapd.ldapConfig({
+          admin: {
+            bind_dn: slapd.adminDn,
+            bind_password: slapd.adminPassword,
+            password_method: "user_password",
+            password_scheme: "SSHA",
+          },
+        });
+        const added = await cli([...args, "--password-stdin"], ssha, "Dave-Pass-1\n");
+        assert.equal(added.code, 0, added.err);
+        assert.match(added.out, /password stored as \{SSHA\}, checked with a bind/);
+        assert.equal((await verify("dave@company.com", "Dave-Pass-1")).ok, true);
+
+        // passwd with the unverifiable scheme: refused, and the old password still works.
+        const passwd = await cli(
+          ["passwd", "--ldap", "dave@company.com", "--password-stdin"],
+          sha512,
+          "Dave-Pass-2\n",
+        );
+        assert.equal(passwd.code, 1);
+        assert.match(passwd.err, /\(the change was undone\)/);
+        assert.equal((await verify("dave@company.com", "Dave-Pass-1")).ok, true);
+        assert.equal((await verify("dave@company.com", "Dave-Pass-2")).ok, false);
+      },
+    );
 
     await t.step("usage errors exit 2", async () => {
       for (

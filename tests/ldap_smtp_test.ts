@@ -7,36 +7,16 @@
  */
 import assert from "node:assert/strict";
 import nodemailer from "nodemailer";
-import { runLdapUserCommand } from "../src/cli/user_ldap.ts";
-import { SmtpClient } from "../src/delivery/smtp_client.ts";
-import { startSlapd } from "./support/slapd.ts";
-import { connectClient, startTestRelay, type TestRelay } from "./support/relay.ts";
+import { DEFAULT_USERS, startSlapd } from "./support/slapd.ts";
+import { cli } from "./support/user_ldap_cli.ts";
+import { authenticate, startTestRelay } from "./support/relay.ts";
 
 const encoder = new TextEncoder();
 
-async function authenticate(
-  t: TestRelay,
-  security: "implicit" | "starttls",
-  username: string,
-  password: string,
-  mechanism: "PLAIN" | "LOGIN" = "PLAIN",
-): Promise<{ client: SmtpClient; code: number; enhanced?: string }> {
-  const client = await connectClient(t, security);
-  try {
-    const reply = await client.auth({ username, password, mechanism });
-    return { client, code: reply.code, enhanced: reply.enhanced };
-  } catch (error) {
-    const reply = (error as { reply?: { code: number; enhanced?: string } }).reply;
-    if (!reply) {
-      client.close();
-      throw error;
-    }
-    return { client, code: reply.code, enhanced: reply.enhanced };
-  }
-}
-
 Deno.test("SMTP AUTH against OpenLDAP through the relay", async (t) => {
-  await using slapd = await startSlapd();
+  await using slapd = await startSlapd({
+    users: [...DEFAULT_USERS, { email: "old@example.com", password: "Old-Pass-5", expired: true }],
+  });
   const ldap = slapd.ldapConfig({
     admin: { bind_dn: slapd.adminDn, bind_password: slapd.adminPassword },
     timeout_ms: 1000,
@@ -122,6 +102,32 @@ Deno.test("SMTP AUTH against OpenLDAP through the relay", async (t) => {
       }
     });
 
+    await t.step("ppolicy lock and expiry: 535, the reason audited and shown", async () => {
+      const cases = [
+        ["locked@example.com", "Locked-Pass-3", /^account locked: pwdAccountLockedTime is /],
+        ["old@example.com", "Old-Pass-5", /^password expired: password policy response /],
+      ] as const;
+      for (const [user, password, detail] of cases) {
+        const r = await authenticate(relay, "implicit", user, password);
+        assert.equal(`${r.code} ${r.enhanced}`, "535 5.7.8", user);
+        await r.client.quit();
+        const event = relay.audit.events.findLast((e) =>
+          e.event === "auth_attempt" && e.email === user
+        );
+        assert.equal(event?.reason, "account_disabled");
+        assert.match(String(event?.detail), detail);
+      }
+      const locked = await cli(["show", "--ldap", "locked@example.com"], ldap);
+      assert.match(locked.out, /\naccount: locked: pwdAccountLockedTime is 000001010000Z/);
+      const old = await cli(["show", "--ldap", "old@example.com"], ldap);
+      assert.match(
+        old.out,
+        /\naccount: expired: the password is older than pwdMaxAge 86400 s of cn=expiring,ou=policies,dc=example,dc=com \(expired 2000-01-02T00:00:00\.000Z\)\npassword changed: 2000-01-01T00:00:00\.000Z$/,
+      );
+      const john = await cli(["show", "--ldap", "john.doe@example.com"], ldap);
+      assert.match(john.out, /\naccount: active$/);
+    });
+
     await t.step("directory down: 454 4.7.0; back up: the next AUTH succeeds", async () => {
       await slapd.stop();
       const down = await authenticate(relay, "implicit", "john.doe@example.com", "John-Doe-Pass-1");
@@ -141,9 +147,7 @@ Deno.test("SMTP AUTH against OpenLDAP through the relay", async (t) => {
 
     await t.step("a user created with `relay user add --ldap` can send", async () => {
       const password = "New-User-Pass-9";
-      const bytes = encoder.encode(`${password}\n`);
-      let offset = 0;
-      const code = await runLdapUserCommand(
+      const { code, err } = await cli(
         [
           "add",
           "--ldap",
@@ -155,22 +159,9 @@ Deno.test("SMTP AUTH against OpenLDAP through the relay", async (t) => {
           "--password-stdin",
         ],
         ldap,
-        {
-          stdin: {
-            read(buffer) {
-              if (offset >= bytes.length) return Promise.resolve(null);
-              const n = Math.min(buffer.length, bytes.length - offset);
-              buffer.set(bytes.subarray(offset, offset + n));
-              offset += n;
-              return Promise.resolve(n);
-            },
-          },
-          isTerminal: false,
-          stdout: () => {},
-          stderr: () => {},
-        },
+        `${password}\n`,
       );
-      assert.equal(code, 0);
+      assert.equal(code, 0, err);
       const [entry] = await slapd.search("dc=company,dc=com", "(uid=new.user)", ["userPassword"]);
       assert.ok(!String(entry.userPassword).includes(password));
       const r = await authenticate(relay, "starttls", "new.user@company.com", password);

@@ -23,10 +23,15 @@ case "$verb" in
     # A socket left by the last run would end the wait below before the server listens.
     rm -f "/run/slapd-$instance.socket"
     /usr/sbin/ns-slapd -D "/etc/dirsrv/slapd-$instance" -i "$pidfile" || exit 1
-    # ns-slapd forks before it listens; dscreate connects over LDAPI right after we return.
+    # ns-slapd forks before it listens; dscreate connects right after we return, so wait
+    # until it answers (an anonymous root DSE read over LDAPI), not just for the socket file.
     i=0
-    while [ ! -S "/run/slapd-$instance.socket" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-    sleep 0.5
+    until ldapsearch -x -H "ldapi://%2Frun%2Fslapd-$instance.socket" -b "" -s base \
+      >/dev/null 2>&1; do
+      [ $i -ge 300 ] && exit 1
+      sleep 0.1
+      i=$((i + 1))
+    done
     ;;
   stop)
     running && kill "$(cat "$pidfile")"

@@ -10,8 +10,11 @@
  * ```
  *
  * Passwords are read from the terminal without echo (asked twice) or, with
- * `--password-stdin`, from the first line of standard input; they are hashed
- * (`[ldap.admin] password_scheme`, `{SSHA512}` by default) before they are sent.
+ * `--password-stdin`, from the first line of standard input. The directory
+ * hashes them (Password Modify, RFC 3062) when it offers that; otherwise they
+ * are hashed here (`[ldap.admin] password_scheme`). Either way a bind as the
+ * user then proves the password works, or the command fails (exit 1) naming
+ * the likely cause.
  *
  * @module
  */
@@ -19,7 +22,9 @@ import { parseArgs } from "node:util";
 import { CommandError, readNewPassword, type UserIoOptions } from "./password_input.ts";
 import type { LdapConfig } from "../config/ldap_schema.ts";
 import { LdapAdminError, LdapUserAdmin } from "../auth/ldap/admin.ts";
+import { describeAccountState } from "../auth/ldap/account_state.ts";
 import { readLdapCa } from "../auth/ldap/authenticator.ts";
+import type { PasswordMethod } from "../auth/ldap/password_write.ts";
 
 export type { ByteReader } from "./password_input.ts";
 
@@ -27,6 +32,13 @@ export type { ByteReader } from "./password_input.ts";
 export interface LdapUserCommandOptions extends UserIoOptions {
   /** PEM CA for TLS to the directory; default: read `[ldap] ca`. */
   caPem?: string;
+}
+
+/** How the password reached the directory, for the success line. */
+function passwordNote(method: PasswordMethod, config: LdapConfig): string {
+  return method === "password_modify"
+    ? "password hashed by the directory (Password Modify), checked with a bind"
+    : `password stored as {${config.admin.password_scheme}}, checked with a bind`;
 }
 
 /** Longest password accepted, in bytes (directories cap bind passwords too). */
@@ -147,6 +159,7 @@ export async function runLdapUserCommand(
         });
         for (const dn of added.created) stdout(`created ${dn}`);
         stdout(`added ${added.email} as ${added.dn} (uidNumber ${added.uidNumber})`);
+        stdout(passwordNote(added.passwordMethod, ldapConfig));
         return 0;
       }
       case "passwd": {
@@ -158,8 +171,9 @@ export async function runLdapUserCommand(
           options,
           MAX_PASSWORD_BYTES,
         );
-        const dn = await admin.setPassword(email, password);
-        stdout(`changed the password of ${dn}`);
+        const changed = await admin.setPassword(email, password);
+        stdout(`changed the password of ${changed.dn}`);
+        stdout(passwordNote(changed.passwordMethod, ldapConfig));
         return 0;
       }
       case "remove": {
@@ -173,7 +187,10 @@ export async function runLdapUserCommand(
         stdout(`dn: ${entry.dn}`);
         for (const mail of entry.mail) stdout(`mail: ${mail}`);
         if (entry.uidNumber !== undefined) stdout(`uidNumber: ${entry.uidNumber}`);
-        stdout(`disabled: ${entry.disabled}`);
+        stdout(`account: ${describeAccountState(entry.state)}`);
+        if (entry.passwordChanged) {
+          stdout(`password changed: ${entry.passwordChanged.toISOString()}`);
+        }
         return 0;
       }
     }

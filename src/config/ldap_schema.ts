@@ -45,8 +45,16 @@ const ldapAdminSchema = z.strictObject({
   /** `loginShell` of new users; empty leaves it out. */
   login_shell: z.string().default("/usr/sbin/nologin"),
   /**
-   * How new passwords are hashed before they are sent (OpenLDAP needs the
-   * `pw-sha2` module for the SHA-2 schemes; 389 DS has them built in).
+   * How passwords are set. `auto`: the Password Modify extended operation
+   * (RFC 3062; the directory hashes by its own policy) when the root DSE lists
+   * it, else `user_password`. `password_modify`: always that operation.
+   * `user_password`: write `userPassword` hashed with `password_scheme`.
+   */
+  password_method: z.enum(["auto", "password_modify", "user_password"]).default("auto"),
+  /**
+   * The hash written by `user_password` (OpenLDAP verifies the SHA-2 schemes
+   * only with its `pw-sha2` module; 389 DS has them built in). Every write is
+   * checked with a bind as the user and undone when the directory cannot verify it.
    */
   password_scheme: z.enum(["SSHA512", "SSHA256", "SSHA"]).default("SSHA512"),
 }).prefault({});

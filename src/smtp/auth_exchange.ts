@@ -258,6 +258,7 @@ async function finishAuth(
     domain: parseEmail(user)?.domain,
     success: false,
     reason: result.reason,
+    detail: result.detail,
   });
   switch (result.reason) {
     case "temporary_failure":

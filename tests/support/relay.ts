@@ -190,3 +190,28 @@ export async function connectAs(
     throw error;
   }
 }
+
+/**
+ * Connects and tries AUTH once: the reply code and enhanced status, and the
+ * client (authenticated or not) for the caller to use and quit.
+ */
+export async function authenticate(
+  t: { smtpsPort: number; submissionPort: number; caPem: string },
+  security: "implicit" | "starttls",
+  username: string,
+  password: string,
+  mechanism: "PLAIN" | "LOGIN" = "PLAIN",
+): Promise<{ client: SmtpClient; code: number; enhanced?: string }> {
+  const client = await connectClient(t, security);
+  try {
+    const reply = await client.auth({ username, password, mechanism });
+    return { client, code: reply.code, enhanced: reply.enhanced };
+  } catch (error) {
+    const reply = (error as { reply?: { code: number; enhanced?: string } }).reply;
+    if (!reply) {
+      client.close();
+      throw error;
+    }
+    return { client, code: reply.code, enhanced: reply.enhanced };
+  }
+}

@@ -2,7 +2,9 @@
  * A throw-away OpenLDAP `slapd` for tests: its own slapd.conf, mdb databases
  * and test CA in a temp dir, listening on free 127.0.0.1 ports (LDAP with
  * StartTLS, and LDAPS), seeded with users in `example.com` and `company.com`
- * (one of them locked), run as a child process in the foreground.
+ * (one of them locked), run as a child process in the foreground. With
+ * `stock: true` it loads no module beyond Debian's default (`back_mdb`): no
+ * ppolicy, no `pw-sha2`, as most installations.
  *
  * Needs Debian's `slapd` and `openssl`: `apt-get install -y slapd ldap-utils openssl`.
  *
@@ -38,6 +40,8 @@ export interface SeedUser {
   surname?: string;
   /** Locked with ppolicy's `pwdAccountLockedTime` (binds refused by slapd too). */
   disabled?: boolean;
+  /** Under a policy with `pwdMaxAge` 1 day, password changed in 2000: expired. */
+  expired?: boolean;
 }
 
 /** A seeded user, with where it ended up. */
@@ -58,19 +62,20 @@ export interface SlapdOptions {
   emptyDomains?: string[];
   /** slapd `idletimeout`: seconds after which slapd closes idle connections (0: never). */
   idleTimeoutSeconds?: number;
+  /**
+   * Debian's stock slapd: no ppolicy and no `pw-sha2` module (so `{SSHA512}`
+   * cannot be verified and no user can be locked). Default users: none locked.
+   */
+  stock?: boolean;
 }
 
-/** A running test directory. */
-export interface Slapd {
-  /** `ldap://127.0.0.1:PORT` (StartTLS available). */
+/** What every test directory (slapd, 389 DS) offers: where it is, who may do what, who lives there. */
+export interface TestDirectory {
+  /** The plain `ldap://` URL (StartTLS available). */
   url: string;
-  /** `ldaps://127.0.0.1:PORT2`. */
-  ldapsUrl: string;
   /** Port of `url`. */
   port: number;
-  /** Port of `ldapsUrl`. */
-  ldapsPort: number;
-  /** The rootdn of every database (full rights everywhere). */
+  /** The administrator (full rights everywhere). */
   adminDn: string;
   /** Its password. */
   adminPassword: string;
@@ -80,18 +85,26 @@ export interface Slapd {
   servicePassword: string;
   /** One suffix per domain, `dc=example,dc=com` first. */
   baseDns: string[];
-  /** The test CA certificate (PEM) that signed the server certificate (SAN 127.0.0.1, localhost). */
+  /** The CA certificate (PEM) that signed the server certificate. */
   caPem: string;
-  /** The same CA as a file, for configs that want a path. */
-  caFile: string;
   /** The seeded users. */
   users: SeededUser[];
+  /** An `[ldap]` config pointing at this directory with the service account; `overrides` win. */
+  ldapConfig(overrides?: Record<string, unknown>): LdapConfig;
+}
+
+/** A running test slapd. */
+export interface Slapd extends TestDirectory {
+  /** `ldaps://127.0.0.1:PORT2`. */
+  ldapsUrl: string;
+  /** Port of `ldapsUrl`. */
+  ldapsPort: number;
+  /** The same CA as a file, for configs that want a path. */
+  caFile: string;
   /** The temp dir holding config, databases and certificates. */
   dir: string;
   /** Process id of the running slapd (changes on restart). */
   readonly pid: number;
-  /** An `[ldap]` config pointing at this directory with the service account; `overrides` win. */
-  ldapConfig(overrides?: Record<string, unknown>): LdapConfig;
   /** Reads entries as the admin (attribute names as the server spells them). */
   search(
     base: string,
@@ -121,6 +134,9 @@ export const DEFAULT_USERS: readonly SeedUser[] = [
   { email: "alice@company.com", password: "Alice-Pass-4", givenName: "Alice", surname: "Smith" },
 ];
 
+/** Policy with a maximum password age, for users seeded with `expired`. */
+const EXPIRING_POLICY = "cn=expiring,ou=policies";
+
 /** `dc=company,dc=com` for `company.com`. */
 export function suffixFor(domain: string): string {
   return domain.split(".").map((label) => `dc=${label}`).join(",");
@@ -141,7 +157,8 @@ export function ldifEntry(dn: string, attributes: Record<string, string | string
   return lines.join("\n") + "\n\n";
 }
 
-async function exists(path: string): Promise<boolean> {
+/** Whether a path exists. */
+export async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
     return true;
@@ -150,10 +167,16 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-async function run(cmd: string, args: string[], cwd?: string): Promise<string> {
+/** Runs a command to completion; its output, or an error carrying it. */
+export async function run(
+  cmd: string,
+  args: string[],
+  cwd?: string,
+  env?: Record<string, string>,
+): Promise<string> {
   let output: Deno.CommandOutput;
   try {
-    output = await new Deno.Command(cmd, { args, cwd, stdout: "piped", stderr: "piped" })
+    output = await new Deno.Command(cmd, { args, cwd, env, stdout: "piped", stderr: "piped" })
       .output();
   } catch (error) {
     throw new Error(`cannot run ${cmd}: ${(error as Error).message}`);
@@ -217,7 +240,8 @@ async function makeCertificates(dir: string): Promise<void> {
   ], dir);
 }
 
-function freePorts(count: number): number[] {
+/** `count` distinct free ports on 127.0.0.1 (free when asked; bind soon). */
+export function freePorts(count: number): number[] {
   const listeners = Array.from(
     { length: count },
     () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
@@ -234,17 +258,17 @@ function slapdConf(options: {
   adminPasswordHash: string;
   serviceDn: string;
   idleTimeoutSeconds: number;
+  stock: boolean;
 }): string {
-  const { dir, adminDn, serviceDn } = options;
+  const { dir, adminDn, serviceDn, stock } = options;
   const lines = [
     ...["core", "cosine", "inetorgperson", "nis"].map((s) => `include ${SCHEMA_DIR}/${s}.schema`),
     `pidfile ${dir}/slapd.pid`,
     `argsfile ${dir}/slapd.args`,
     `modulepath ${MODULE_DIR}`,
     "moduleload back_mdb",
-    "moduleload ppolicy",
-    // {SSHA512} and friends, as the admin commands write them.
-    "moduleload pw-sha2",
+    // {SSHA512} and friends, as password_scheme may write them; stock slapd lacks both.
+    ...(stock ? [] : ["moduleload ppolicy", "moduleload pw-sha2"]),
     `TLSCACertificateFile ${dir}/ca.pem`,
     `TLSCertificateFile ${dir}/server.pem`,
     `TLSCertificateKeyFile ${dir}/server.key`,
@@ -264,8 +288,12 @@ function slapdConf(options: {
       "maxsize 16777216",
       "access to attrs=userPassword by self write by anonymous auth by * none",
       `access to * by dn.exact="${serviceDn}" read by self read by * none`,
-      "overlay ppolicy",
-      `ppolicy_default "cn=default,ou=policies,${suffix}"`,
+      ...(stock ? [] : [
+        "overlay ppolicy",
+        `ppolicy_default "cn=default,ou=policies,${suffix}"`,
+        // The policy response control names a lock (AccountLocked), not just "invalid".
+        "ppolicy_use_lockout",
+      ]),
     );
   });
   return lines.filter((l, i, all) => l !== "" || all[i - 1] !== "").join("\n") + "\n";
@@ -287,6 +315,7 @@ export async function startSlapd(options: SlapdOptions = {}): Promise<Slapd> {
     }
   }
   const domains = options.domains ?? ["example.com", "company.com"];
+  const stock = options.stock ?? false;
   const emptyDomains = options.emptyDomains ?? [];
   const suffixes = [...domains, ...emptyDomains].map(suffixFor);
   const dir = await Deno.makeTempDir({ prefix: "relay-slapd-" });
@@ -306,9 +335,15 @@ export async function startSlapd(options: SlapdOptions = {}): Promise<Slapd> {
         adminPasswordHash: hashSaltedSha("SSHA", adminPassword),
         serviceDn,
         idleTimeoutSeconds: options.idleTimeoutSeconds ?? 0,
+        stock,
       }),
     );
-    const users = seedUsers(options.users ?? [...DEFAULT_USERS]);
+    const users = seedUsers(
+      options.users ?? DEFAULT_USERS.filter((u) => !(stock && u.disabled)),
+    );
+    if (stock && users.some((u) => u.disabled || u.expired)) {
+      throw new Error("a stock slapd (no ppolicy) cannot lock or expire users");
+    }
     // slapadd reads the whole config, so every database directory must exist first.
     for (const i of suffixes.keys()) await Deno.mkdir(`${dir}/db${i}`);
     for (const [i, domain] of domains.entries()) {
@@ -319,17 +354,26 @@ export async function startSlapd(options: SlapdOptions = {}): Promise<Slapd> {
         o: domain,
       });
       ldif += ldifEntry(`ou=users,${suffix}`, { objectClass: "organizationalUnit", ou: "users" });
-      ldif += ldifEntry(`ou=policies,${suffix}`, {
-        objectClass: "organizationalUnit",
-        ou: "policies",
-      });
-      // ppolicy enforces pwdAccountLockedTime only under a policy with pwdLockout.
-      ldif += ldifEntry(`cn=default,ou=policies,${suffix}`, {
-        objectClass: ["applicationProcess", "pwdPolicy"],
-        cn: "default",
-        pwdAttribute: "userPassword",
-        pwdLockout: "TRUE",
-      });
+      if (!stock) {
+        ldif += ldifEntry(`ou=policies,${suffix}`, {
+          objectClass: "organizationalUnit",
+          ou: "policies",
+        });
+        // ppolicy enforces pwdAccountLockedTime only under a policy with pwdLockout.
+        ldif += ldifEntry(`cn=default,ou=policies,${suffix}`, {
+          objectClass: ["applicationProcess", "pwdPolicy"],
+          cn: "default",
+          pwdAttribute: "userPassword",
+          pwdLockout: "TRUE",
+        });
+        ldif += ldifEntry(`${EXPIRING_POLICY},${suffix}`, {
+          objectClass: ["applicationProcess", "pwdPolicy"],
+          cn: "expiring",
+          pwdAttribute: "userPassword",
+          pwdMaxAge: "86400",
+          pwdGraceAuthNLimit: "0",
+        });
+      }
       if (i === 0) {
         ldif += ldifEntry(`ou=services,${suffix}`, {
           objectClass: "organizationalUnit",
@@ -405,7 +449,8 @@ export async function startSlapd(options: SlapdOptions = {}): Promise<Slapd> {
   }
 }
 
-function seedUsers(seeds: SeedUser[]): SeededUser[] {
+/** Where seed users go: `uid=<local>,ou=users,<suffix>`, `uidNumber` 5000 + index. */
+export function seedUsers(seeds: SeedUser[]): SeededUser[] {
   return seeds.map((seed, i) => {
     const at = seed.email.lastIndexOf("@");
     const local = seed.email.slice(0, at).toLowerCase();
@@ -414,6 +459,7 @@ function seedUsers(seeds: SeedUser[]): SeededUser[] {
       givenName: local,
       surname: local,
       disabled: false,
+      expired: false,
       ...seed,
       dn: `uid=${local},ou=users,${suffixFor(domain)}`,
       uidNumber: 5000 + i,
@@ -421,10 +467,11 @@ function seedUsers(seeds: SeedUser[]): SeededUser[] {
   });
 }
 
-function userLdif(user: SeededUser): string {
+/** A seeded user's entry in the prototype's layout, without password or account state. */
+export function userAttributes(user: SeededUser): Record<string, string | string[]> {
   const local = user.dn.slice(4, user.dn.indexOf(","));
   const domain = user.email.slice(user.email.lastIndexOf("@") + 1).toLowerCase();
-  return ldifEntry(user.dn, {
+  return {
     objectClass: ["top", "inetOrgPerson", "posixAccount"],
     uid: local,
     cn: `${user.givenName} ${user.surname}`,
@@ -434,8 +481,21 @@ function userLdif(user: SeededUser): string {
     uidNumber: String(user.uidNumber),
     gidNumber: String(user.uidNumber),
     homeDirectory: `/home/${domain}/${local}`,
+  };
+}
+
+function userLdif(user: SeededUser): string {
+  const domain = user.email.slice(user.email.lastIndexOf("@") + 1).toLowerCase();
+  return ldifEntry(user.dn, {
+    ...userAttributes(user),
     userPassword: hashSaltedSha("SSHA", user.password),
     ...(user.disabled ? { pwdAccountLockedTime: "000001010000Z" } : {}),
+    ...(user.expired
+      ? {
+        pwdPolicySubentry: `${EXPIRING_POLICY},${suffixFor(domain)}`,
+        pwdChangedTime: "20000101000000Z",
+      }
+      : {}),
   });
 }
 

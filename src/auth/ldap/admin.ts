@@ -2,8 +2,11 @@
  * Writing user entries (the admin side of `relay user ... --ldap`): add with
  * safely allocated POSIX ids, change a password, remove. Entries follow the
  * layout the relay searches by default: `uid=<local>,ou=users,dc=<labels>`,
- * objectClasses inetOrgPerson + posixAccount, `userPassword` hashed here as
- * `{SSHA512}` (never stored in plain text).
+ * objectClasses inetOrgPerson + posixAccount. Passwords are set with the
+ * Password Modify extended operation when the directory offers it (it hashes
+ * them by its own policy), else written as a salted hash made here; either
+ * way one bind as the user then proves the password works (see
+ * `password_write.ts`).
  *
  * Id allocation: one counter entry (`[ldap.admin] id_counter_dn`) holds the
  * next free `uidNumber`; it is taken with a single modify that deletes the old
@@ -16,19 +19,32 @@
  * @module
  */
 import { parseEmail } from "../../mail/mod.ts";
-import { Attribute, Change, type Client } from "ldapts";
+import { Attribute, Change, type Client, type Entry } from "ldapts";
 import type { LdapConfig } from "../../config/ldap_schema.ts";
 import {
+  ACCOUNT_STATE_ATTRIBUTES,
+  type AccountState,
+  accountStateOf,
   attributeValues,
+  parseGeneralizedTime,
+} from "./account_state.ts";
+import {
   baseDnFor,
   bindDnFor,
+  type BindOutcome,
   endpointFor,
-  isEntryDisabled,
   userFilterFor,
 } from "./authenticator.ts";
 import { describe, discardClient, openClient, resultCode } from "./connection.ts";
 import { escapeDnValue, fillTemplate } from "./escape.ts";
 import { hashSaltedSha } from "./password_hash.ts";
+import {
+  bindAsUser,
+  choosePasswordMethod,
+  likelyCause,
+  type PasswordMethod,
+  writePassword,
+} from "./password_write.ts";
 
 /** An admin request that cannot be carried out (exists, not found, no suffix...). */
 export class LdapAdminError extends Error {
@@ -67,6 +83,16 @@ export interface AddedLdapUser {
   gidNumber: number;
   /** Entries created above the user by `createOu`. */
   created: string[];
+  /** How the password was written. */
+  passwordMethod: PasswordMethod;
+}
+
+/** What `setPassword` did. */
+export interface ChangedLdapPassword {
+  /** DN of the entry. */
+  dn: string;
+  /** How the password was written. */
+  passwordMethod: PasswordMethod;
 }
 
 /** A user entry as an admin sees it. */
@@ -79,6 +105,22 @@ export interface LdapUserEntry {
   uidNumber?: number;
   /** Locked. */
   disabled: boolean;
+  /** Locked, expired or active, with the attribute that says so. */
+  state: AccountState;
+  /** `pwdChangedTime` (OpenLDAP ppolicy), if the directory keeps it. */
+  passwordChanged?: Date;
+}
+
+/**
+ * The password was written but a bind as the user failed: the message names
+ * the likely cause; `rolledBack` says whether the write was undone.
+ */
+export class LdapPasswordVerificationError extends LdapAdminError {
+  /** Creates the error. */
+  constructor(message: string, readonly rolledBack: boolean, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "LdapPasswordVerificationError";
+  }
 }
 
 /** Options for {@linkcode LdapUserAdmin}. */
@@ -126,6 +168,14 @@ function unescapeDnValue(value: string): string {
     }
   }
   return new TextDecoder().decode(new Uint8Array(bytes));
+}
+
+/** A failed password write, with the fix when the directory wants TLS first (389 DS does). */
+function writeFailure(error: unknown): string {
+  return resultCode(error) === 13
+    ? `${describe(error)}: the directory accepts passwords only over TLS; ` +
+      "set [ldap] starttls = true or an ldaps:// url"
+    : describe(error);
 }
 
 /** Lower-cased DN without spaces around separators, for comparisons. */
@@ -185,8 +235,11 @@ export class LdapUserAdmin {
       homeDirectory: fillTemplate(this.#config.admin.home_directory, values, {
         escape: (v) => v,
       }),
-      userPassword: hashSaltedSha(this.#config.admin.password_scheme, user.password),
     };
+    const method = await choosePasswordMethod(client, this.#config);
+    if (method === "user_password") {
+      attributes.userPassword = hashSaltedSha(this.#config.admin.password_scheme, user.password);
+    }
     if (this.#config.admin.login_shell !== "") {
       attributes.loginShell = this.#config.admin.login_shell;
     }
@@ -196,30 +249,101 @@ export class LdapUserAdmin {
       if (resultCode(error) === 68) throw new LdapAdminError(`${dn} already exists`);
       throw new LdapAdminError(`cannot add ${dn}: ${describe(error)}`, { cause: error });
     }
-    return { dn, email: address.canonical, uidNumber, gidNumber, created };
+    // An entry whose password cannot be used is not left behind.
+    const undo = async () => {
+      await client.del(dn);
+      return true;
+    };
+    if (method === "password_modify") {
+      try {
+        await writePassword(client, this.#config, dn, user.password, method);
+      } catch (error) {
+        await undo().catch(() => false);
+        throw new LdapAdminError(
+          `cannot set the password of ${dn} (Password Modify): ${writeFailure(error)}; ` +
+            `${dn} removed`,
+          { cause: error },
+        );
+      }
+    }
+    await this.#verify(dn, user.password, method, undo);
+    return { dn, email: address.canonical, uidNumber, gidNumber, created, passwordMethod: method };
   }
 
-  /** Replaces a user's password (hashed here); resolves the entry's DN. */
-  async setPassword(email: string, password: string): Promise<string> {
+  /**
+   * Replaces a user's password: Password Modify when the directory offers it,
+   * else a `userPassword` hashed here. Then binds as the user to prove it;
+   * a hash the directory cannot verify is replaced by the previous value again.
+   */
+  async setPassword(email: string, password: string): Promise<ChangedLdapPassword> {
     const entry = await this.#requireUser(email);
     const client = await this.#connect();
+    const method = await choosePasswordMethod(client, this.#config);
+    // The values to restore if the directory cannot verify the new hash (admins can read them).
+    const previous = method === "user_password"
+      ? await client.search(entry.dn, { scope: "base", attributes: ["userPassword"] })
+        .then((r) => r.searchEntries[0], () => undefined)
+      : undefined;
     try {
+      await writePassword(client, this.#config, entry.dn, password, method);
+    } catch (error) {
+      throw new LdapAdminError(
+        `cannot change the password of ${entry.dn}: ${writeFailure(error)}`,
+        { cause: error },
+      );
+    }
+    const old = previous === undefined ? [] : attributeValues(previous, "userPassword");
+    const restore = old.length === 0 ? undefined : async () => {
       await client.modify(
         entry.dn,
         new Change({
           operation: "replace",
-          modification: new Attribute({
-            type: "userPassword",
-            values: [hashSaltedSha(this.#config.admin.password_scheme, password)],
-          }),
+          modification: new Attribute({ type: "userPassword", values: old }),
         }),
       );
-    } catch (error) {
-      throw new LdapAdminError(`cannot change the password of ${entry.dn}: ${describe(error)}`, {
-        cause: error,
-      });
+      return true;
+    };
+    await this.#verify(entry.dn, password, method, restore);
+    return { dn: entry.dn, passwordMethod: method };
+  }
+
+  /**
+   * Binds once as `dn`; when that fails, throws {@linkcode LdapPasswordVerificationError}
+   * naming the likely cause. `undo` runs when the directory could not verify a
+   * hash written here (the only failure a rewrite cannot fix by itself).
+   */
+  async #verify(
+    dn: string,
+    password: string,
+    method: PasswordMethod,
+    undo?: () => Promise<boolean>,
+  ): Promise<void> {
+    let outcome: BindOutcome | undefined;
+    let error: unknown;
+    try {
+      outcome = await bindAsUser(endpointFor(this.#config, this.#options.caPem), dn, password);
+    } catch (caught) {
+      error = caught;
     }
-    return entry.dn;
+    if (outcome?.kind === "ok") return;
+    if (outcome?.kind === "locked" || outcome?.kind === "expired") {
+      // The entry's own attribute names the state better than the bind's answer.
+      const { searchEntries } = await (await this.#connect()).search(dn, {
+        scope: "base",
+        attributes: [...ACCOUNT_STATE_ATTRIBUTES],
+      });
+      const state = searchEntries[0] ? accountStateOf(searchEntries[0]) : outcome;
+      if (state.kind !== "active") outcome = state;
+    }
+    const cause = likelyCause(this.#config, method, outcome, error);
+    const unverifiable = method === "user_password" && outcome?.kind === "invalid";
+    const rolledBack = unverifiable && undo !== undefined && await undo().catch(() => false);
+    const what = rolledBack ? "the change was undone" : "the password was written";
+    throw new LdapPasswordVerificationError(
+      `a bind as ${dn} with the new password failed (${what}); likely cause: ${cause}`,
+      rolledBack,
+      { cause: error },
+    );
   }
 
   /** Deletes a user's entry; resolves its DN. */
@@ -244,11 +368,46 @@ export class LdapUserAdmin {
     }
     const entry = entries[0];
     const uidNumber = attributeValues(entry, "uidNumber")[0];
+    const changed = attributeValues(entry, "pwdChangedTime")[0];
+    const passwordChanged = changed === undefined ? undefined : parseGeneralizedTime(changed);
+    let state = accountStateOf(entry);
+    if (state.kind === "active" && passwordChanged !== undefined) {
+      state = await this.#ppolicyExpiry(entry, passwordChanged) ?? state;
+    }
     return {
       dn: entry.dn,
       mail: attributeValues(entry, "mail"),
       uidNumber: uidNumber === undefined ? undefined : Number(uidNumber),
-      disabled: isEntryDisabled(entry),
+      disabled: state.kind === "locked",
+      state,
+      passwordChanged,
+    };
+  }
+
+  /**
+   * OpenLDAP ppolicy keeps no expiry time on the entry: `pwdChangedTime` plus
+   * the `pwdMaxAge` of the entry's policy (`pwdPolicySubentry`) says it.
+   * Undefined when the entry names no policy or the policy has no maximum age.
+   */
+  async #ppolicyExpiry(
+    entry: Entry,
+    changed: Date,
+  ): Promise<AccountState | undefined> {
+    const policyDn = attributeValues(entry, "pwdPolicySubentry")[0];
+    if (policyDn === undefined) return undefined;
+    const policy = await (await this.#connect()).search(policyDn, {
+      scope: "base",
+      attributes: ["pwdMaxAge"],
+    }).then((r) => r.searchEntries[0], () => undefined);
+    const maxAge = Number(policy ? attributeValues(policy, "pwdMaxAge")[0] : 0);
+    if (!(maxAge > 0)) return undefined;
+    const expiry = new Date(changed.getTime() + maxAge * 1000);
+    if (expiry.getTime() > Date.now()) return undefined;
+    return {
+      kind: "expired",
+      attribute: "pwdChangedTime",
+      reason: `the password is older than pwdMaxAge ${maxAge} s of ${policyDn} ` +
+        `(expired ${expiry.toISOString()})`,
     };
   }
 
@@ -301,7 +460,13 @@ export class LdapUserAdmin {
       const { searchEntries } = await client.search(baseDnFor(this.#config, domain), {
         scope: "sub",
         filter: userFilterFor(this.#config, local, domain),
-        attributes: ["mail", "uidNumber", "nsAccountLock", "pwdAccountLockedTime"],
+        attributes: [
+          "mail",
+          "uidNumber",
+          ...ACCOUNT_STATE_ATTRIBUTES,
+          "pwdChangedTime",
+          "pwdPolicySubentry",
+        ],
         sizeLimit: 5,
       });
       return searchEntries;

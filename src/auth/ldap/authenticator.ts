@@ -13,6 +13,15 @@ import type { AuthResult, PasswordAuthenticator } from "../authenticator.ts";
 import type { LdapConfig } from "../../config/ldap_schema.ts";
 import { domainDcChain, escapeDnValue, escapeFilterValue, fillTemplate } from "./escape.ts";
 import {
+  ACCOUNT_STATE_ATTRIBUTES,
+  type AccountState,
+  accountStateOf,
+  attributeValues,
+  bindRefusal,
+  isAdministrativeLock,
+  passwordPolicyControl,
+} from "./account_state.ts";
+import {
   describe,
   isTemporaryError,
   type LdapEndpoint,
@@ -40,6 +49,8 @@ export interface LdapUser {
   surname?: string;
   /** Locked: 389 DS `nsAccountLock: true` or OpenLDAP `pwdAccountLockedTime` present. */
   disabled: boolean;
+  /** What the entry's attributes say about the account (locked, expired, active). */
+  state: AccountState;
 }
 
 /** Options for {@linkcode LdapAuthenticator}. */
@@ -50,31 +61,14 @@ export interface LdapAuthenticatorOptions {
   logger?: Logger;
 }
 
-/** Attributes read from a user entry (lock attributes are operational: ask by name). */
-const USER_ATTRIBUTES = [
-  "mail",
-  "uid",
-  "cn",
-  "givenName",
-  "sn",
-  "nsAccountLock",
-  "pwdAccountLockedTime",
-];
+const ACTIVE: AccountState = { kind: "active" };
 
-/** Values of an attribute, whatever case the server spelled its name in. */
-export function attributeValues(entry: Entry, name: string): string[] {
-  const key = Object.keys(entry).find((k) => k.toLowerCase() === name.toLowerCase());
-  if (key === undefined || key === "dn") return [];
-  const value = entry[key];
-  const list = Array.isArray(value) ? value : [value];
-  return list.map((v) => typeof v === "string" ? v : v.toString("utf8"));
-}
+/** Attributes read from a user entry (state attributes are operational: asked for by name). */
+const USER_ATTRIBUTES = ["mail", "uid", "cn", "givenName", "sn", ...ACCOUNT_STATE_ATTRIBUTES];
 
 /** Whether an entry is locked (389 DS `nsAccountLock`, OpenLDAP ppolicy `pwdAccountLockedTime`). */
 export function isEntryDisabled(entry: Entry): boolean {
-  const nsLock = attributeValues(entry, "nsAccountLock");
-  if (nsLock.some((v) => v.trim().toLowerCase() === "true")) return true;
-  return attributeValues(entry, "pwdAccountLockedTime").length > 0;
+  return accountStateOf(entry).kind === "locked";
 }
 
 /**
@@ -252,28 +246,33 @@ export class LdapAuthenticator implements PasswordAuthenticator {
       };
     }
     const user = this.#toUser(entries[0], local, domain);
-    if (user.disabled) return { ok: false, reason: "account_disabled", detail: user.dn };
+    // An administrative lock needs no bind; a ppolicy lock may have timed out: the bind decides.
+    if (user.state.kind !== "active" && isAdministrativeLock(user.state)) {
+      return this.#stateFailure(user.state, user.dn);
+    }
     const bound = await this.#bindAs(user.dn, password);
-    if (bound !== "ok") return this.#bindFailure(bound, user.dn);
+    // The entry's own attribute is the more precise reason than a result code.
+    if (bound.kind !== "ok" && user.state.kind !== "active") {
+      return this.#stateFailure(user.state, user.dn);
+    }
+    if (bound.kind !== "ok") return this.#bindFailure(bound, user.dn);
     return { ok: true, email: user.email, domain: user.domain, backend: this.name };
   }
 
   async #verifyByBind(local: string, domain: string, password: string): Promise<AuthResult> {
     const dn = bindDnFor(this.#config, local, domain);
     const outcome = await this.#binds.use(async (client) => {
-      const code = await bindCode(client, dn, password);
-      if (code !== 0) return { code, entry: undefined };
+      const bound = await bindOutcome(client, dn, password);
+      if (bound.kind !== "ok") return { bound, entry: undefined };
       // Read our own entry (mail, lock state) while bound as the user; ACLs may forbid it.
       const entry = await client.search(dn, { scope: "base", attributes: USER_ATTRIBUTES })
         .then((r) => r.searchEntries[0], () => undefined);
-      return { code, entry };
+      return { bound, entry };
     });
-    if (outcome.code !== 0) {
-      const failed = this.#bindFailure(classifyBind(outcome.code) as "invalid" | "disabled", dn);
-      if (failed.ok || failed.reason !== "invalid_credentials" || this.#config.bind_dn === "") {
-        return failed;
-      }
-      // ppolicy-locked accounts fail like a wrong password; the service account can tell.
+    if (outcome.bound.kind !== "ok") {
+      if (this.#config.bind_dn === "") return this.#bindFailure(outcome.bound, dn);
+      // Without the policy control a ppolicy lock fails like a wrong password, and the control
+      // does not say which attribute locked it; the service account can tell.
       const entry = await this.#service.use((client) =>
         client.search(dn, { scope: "base", attributes: USER_ATTRIBUTES })
           .then((r) => r.searchEntries[0], (error) => {
@@ -281,15 +280,16 @@ export class LdapAuthenticator implements PasswordAuthenticator {
             throw error;
           })
       );
-      if (entry && isEntryDisabled(entry)) {
-        return { ok: false, reason: "account_disabled", detail: dn };
-      }
-      return failed;
+      const state = entry ? accountStateOf(entry) : ACTIVE;
+      if (state.kind !== "active") return this.#stateFailure(state, dn);
+      return this.#bindFailure(outcome.bound, dn);
     }
     const user = outcome.entry
       ? this.#toUser(outcome.entry, local, domain)
-      : { dn, email: `${local}@${domain}`.toLowerCase(), domain, disabled: false };
-    if (user.disabled) return { ok: false, reason: "account_disabled", detail: dn };
+      : { dn, email: `${local}@${domain}`.toLowerCase(), domain, state: ACTIVE };
+    if (user.state.kind !== "active" && isAdministrativeLock(user.state)) {
+      return this.#stateFailure(user.state, dn);
+    }
     return { ok: true, email: user.email, domain: user.domain, backend: this.name };
   }
 
@@ -314,15 +314,21 @@ export class LdapAuthenticator implements PasswordAuthenticator {
     });
   }
 
-  /** Binds as `dn` on a user-bind connection: "ok", "invalid" or "disabled". */
-  async #bindAs(dn: string, password: string): Promise<"ok" | "invalid" | "disabled"> {
-    return classifyBind(await this.#binds.use((client) => bindCode(client, dn, password)));
+  /** Binds as `dn` on a user-bind connection. */
+  async #bindAs(dn: string, password: string): Promise<BindOutcome> {
+    return await this.#binds.use((client) => bindOutcome(client, dn, password));
   }
 
-  #bindFailure(outcome: "invalid" | "disabled", dn: string): AuthResult {
-    return outcome === "invalid"
+  #bindFailure(outcome: Exclude<BindOutcome, { kind: "ok" }>, dn: string): AuthResult {
+    return outcome.kind === "invalid"
       ? { ok: false, reason: "invalid_credentials", detail: "wrong password" }
-      : { ok: false, reason: "account_disabled", detail: dn };
+      : this.#stateFailure(outcome, dn);
+  }
+
+  /** 535 for the client; the precise account state for the audit trail. */
+  #stateFailure(state: Exclude<AccountState, { kind: "active" }>, dn: string): AuthResult {
+    const what = state.kind === "expired" ? "password expired" : "account locked";
+    return { ok: false, reason: "account_disabled", detail: `${what}: ${state.reason} (${dn})` };
   }
 
   #toUser(entry: Entry, local: string, domain: string): LdapUser {
@@ -343,46 +349,53 @@ export class LdapAuthenticator implements PasswordAuthenticator {
       givenName: first("givenName"),
       surname: first("sn"),
       disabled: isEntryDisabled(entry),
+      state: accountStateOf(entry),
     };
   }
 }
 
-/**
- * What a bind's result code says about the user. Codes that say something
- * about the configuration instead (13 confidentialityRequired: TLS needed;
- * 50 insufficientAccess...) are thrown, so they are logged as errors and
- * answered as temporary failures rather than blamed on the user.
- */
-function classifyBind(code: number): "ok" | "invalid" | "disabled" {
-  switch (code) {
-    case 0:
-      return "ok";
-    case 32: // noSuchObject
-    case 34: // invalidDNSyntax
-    case 48: // inappropriateAuthentication
-    case 49: // invalidCredentials (also OpenLDAP ppolicy lockouts)
-      return "invalid";
-    case 19: // constraintViolation: 389 DS password-policy lockout
-    case 53: // unwillingToPerform: 389 DS nsAccountLock ("account inactivated")
-      return "disabled";
-    default:
-      throw new LdapUnavailableError(`unexpected LDAP bind result ${code}`);
-  }
-}
+/** What a user bind said: accepted, wrong credentials, or an account state. */
+export type BindOutcome =
+  | { kind: "ok" }
+  | { kind: "invalid" }
+  | Exclude<
+    AccountState,
+    { kind: "active" }
+  >;
+
+/** Bind result codes that say something about the user (the rest are about the setup). */
+const USER_BIND_CODES: ReadonlySet<number> = new Set([
+  19, // constraintViolation: 389 DS lockout after failed binds
+  32, // noSuchObject
+  34, // invalidDNSyntax
+  48, // inappropriateAuthentication
+  49, // invalidCredentials (also ppolicy locks and expired passwords)
+  53, // unwillingToPerform: 389 DS nsAccountLock ("account inactivated")
+]);
 
 /**
- * Binds and returns the LDAP result code: 0 for success, 49 invalid
- * credentials, 53/19 (389 DS lock, ppolicy) and so on. Transport errors and
- * "server unwell" codes are thrown.
+ * Binds as `dn` with the password policy control and says what the answer
+ * means for the user. Codes that say something about the configuration
+ * instead (13 confidentialityRequired: TLS needed; 50 insufficientAccess...)
+ * are thrown, so they are logged as errors and answered as temporary failures
+ * rather than blamed on the user; so are transport errors.
  */
-async function bindCode(client: Client, dn: string, password: string): Promise<number> {
+export async function bindOutcome(
+  client: Client,
+  dn: string,
+  password: string,
+): Promise<BindOutcome> {
+  const policy = passwordPolicyControl();
   try {
-    await client.bind(dn, password);
-    return 0;
+    await client.bind(dn, password, policy);
+    return { kind: "ok" };
   } catch (error) {
     const code = resultCode(error);
     if (code === undefined || isTemporaryError(error)) throw error;
-    return code;
+    if (!USER_BIND_CODES.has(code)) {
+      throw new LdapUnavailableError(`unexpected LDAP bind result ${code}`, { cause: error });
+    }
+    return bindRefusal(code, policy);
   }
 }
 

@@ -14,9 +14,20 @@
  * @module
  */
 export {
+  ACCOUNT_STATE_ATTRIBUTES,
+  type AccountState,
+  accountStateOf,
   attributeValues,
+  bindRefusal,
+  describeAccountState,
+  isAdministrativeLock,
+  parseGeneralizedTime,
+} from "./account_state.ts";
+export {
   baseDnFor,
   bindDnFor,
+  type BindOutcome,
+  bindOutcome,
   createLdapAuthenticator,
   endpointFor,
   isEntryDisabled,
@@ -34,4 +45,10 @@ export {
 } from "./connection.ts";
 export { domainDcChain, escapeDnValue, escapeFilterValue, fillTemplate } from "./escape.ts";
 export { hashSaltedSha, type SaltedShaScheme, verifySaltedSha } from "./password_hash.ts";
+export {
+  PASSWORD_MODIFY_OID,
+  type PasswordMethod,
+  passwordModifyRequest,
+  supportsPasswordModify,
+} from "./password_write.ts";
 export type { LdapConfig } from "../../config/ldap_schema.ts";

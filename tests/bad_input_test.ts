@@ -186,7 +186,7 @@ Deno.test("bad input: the server survives hostile clients", async (t) => {
         await c.write("STARTTLS\r\nMAIL FROM:<alice@example.com>\r\nRSET\r\nQUIT\r\n");
         strictEqual((await c.reply()).text, "220 2.0.0 Ready to start TLS");
         await c.startTls();
-        ok(await c.silentFor(200));
+        // Replies come in order: the first after the handshake is the NOOP's own.
         strictEqual((await c.command("NOOP")).text, "250 2.0.0 Ok");
       } finally {
         c.close();

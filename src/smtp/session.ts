@@ -353,13 +353,11 @@ export class Session implements CommandHandlers {
       this.reply(Replies.helo(this.#ctx.hostname));
       return;
     }
-    this.reply(
-      Replies.ehlo(
-        this.#ctx.hostname,
-        `${this.#helo} [${this.#stream.remoteAddress}]`,
-        this.#extensions(),
-      ),
-    );
+    // "Hello client.example [192.0.2.1]", but an address literal is not repeated.
+    const ip = `[${this.#stream.remoteAddress}]`;
+    const literal = this.#helo.replace(/^\[(ipv6:)?/i, "[");
+    const client = literal === ip ? this.#helo : `${this.#helo} ${ip}`;
+    this.reply(Replies.ehlo(this.#ctx.hostname, client, this.#extensions()));
   }
 
   #extensions(): string[] {

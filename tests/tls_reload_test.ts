@@ -3,7 +3,8 @@
  * `tls.cert`/`tls.key` is served to new handshakes while open sessions keep
  * theirs and finish their mail; a half-written or mismatched pair never
  * replaces a good one; SIGHUP reloads a `relay serve` process without
- * stopping it; TLS 1.3 only unless `min_version = "1.2"` (probed with openssl).
+ * stopping it; TLS 1.2 by default (profile "intermediate") unless
+ * `min_version = "1.3"` (probed with openssl; tls_profile_test.ts has the rest).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -169,29 +170,29 @@ async function probe(t: TestRelay, version: "-tls1_2" | "-tls1_3", starttls = fa
   ]);
 }
 
-Deno.test('TLS 1.3 only by default; min_version = "1.2" lets a TLS 1.2 client in (openssl)', async () => {
-  const strict = await startTestRelay();
+Deno.test('TLS 1.2 and 1.3 by default; min_version = "1.3" refuses a TLS 1.2 client (openssl)', async () => {
+  const lenient = await startTestRelay();
+  try {
+    for (const starttls of [false, true]) {
+      const tls12 = await probe(lenient, "-tls1_2", starttls);
+      assert.equal(tls12.code, 0, tls12.output);
+      assert.match(tls12.output, /New, TLSv1\.2, Cipher is ECDHE-/);
+      const tls13 = await probe(lenient, "-tls1_3", starttls);
+      assert.equal(tls13.code, 0, tls13.output);
+      assert.match(tls13.output, /New, TLSv1\.3, Cipher is/);
+    }
+  } finally {
+    await lenient.close();
+  }
+  const strict = await startTestRelay({ config: { tls: { min_version: "1.3" } } });
   try {
     for (const starttls of [false, true]) {
       const tls12 = await probe(strict, "-tls1_2", starttls);
       assert.notEqual(tls12.code, 0, tls12.output);
       assert.match(tls12.output, /alert protocol version|no protocols available|wrong version/i);
-      const tls13 = await probe(strict, "-tls1_3", starttls);
-      assert.equal(tls13.code, 0, tls13.output);
-      assert.match(tls13.output, /New, TLSv1\.3, Cipher is/);
     }
   } finally {
     await strict.close();
-  }
-  const lenient = await startTestRelay({ config: { tls: { min_version: "1.2" } } });
-  try {
-    for (const starttls of [false, true]) {
-      const tls12 = await probe(lenient, "-tls1_2", starttls);
-      assert.equal(tls12.code, 0, tls12.output);
-      assert.match(tls12.output, /New, TLSv1\.2, Cipher is/);
-    }
-  } finally {
-    await lenient.close();
   }
 });
 

@@ -12,6 +12,7 @@ import type { BearerAuthenticator, PasswordAuthenticator } from "./auth/authenti
 import type { Config } from "./config/mod.ts";
 import { createDeliveryBackend, type DeliveryBackend, relayPassthrough } from "./delivery/mod.ts";
 import { parseRelayConfig } from "./config/relay_schema.ts";
+import { issuerMismatch } from "./config/oauth_schema.ts";
 import { log } from "./observability/logger.ts";
 import { QueueManager, queueSettings, Spool, writeState } from "./queue/mod.ts";
 import {
@@ -217,6 +218,14 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         url: oauth.url,
         issuer: oauth.issuer,
       });
+      const mismatch = issuerMismatch(config.oauth);
+      if (mismatch) {
+        logger.warning(
+          "oauth.issuer {issuer} does not match oauth.listen {listen} ({mismatch}): clients " +
+            "follow discovery to the issuer, so it must reach this listener (e.g. a reverse proxy)",
+          { issuer: config.oauth.issuer, listen: config.oauth.listen, mismatch },
+        );
+      }
     }
     const verifier = options.bearer?.verifier ?? oauth?.verifier ??
       createExternalBearerAuthenticator(config.oauth.external, {

@@ -22,7 +22,7 @@
 import { parseListen } from "../config/listen.ts";
 import type { PasswordAuthenticator } from "../auth/authenticator.ts";
 import { JwtBearerAuthenticator, wellKnown } from "../auth/token_verifier.ts";
-import type { OAuthConfig } from "../config/oauth_schema.ts";
+import { type OAuthConfig, oauthIssuer } from "../config/oauth_schema.ts";
 import { cachedSecretVerifier, type SecretVerifier, verifySecretHash } from "./client_secret.ts";
 import { ClientRegistry } from "./clients.ts";
 import { SigningKeys } from "./keys.ts";
@@ -138,7 +138,7 @@ export async function createOAuthVerifier(
   });
   const store = options.store;
   const registry = new ClientRegistry(config, store ?? new MemoryOAuthStore());
-  const issuer = options.issuer ?? config.issuer.replace(/\/+$/, "");
+  const issuer = options.issuer ?? oauthIssuer(config);
   return new JwtBearerAuthenticator({
     issuer,
     audience: config.audience,
@@ -195,7 +195,7 @@ export async function startOAuthServer(options: OAuthServerOptions): Promise<OAu
     onListen: () => {},
   }, (request, info) => handler!(request, info));
   const bound = server.addr as Deno.NetAddr;
-  context.issuer = resolveIssuer(config.issuer, listen.port, bound.port);
+  context.issuer = resolveIssuer(oauthIssuer(config), listen.port, bound.port);
   context.verifier = await createOAuthVerifier({
     config,
     store,

@@ -13,6 +13,7 @@ import type { Config } from "./config/mod.ts";
 import { createDeliveryBackend, type DeliveryBackend, relayPassthrough } from "./delivery/mod.ts";
 import { parseRelayConfig } from "./config/relay_schema.ts";
 import { issuerMismatch } from "./config/oauth_schema.ts";
+import { listenError, parseListen } from "./config/listen.ts";
 import { log } from "./observability/logger.ts";
 import { QueueManager, queueSettings, Spool, writeState } from "./queue/mod.ts";
 import {
@@ -322,7 +323,15 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
           : (id, hasState) => hasState ? queue.enqueue(id) : queue.enqueueNew(id),
       },
     });
-    await smtp.start();
+    try {
+      await smtp.start();
+    } catch (error) {
+      // Name the listener by its key: node's error carries the port; else the first not bound.
+      const port = (error as { port?: unknown }).port;
+      const failed = listeners.find((l) => parseListen(l.listen).port === port) ??
+        listeners[smtp.listeners.length];
+      throw failed ? listenError(`${failed.kind}.listen`, failed.listen, error) : error;
+    }
     if (hold) logger.warning("spool.hold is on: mail is accepted and kept, not delivered");
     else await queue.start();
 

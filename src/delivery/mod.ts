@@ -24,7 +24,11 @@ export {
   type StreamedDelivery,
   type StreamingBackend,
 } from "./backend.ts";
-export { createDeliveryBackend, type CreateDeliveryBackendOptions } from "./create.ts";
+export {
+  checkDeliveryConfig,
+  createDeliveryBackend,
+  type CreateDeliveryBackendOptions,
+} from "./create.ts";
 export { FileBackend } from "./file_backend.ts";
 export {
   hasEightBitBytes,

@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { parseListen } from "../config/listen.ts";
+import { listenError, parseListen } from "../config/listen.ts";
 import type { PasswordAuthenticator } from "../auth/authenticator.ts";
 import { JwtBearerAuthenticator, wellKnown } from "../auth/token_verifier.ts";
 import { type OAuthConfig, oauthIssuer } from "../config/oauth_schema.ts";
@@ -188,12 +188,18 @@ export async function startOAuthServer(options: OAuthServerOptions): Promise<OAu
 
   let handler: ReturnType<typeof createHandler> | null = null;
   const abort = new AbortController();
-  const server = Deno.serve({
-    hostname: listen.hostname,
-    port: listen.port,
-    signal: abort.signal,
-    onListen: () => {},
-  }, (request, info) => handler!(request, info));
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname: listen.hostname,
+      port: listen.port,
+      signal: abort.signal,
+      onListen: () => {},
+    }, (request, info) => handler!(request, info));
+  } catch (error) {
+    if (ownsStore) await store.close();
+    throw listenError("oauth.listen", config.listen, error);
+  }
   const bound = server.addr as Deno.NetAddr;
   context.issuer = resolveIssuer(oauthIssuer(config), listen.port, bound.port);
   context.verifier = await createOAuthVerifier({

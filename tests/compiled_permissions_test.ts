@@ -7,17 +7,26 @@
  * imports ask for it, so this is the closest this machine gets to running
  * the binary (`deno compile` cannot finish here; see FACTS.md).
  *
+ * Exercised: `user add|list`, `check`, certificate generation, AUTH PLAIN
+ * through the argon2 worker pool on both ports, LDAP over TLS with its CA in
+ * certs/, spool and delivery to data/outbox, the audit trail in logs/, the
+ * OAuth login page and XOAUTH2 with a token signed by the key in data/oauth,
+ * SIGHUP reload, `queue stats`, `oauth keys list`, `certs show`, SIGTERM.
+ *
  * @module
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   authenticated,
+  greeted,
+  queueId,
   type RawTarget,
   transaction,
   waitForMessage,
 } from "./support/raw_client.ts";
-import { queueId } from "./support/raw_client.ts";
+import { signInOverHttp } from "./support/oauth_flow.ts";
+import { startSlapd } from "./support/slapd.ts";
 import { until } from "./support/until.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -59,9 +68,20 @@ Deno.test("the compile task's permissions: CLI and serve from a folder with only
   assert.ok(flags.some((flag) => flag.startsWith("--allow-read=")), flags.join(" "));
   const cwd = await Deno.makeTempDir({ prefix: "relay_compiled_" });
   for (const dir of ["config", "certs", "data", "logs"]) await Deno.mkdir(join(cwd, dir));
+  // LDAP over TLS, its CA kept in certs/ as an operator of the binary would.
+  await using slapd = await startSlapd();
+  await Deno.copyFile(slapd.caFile, join(cwd, "certs", "ldap-ca.pem"));
+  const q = JSON.stringify;
   await Deno.writeTextFile(
     join(cwd, "config", "relay.toml"),
-    `[server]
+    `[auth]
+backends = ["file", "ldap"]
+[ldap]
+url = ${q(slapd.ldapsUrl)}
+bind_dn = ${q(slapd.serviceDn)}
+bind_password = ${q(slapd.servicePassword)}
+ca = "certs/ldap-ca.pem"
+[server]
 hostname = "localhost"
 [smtps]
 listen = "127.0.0.1:0"
@@ -143,6 +163,27 @@ format = "json"
           await Deno.readTextFile(join(cwd, "logs", "audit.jsonl")),
         ),
     );
+
+    // A directory user: ldaps with the CA read from certs/.
+    const john = await authenticated(target, "submission", {
+      email: "john.doe@example.com",
+      password: "John-Doe-Pass-1",
+    });
+    john.close();
+
+    // OAuth: the login page checks the password through the same workers; the
+    // token (signed with the key file under data/) then authenticates XOAUTH2.
+    const [, issuer] = /\(issuer (http:\/\/localhost:\d+)\)/.exec(output)!;
+    const tokens = await signInOverHttp({
+      issuer: issuer.replace("localhost", "127.0.0.1"),
+      redirectUri: "http://127.0.0.1:9/callback",
+      email: "ann@example.com",
+      password: "ann-pw-1",
+    });
+    const oauthClient = await greeted(target, "smtps");
+    const xoauth2 = btoa(`user=ann@example.com\x01auth=Bearer ${tokens.access_token}\x01\x01`);
+    assert.equal((await oauthClient.command(`AUTH XOAUTH2 ${xoauth2}`)).code, 235);
+    oauthClient.close();
 
     child.kill("SIGHUP");
     await until("the SIGHUP reload", () => output.includes("TLS certificate reloaded"));

@@ -27,6 +27,7 @@ import {
 } from "./support/raw_client.ts";
 import { signInOverHttp } from "./support/oauth_flow.ts";
 import { startSlapd } from "./support/slapd.ts";
+import { startServe } from "./support/serve_process.ts";
 import { until } from "./support/until.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -110,30 +111,11 @@ format = "json"
   assert.match(users.stdout, /^ann@example\.com\tARGON2ID\tconfig\/users\/example\.com\.txt$/m);
   assert.equal((await cli(cwd, flags, ["check"])).code, 0);
 
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...flags, MAIN, "serve"],
-    cwd,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let output = "";
-  const drain = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream) output += decoder.decode(chunk);
-  };
-  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
-  });
+  const relay = await startServe({ args: [...flags, MAIN, "serve"], cwd });
+  const output = relay.output;
   try {
-    await until("the relay to listen", () => {
-      if (exited) throw new Error(`relay exited:\n${output}`);
-      return /listening: smtps 127\.0\.0\.1:\d+, submission 127\.0\.0\.1:\d+/.test(output);
-    }, 30_000);
     const [, smtps, submission] = /smtps 127\.0\.0\.1:(\d+), submission 127\.0\.0\.1:(\d+)/
-      .exec(output)!;
+      .exec(output())!;
     // Certificate generation ran under the narrow permissions.
     const target: RawTarget = {
       smtpsPort: Number(smtps),
@@ -173,7 +155,7 @@ format = "json"
 
     // OAuth: the login page checks the password through the same workers; the
     // token (signed with the key file under data/) then authenticates XOAUTH2.
-    const [, issuer] = /\(issuer (http:\/\/localhost:\d+)\)/.exec(output)!;
+    const [, issuer] = /\(issuer (http:\/\/localhost:\d+)\)/.exec(output())!;
     const tokens = await signInOverHttp({
       issuer: issuer.replace("localhost", "127.0.0.1"),
       redirectUri: "http://127.0.0.1:9/callback",
@@ -185,8 +167,8 @@ format = "json"
     assert.equal((await oauthClient.command(`AUTH XOAUTH2 ${xoauth2}`)).code, 235);
     oauthClient.close();
 
-    child.kill("SIGHUP");
-    await until("the SIGHUP reload", () => output.includes("TLS certificate reloaded"));
+    relay.kill("SIGHUP");
+    await until("the SIGHUP reload", () => output().includes("TLS certificate reloaded"));
 
     // The CLI beside the running relay.
     const stats = await cli(cwd, flags, ["queue", "stats"]);
@@ -198,13 +180,10 @@ format = "json"
     const certs = await cli(cwd, flags, ["certs", "show"]);
     assert.match(certs.stdout, /^Subject: +CN=localhost/m);
 
-    child.kill("SIGTERM");
-    assert.equal((await status).code, 0, output);
-    assert.doesNotMatch(output, /Requires read access|PermissionDenied|NotCapable/);
+    assert.equal((await relay.stop()).code, 0, output());
+    assert.doesNotMatch(output(), /Requires read access|PermissionDenied|NotCapable/);
   } finally {
-    if (!exited) child.kill("SIGKILL");
-    await status;
-    await drained;
+    await relay[Symbol.asyncDispose]();
     await Deno.remove(cwd, { recursive: true });
   }
 });

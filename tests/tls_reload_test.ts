@@ -12,6 +12,7 @@ import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { generateDevCertificates } from "../src/tls/mod.ts";
 import { RawClient } from "./support/raw_client.ts";
 import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { startServe } from "./support/serve_process.ts";
 import { until } from "./support/until.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -237,27 +238,12 @@ level = "info"
 format = "json"
 `,
   );
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "serve", "--config", configPath],
+  const relay = await startServe({
+    args: ["-A", MAIN, "serve", "--config", configPath],
     cwd: ROOT,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let stderr = "";
-  const drained = (async () => {
-    for await (const chunk of child.stderr) stderr += decoder.decode(chunk);
-  })();
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
   });
+  const stderr = relay.output;
   try {
-    await until("the relay to listen", () => {
-      if (exited) throw new Error(`relay exited:\n${stderr}`);
-      return stderr.includes("listening");
-    }, 30_000);
     const oldCa = await Deno.readTextFile(join(dir, "certs", "ca.crt"));
     assert.equal(await smtpsGreets(port, oldCa), true);
 
@@ -268,20 +254,17 @@ format = "json"
     await new Promise((resolve) => setTimeout(resolve, 700));
     assert.equal(await smtpsGreets(port, oldCa), true);
 
-    child.kill("SIGHUP");
+    relay.kill("SIGHUP");
     await until("the new certificate", () => smtpsGreets(port, next.ca));
-    assert.equal(exited, false, "SIGHUP does not stop the relay");
+    assert.equal(relay.exited(), false, "SIGHUP does not stop the relay");
     assert.equal(await smtpsGreets(port, oldCa), false);
-    const records = stderr.trim().split("\n").map((line) => JSON.parse(line));
+    const records = stderr().trim().split("\n").map((line) => JSON.parse(line));
     const reloaded = records.find((r) => r.message.startsWith("TLS certificate reloaded"));
-    assert.equal(reloaded?.trigger, "SIGHUP", stderr);
+    assert.equal(reloaded?.trigger, "SIGHUP", stderr());
 
-    child.kill("SIGTERM");
-    assert.equal((await status).code, 0, stderr);
+    assert.equal((await relay.stop()).code, 0, stderr());
   } finally {
-    if (!exited) child.kill("SIGKILL");
-    await status;
-    await drained;
+    await relay[Symbol.asyncDispose]();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -8,6 +8,9 @@
  *   queue list|show|retry|delete|stats   the delivery queue (also while serving)
  *   oauth login|keys|hash-secret   the embedded OAuth2 server's tools
  *
+ * `relay --help`, `relay --version` and `--help` after any command or
+ * subcommand are answered before the configuration is read (src/cli/help.ts).
+ *
  * @module
  */
 import { runCertsCommand } from "./src/cli/certs.ts";

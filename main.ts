@@ -8,10 +8,14 @@
  *   queue list|show|retry|delete|stats   the delivery queue (also while serving)
  *   oauth login|keys|hash-secret   the embedded OAuth2 server's tools
  *
+ * `relay --help`, `relay --version` and `--help` after any command or
+ * subcommand are answered before the configuration is read (src/cli/help.ts).
+ *
  * @module
  */
 import { runCertsCommand } from "./src/cli/certs.ts";
-import { runCheck } from "./src/cli/check.ts";
+import { commandHelp, mainHelp, versionText } from "./src/cli/help.ts";
+import { loadCheckedConfig, runCheck } from "./src/cli/check.ts";
 import { runQueueCommand } from "./src/cli/queue.ts";
 import { runOAuthCommand } from "./src/cli/oauth.ts";
 import { runServe } from "./src/cli/serve.ts";
@@ -19,33 +23,6 @@ import { runUserCommand } from "./src/cli/user.ts";
 import { runLdapUserCommand } from "./src/cli/user_ldap.ts";
 import { ConfigError, loadConfig } from "./src/config/mod.ts";
 import { setupLogging, teardownLogging } from "./src/observability/logger.ts";
-
-const USAGE = `usage: relay <command> [--config FILE] [options]
-
-commands:
-  serve                          run the relay
-  check                          validate the configuration file
-  user add EMAIL [--password-stdin] [--global]
-  user passwd EMAIL [--password-stdin]
-  user remove EMAIL
-  user list [--domain DOMAIN]
-  user add --ldap EMAIL --first NAME --last NAME [--password-stdin] [--create-ou]
-  user passwd --ldap EMAIL [--password-stdin]
-  user remove --ldap EMAIL
-  user show --ldap EMAIL
-  certs generate [--hostname NAME]... [--force]
-  certs show
-  queue list [--json]            the delivery queue (works while the relay runs)
-  queue show ID [--json]
-  queue retry ID|--all           deliver now instead of at the scheduled retry
-  queue delete ID
-  queue stats [--json]
-  oauth login --email EMAIL [--client-id ID] [--no-browser] [--json]
-  oauth keys rotate|list
-  oauth hash-secret              hash a client secret read from stdin
-
-The configuration file defaults to config/relay.toml; without it the embedded
-defaults apply (SMTPS 127.0.0.1:8465, submission 127.0.0.1:8587).`;
 
 /** Removes `--config FILE` / `--config=FILE` from argv and returns it. */
 function takeConfigFlag(args: string[]): { path: string | undefined; rest: string[] } {
@@ -68,12 +45,38 @@ function takeConfigFlag(args: string[]): { path: string | undefined; rest: strin
 async function main(argv: string[]): Promise<number> {
   const { path, rest } = takeConfigFlag(argv);
   const [command, ...args] = rest;
-  if (command === undefined || command === "help" || command === "--help" || command === "-h") {
-    console.log(USAGE);
-    return command === undefined ? 2 : 0;
+  if (command === undefined) {
+    console.error(mainHelp());
+    return 2;
+  }
+  if (command === "--version" || command === "-V" || command === "version") {
+    console.log(versionText());
+    return 0;
+  }
+  // Help is answered before the config is read or anything starts.
+  const topic = command === "help" || command === "--help" || command === "-h"
+    ? args.filter((word) => !word.startsWith("-"))
+    : args.some((word) => word === "--help" || word === "-h")
+    ? [command, ...args.filter((word) => !word.startsWith("-"))]
+    : null;
+  if (topic !== null) {
+    if (topic.length === 0) {
+      console.log(mainHelp());
+      return 0;
+    }
+    const page = commandHelp(topic[0], topic[1]);
+    if (page === null) {
+      console.error(`relay: unknown command ${JSON.stringify(topic[0])}\n\n${mainHelp()}`);
+      return 2;
+    }
+    console.log(page);
+    return 0;
   }
   if (command === "check") return await runCheck(path);
-  const { config, path: used } = await loadConfig(path);
+  // serve runs every check of `relay check` first and reports all problems at once.
+  const { config, path: used } = command === "serve"
+    ? await loadCheckedConfig(path)
+    : await loadConfig(path);
   await setupLogging(config.log);
   try {
     switch (command) {
@@ -90,7 +93,7 @@ async function main(argv: string[]): Promise<number> {
       case "oauth":
         return await runOAuthCommand(args, config);
       default:
-        console.error(`relay: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+        console.error(`relay: unknown command ${JSON.stringify(command)}\n\n${mainHelp()}`);
         return 2;
     }
   } finally {

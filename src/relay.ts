@@ -19,6 +19,8 @@ import type { Config } from "./config/mod.ts";
 import { createDeliveryBackend, type DeliveryBackend, relayPassthrough } from "./delivery/mod.ts";
 import { parseRelayConfig } from "./config/relay_schema.ts";
 import { Cleanups } from "./cleanups.ts";
+import { issuerMismatch } from "./config/oauth_schema.ts";
+import { listenError, parseListen } from "./config/listen.ts";
 import { log } from "./observability/logger.ts";
 import { RelayMetrics } from "./observability/metrics.ts";
 import {
@@ -260,6 +262,14 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         url: oauth.url,
         issuer: oauth.issuer,
       });
+      const mismatch = issuerMismatch(config.oauth);
+      if (mismatch) {
+        logger.warning(
+          "oauth.issuer {issuer} does not match oauth.listen {listen} ({mismatch}): clients " +
+            "follow discovery to the issuer, so it must reach this listener (e.g. a reverse proxy)",
+          { issuer: config.oauth.issuer, listen: config.oauth.listen, mismatch },
+        );
+      }
     }
     const verifier = options.bearer?.verifier ?? oauth?.verifier ??
       createExternalBearerAuthenticator(config.oauth.external, {
@@ -392,7 +402,15 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         url: server.url,
       });
     }
-    await smtp.start();
+    try {
+      await smtp.start();
+    } catch (error) {
+      // Name the listener by its key: node's error carries the port; else the first not bound.
+      const port = (error as { port?: unknown }).port;
+      const failed = listeners.find((l) => parseListen(l.listen).port === port) ??
+        listeners[smtp.listeners.length];
+      throw failed ? listenError(`${failed.kind}.listen`, failed.listen, error) : error;
+    }
     boundListeners = smtp.listeners;
     // Sessions stop first (the newest cleanup), within the grace `close` is given.
     let grace = config.server.shutdown_grace_seconds * 1000;

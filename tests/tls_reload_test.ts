@@ -3,7 +3,8 @@
  * `tls.cert`/`tls.key` is served to new handshakes while open sessions keep
  * theirs and finish their mail; a half-written or mismatched pair never
  * replaces a good one; SIGHUP reloads a `relay serve` process without
- * stopping it; TLS 1.3 only unless `min_version = "1.2"` (probed with openssl).
+ * stopping it; TLS 1.2 by default (profile "intermediate") unless
+ * `min_version = "1.3"` (probed with openssl; tls_profile_test.ts has the rest).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -11,6 +12,7 @@ import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { generateDevCertificates } from "../src/tls/mod.ts";
 import { RawClient } from "./support/raw_client.ts";
 import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { startServe } from "./support/serve_process.ts";
 import { until } from "./support/until.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -169,29 +171,29 @@ async function probe(t: TestRelay, version: "-tls1_2" | "-tls1_3", starttls = fa
   ]);
 }
 
-Deno.test('TLS 1.3 only by default; min_version = "1.2" lets a TLS 1.2 client in (openssl)', async () => {
-  const strict = await startTestRelay();
+Deno.test('TLS 1.2 and 1.3 by default; min_version = "1.3" refuses a TLS 1.2 client (openssl)', async () => {
+  const lenient = await startTestRelay();
+  try {
+    for (const starttls of [false, true]) {
+      const tls12 = await probe(lenient, "-tls1_2", starttls);
+      assert.equal(tls12.code, 0, tls12.output);
+      assert.match(tls12.output, /New, TLSv1\.2, Cipher is ECDHE-/);
+      const tls13 = await probe(lenient, "-tls1_3", starttls);
+      assert.equal(tls13.code, 0, tls13.output);
+      assert.match(tls13.output, /New, TLSv1\.3, Cipher is/);
+    }
+  } finally {
+    await lenient.close();
+  }
+  const strict = await startTestRelay({ config: { tls: { min_version: "1.3" } } });
   try {
     for (const starttls of [false, true]) {
       const tls12 = await probe(strict, "-tls1_2", starttls);
       assert.notEqual(tls12.code, 0, tls12.output);
       assert.match(tls12.output, /alert protocol version|no protocols available|wrong version/i);
-      const tls13 = await probe(strict, "-tls1_3", starttls);
-      assert.equal(tls13.code, 0, tls13.output);
-      assert.match(tls13.output, /New, TLSv1\.3, Cipher is/);
     }
   } finally {
     await strict.close();
-  }
-  const lenient = await startTestRelay({ config: { tls: { min_version: "1.2" } } });
-  try {
-    for (const starttls of [false, true]) {
-      const tls12 = await probe(lenient, "-tls1_2", starttls);
-      assert.equal(tls12.code, 0, tls12.output);
-      assert.match(tls12.output, /New, TLSv1\.2, Cipher is/);
-    }
-  } finally {
-    await lenient.close();
   }
 });
 
@@ -238,27 +240,12 @@ level = "info"
 format = "json"
 `,
   );
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "serve", "--config", configPath],
+  const relay = await startServe({
+    args: ["-A", MAIN, "serve", "--config", configPath],
     cwd: ROOT,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let stderr = "";
-  const drained = (async () => {
-    for await (const chunk of child.stderr) stderr += decoder.decode(chunk);
-  })();
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
   });
+  const stderr = relay.output;
   try {
-    await until("the relay to listen", () => {
-      if (exited) throw new Error(`relay exited:\n${stderr}`);
-      return stderr.includes("listening");
-    }, 30_000);
     const oldCa = await Deno.readTextFile(join(dir, "certs", "ca.crt"));
     assert.equal(await smtpsGreets(port, oldCa), true);
 
@@ -269,20 +256,17 @@ format = "json"
     await new Promise((resolve) => setTimeout(resolve, 700));
     assert.equal(await smtpsGreets(port, oldCa), true);
 
-    child.kill("SIGHUP");
+    relay.kill("SIGHUP");
     await until("the new certificate", () => smtpsGreets(port, next.ca));
-    assert.equal(exited, false, "SIGHUP does not stop the relay");
+    assert.equal(relay.exited(), false, "SIGHUP does not stop the relay");
     assert.equal(await smtpsGreets(port, oldCa), false);
-    const records = stderr.trim().split("\n").map((line) => JSON.parse(line));
+    const records = stderr().trim().split("\n").map((line) => JSON.parse(line));
     const reloaded = records.find((r) => r.message.startsWith("TLS certificate reloaded"));
-    assert.equal(reloaded?.trigger, "SIGHUP", stderr);
+    assert.equal(reloaded?.trigger, "SIGHUP", stderr());
 
-    child.kill("SIGTERM");
-    assert.equal((await status).code, 0, stderr);
+    assert.equal((await relay.stop()).code, 0, stderr());
   } finally {
-    if (!exited) child.kill("SIGKILL");
-    await status;
-    await drained;
+    await relay[Symbol.asyncDispose]();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -15,7 +15,7 @@
  */
 import { decodeJwt } from "jose";
 import { parseArgs } from "node:util";
-import type { OAuthConfig } from "../config/oauth_schema.ts";
+import { type OAuthConfig, oauthIssuer } from "../config/oauth_schema.ts";
 import {
   hashSecretSsha512,
   randomToken,
@@ -184,7 +184,7 @@ async function login(args: string[], config: OAuthConfig, io: OAuthCommandIo): P
     io.stderr("oauth login: --email is required\n" + USAGE);
     return 2;
   }
-  const issuer = (values.issuer ?? config.issuer).replace(/\/+$/, "");
+  const issuer = (values.issuer ?? oauthIssuer(config)).replace(/\/+$/, "");
   const metadata = await discover(issuer);
 
   const verifier = randomToken(32);

@@ -19,12 +19,13 @@ export async function runServe(config: Config, configPath: string | null): Promi
   logger.info("config: {path}", { path: configPath ?? "(none found: embedded defaults)" });
   logger.info(
     config.tls.reload
-      ? "TLS certificate {cert} ({subject}, valid until {until}, TLS >= {min}); reloaded when the files change and on SIGHUP"
-      : "TLS certificate {cert} ({subject}, valid until {until}, TLS >= {min}); reloaded on SIGHUP",
+      ? "TLS certificate {cert} ({subject}, valid until {until}, profile {profile}, TLS >= {min}); reloaded when the files change and on SIGHUP"
+      : "TLS certificate {cert} ({subject}, valid until {until}, profile {profile}, TLS >= {min}); reloaded on SIGHUP",
     {
       cert: config.tls.cert,
       subject: info.subject,
       until: info.notAfter,
+      profile: config.tls.profile,
       min: config.tls.min_version,
     },
   );

@@ -10,7 +10,9 @@ export {
   type ConfigIssue,
   DEFAULT_CONFIG_PATH,
   loadConfig,
+  loadConfigLenient,
   type LoadedConfig,
   parseConfig,
+  parseConfigLenient,
   parseConfigText,
 } from "./loader.ts";

@@ -9,7 +9,7 @@
  * [oauth]
  * enabled = true
  * listen = "127.0.0.1:9000"
- * issuer = "http://localhost:9000"
+ * issuer = "https://mail.example.com"   # unset: follows listen (http://localhost:9000)
  *
  * [[oauth.clients]]
  * id = "webmail"
@@ -21,7 +21,7 @@
  * @module
  */
 import { z } from "zod";
-import { listenAddress } from "./listen.ts";
+import { listenAddress, parseListen } from "./listen.ts";
 
 /**
  * `{SSHA512}` of `thunderbird-secret`, the built-in client's secret in the
@@ -130,9 +130,11 @@ export const oauthSchema = z.strictObject({
    * port is then replaced by the bound one.
    */
   listen: listenAddress("127.0.0.1:9000").default("127.0.0.1:9000"),
-  /** The issuer identifier: the public base URL of the server (RFC 8414). */
-  issuer: httpUrl.refine((value) => !new URL(value).search, "must not have a query")
-    .default("http://localhost:9000"),
+  /**
+   * The issuer identifier: the public base URL of the server (RFC 8414).
+   * Unset: follows `listen` (see {@link oauthIssuer}).
+   */
+  issuer: httpUrl.refine((value) => !new URL(value).search, "must not have a query").optional(),
   /** The signing key set (a JWK set with private keys), created on first start, mode 0600. */
   keys_file: z.string().min(1).default("data/oauth/keys.json"),
   /** Days a signing key is used before a new one is made; 0: never rotate. */
@@ -172,6 +174,41 @@ export const oauthSchema = z.strictObject({
   /** An external identity provider (see {@link oauthExternalSchema}). */
   external: oauthExternalSchema,
 }).prefault({});
+
+const LOOPBACK_OR_ANY = new Set(["127.0.0.1", "::1", "localhost", "0.0.0.0", "::"]);
+
+/**
+ * The issuer in use: `oauth.issuer` when set, else derived from
+ * `oauth.listen` (`127.0.0.1:9000` gives `http://localhost:9000`), so moving
+ * the listener moves discovery and every endpoint with it. No trailing slash.
+ */
+export function oauthIssuer(config: { issuer?: string; listen: string }): string {
+  if (config.issuer !== undefined) return config.issuer.replace(/\/+$/, "");
+  const { hostname: host, port } = parseListen(config.listen);
+  const name = LOOPBACK_OR_ANY.has(host) ? "localhost" : host.includes(":") ? `[${host}]` : host;
+  return `http://${name}:${port}`;
+}
+
+/**
+ * Why an explicit `oauth.issuer` does not point at `oauth.listen` (another
+ * port, or another host than a loopback or wildcard listener answers to), or
+ * null when it does or when the issuer is derived. Behind a reverse proxy a
+ * mismatch is expected; otherwise discovery sends clients nowhere.
+ */
+export function issuerMismatch(config: { issuer?: string; listen: string }): string | null {
+  if (config.issuer === undefined) return null;
+  const { hostname: host, port } = parseListen(config.listen);
+  const url = new URL(config.issuer);
+  const issuerPort = Number(url.port || (url.protocol === "https:" ? 443 : 80));
+  const issuerHost = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  if (port !== 0 && issuerPort !== port) return `port ${issuerPort} is not the listener's ${port}`;
+  const any = host === "0.0.0.0" || host === "::";
+  const loopback = LOOPBACK_OR_ANY.has(host) && !any;
+  if (!any && issuerHost !== host && !(loopback && LOOPBACK_OR_ANY.has(issuerHost))) {
+    return `host ${issuerHost} is not the listener's ${host}`;
+  }
+  return null;
+}
 
 /** The validated `[oauth]` section. */
 export type OAuthConfig = z.infer<typeof oauthSchema>;

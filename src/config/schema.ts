@@ -66,8 +66,14 @@ const listenerSchema = (listen: string) =>
 const tlsSchema = z.strictObject({
   cert: z.string().min(1).default("certs/server.crt"),
   key: z.string().min(1).default("certs/server.key"),
-  /** Lowest TLS version offered; TLS 1.3 only unless set to "1.2". */
-  min_version: z.enum(["1.2", "1.3"]).default("1.3"),
+  /**
+   * Mozilla's server-side TLS profiles: "intermediate" (TLS 1.2 and 1.3, ECDHE
+   * key exchange with AEAD ciphers only: what mail clients of the last years
+   * speak) or "modern" (TLS 1.3 only).
+   */
+  profile: z.enum(["intermediate", "modern"]).default("intermediate"),
+  /** Lowest TLS version offered, overriding the profile's ("1.2" intermediate, "1.3" modern). */
+  min_version: z.enum(["1.2", "1.3"]).optional(),
   /** Generate a development CA and certificate when `cert`/`key` are missing. */
   generate_if_missing: z.boolean().default(true),
   /** Seconds a client has to finish the TLS handshake. */
@@ -87,7 +93,11 @@ const tlsSchema = z.strictObject({
     key: z.string().min(1),
     hostnames: z.array(z.string().min(1)).min(1).optional(),
   })).default([]),
-}).prefault({});
+}).transform((tls) => ({
+  ...tls,
+  // Resolved once here, so every listener and the start log agree.
+  min_version: tls.min_version ?? (tls.profile === "modern" ? "1.3" : "1.2") as "1.2" | "1.3",
+})).prefault({});
 
 const authFileSchema = z.strictObject({
   /** The global user file (`email:{SCHEME}hash` lines). */

@@ -23,12 +23,8 @@ export interface CreateDeliveryBackendOptions {
 /** Route settings after inheritance from `[relay]`. */
 type Settings = Omit<RelayConfig, "routes" | "url"> & { url: string };
 
-async function build(
-  label: string,
-  key: string,
-  s: Settings,
-  options: CreateDeliveryBackendOptions,
-): Promise<DeliveryBackend> {
+/** A backend's target and CA certificates, checked but not yet connected or opened. */
+async function prepare(key: string, s: Settings) {
   let target;
   try {
     target = parseRelayUrl(s.url);
@@ -36,7 +32,7 @@ async function build(
     if (error instanceof RelayUrlError) throw new RelayUrlError(`${key}: ${error.message}`);
     throw error;
   }
-  if (target.kind === "file") return await FileBackend.open(target.dir);
+  if (target.kind === "file") return { target, caCerts: undefined };
   if ((s.username === undefined) !== (s.password === undefined)) {
     throw new RelayUrlError(`${key}: username and password go together`);
   }
@@ -50,6 +46,17 @@ async function build(
       );
     }
   }
+  return { target, caCerts };
+}
+
+async function build(
+  label: string,
+  key: string,
+  s: Settings,
+  options: CreateDeliveryBackendOptions,
+): Promise<DeliveryBackend> {
+  const { target, caCerts } = await prepare(key, s);
+  if (target.kind === "file") return await FileBackend.open(target.dir);
   // A backend that refused a connection is not asked again before the first retry is due.
   const firstRetryMs = s.retry_schedule[0] * 1000;
   return new SmtpBackend({
@@ -86,19 +93,15 @@ export async function createDeliveryBackend(
   relay: RelayConfig,
   options: CreateDeliveryBackendOptions,
 ): Promise<DeliveryBackend> {
-  const { routes, ...base } = relay;
+  const [base, ...routes] = backendSettings(relay);
   const created: DeliveryBackend[] = [];
   try {
-    const defaultBackend = await build("default", "relay.url", base, options);
+    const defaultBackend = await build("default", base.key, base.settings, options);
     created.push(defaultBackend);
-    const entries = Object.entries(routes);
-    if (entries.length === 0) return defaultBackend;
+    if (routes.length === 0) return defaultBackend;
     const map = new Map<string, DeliveryBackend>();
-    for (const [domain, route] of entries) {
-      // Credentials and the certificate name belong to one host: never inherited.
-      const { username: _u, password: _p, servername: _s, ...inherited } = base;
-      const settings: Settings = { ...inherited, ...definedOnly(route) };
-      const backend = await build(domain, `relay.routes.${domain}.url`, settings, options);
+    for (const { domain, key, settings } of routes) {
+      const backend = await build(domain, key, settings, options);
       created.push(backend);
       map.set(domain, backend);
     }
@@ -107,6 +110,41 @@ export async function createDeliveryBackend(
     await Promise.all(created.map((b) => b.close()));
     throw error;
   }
+}
+
+/**
+ * Every check {@linkcode createDeliveryBackend} makes before it opens
+ * anything (URLs, credentials in pairs, readable `ca` files), for every
+ * backend; one message per problem, each starting with its key.
+ */
+export async function checkDeliveryConfig(relay: RelayConfig): Promise<string[]> {
+  const problems: string[] = [];
+  for (const { key, settings } of backendSettings(relay)) {
+    try {
+      await prepare(key, settings);
+    } catch (error) {
+      if (!(error instanceof RelayUrlError)) throw error;
+      problems.push(error.message);
+    }
+  }
+  return problems;
+}
+
+/** The default backend's settings, then each route's after inheritance. */
+function backendSettings(
+  relay: RelayConfig,
+): { domain: string; key: string; settings: Settings }[] {
+  const { routes, ...base } = relay;
+  // Credentials and the certificate name belong to one host: never inherited.
+  const { username: _u, password: _p, servername: _s, ...inherited } = base;
+  return [
+    { domain: "default", key: "relay.url", settings: base },
+    ...Object.entries(routes).map(([domain, route]) => ({
+      domain,
+      key: `relay.routes.${domain}.url`,
+      settings: { ...inherited, ...definedOnly(route) } as Settings,
+    })),
+  ];
 }
 
 function definedOnly(route: RelayRouteConfig): Partial<Settings> {

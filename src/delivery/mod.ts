@@ -18,7 +18,11 @@
  * @module
  */
 export { type DeliveryBackend, isStreamingBackend, type StreamingBackend } from "./backend.ts";
-export { createDeliveryBackend, type CreateDeliveryBackendOptions } from "./create.ts";
+export {
+  checkDeliveryConfig,
+  createDeliveryBackend,
+  type CreateDeliveryBackendOptions,
+} from "./create.ts";
 export { FileBackend } from "./file_backend.ts";
 export { relayPassthrough } from "./passthrough.ts";
 export { type PoolLease, type PoolStats, SmtpPool, type SmtpPoolOptions } from "./pool.ts";

@@ -19,10 +19,10 @@
  *
  * @module
  */
-import { parseListen } from "../config/listen.ts";
+import { listenError, parseListen } from "../config/listen.ts";
 import type { PasswordAuthenticator } from "../auth/authenticator.ts";
 import { JwtBearerAuthenticator, wellKnown } from "../auth/token_verifier.ts";
-import type { OAuthConfig } from "../config/oauth_schema.ts";
+import { type OAuthConfig, oauthIssuer } from "../config/oauth_schema.ts";
 import { cachedSecretVerifier, type SecretVerifier, verifySecretHash } from "./client_secret.ts";
 import type { AutoconfigOptions, MailSettings } from "./autoconfig.ts";
 import { ClientRegistry } from "./clients.ts";
@@ -161,7 +161,7 @@ export async function createOAuthVerifier(
   });
   const store = options.store;
   const registry = new ClientRegistry(config, store ?? new MemoryOAuthStore());
-  const issuer = options.issuer ?? config.issuer.replace(/\/+$/, "");
+  const issuer = options.issuer ?? oauthIssuer(config);
   return new JwtBearerAuthenticator({
     issuer,
     audience: config.audience,
@@ -229,14 +229,20 @@ export async function startOAuthServer(options: OAuthServerOptions): Promise<OAu
 
   let handler: ReturnType<typeof createHandler> | null = null;
   const abort = new AbortController();
-  const server = Deno.serve({
-    hostname: listen.hostname,
-    port: listen.port,
-    signal: abort.signal,
-    onListen: () => {},
-  }, (request, info) => handler!(request, info));
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname: listen.hostname,
+      port: listen.port,
+      signal: abort.signal,
+      onListen: () => {},
+    }, (request, info) => handler!(request, info));
+  } catch (error) {
+    if (ownsStore) await store.close();
+    throw listenError("oauth.listen", config.listen, error);
+  }
   const bound = server.addr as Deno.NetAddr;
-  context.issuer = resolveIssuer(config.issuer, listen.port, bound.port);
+  context.issuer = resolveIssuer(oauthIssuer(config), listen.port, bound.port);
   context.verifier = await createOAuthVerifier({
     config,
     store,

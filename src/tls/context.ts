@@ -135,7 +135,7 @@ export interface TlsContextOptions {
   cert: string;
   /** Key file (`tls.key`). */
   key: string;
-  /** Lowest protocol version (`tls.min_version`); default "1.3". */
+  /** Lowest protocol version (`tls.min_version`, resolved from `tls.profile`); default "1.2". */
   min_version?: TlsMinVersion;
   /** Generate development certificates when `cert` or `key` is missing (`tls.generate_if_missing`). */
   generate_if_missing?: boolean;
@@ -194,7 +194,7 @@ export class TlsContextProvider {
       if (result.generated) generated = result;
     }
     const material = await loadTlsMaterial(paths);
-    return new TlsContextProvider(paths, options.min_version ?? "1.3", material, generated);
+    return new TlsContextProvider(paths, options.min_version ?? "1.2", material, generated);
   }
 
   /** The context for a connection accepted now. */

@@ -14,8 +14,12 @@ import { basename, dirname, join } from "node:path";
 
 /** Validity of a freshly generated CA: ten years. */
 const CA_VALIDITY_DAYS = 3650;
-/** Longest validity clients accept for a server certificate (Apple's 825-day rule). */
-const SERVER_VALIDITY_DAYS = 825;
+/**
+ * Validity of a server certificate, `notBefore` (backdate included) to
+ * `notAfter`: under the 398 days Apple's clients (and the CA/Browser Forum)
+ * accept for certificates issued since September 2020.
+ */
+const SERVER_VALIDITY_DAYS = 397;
 /** Backdating of `notBefore`, so a client whose clock runs slightly behind still accepts. */
 const BACKDATE_MS = 5 * 60 * 1000;
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -164,8 +168,9 @@ export async function generateDevCertificates(
   }
 
   const keys = await crypto.subtle.generateKey(EC_P256, true, ["sign", "verify"]);
+  const notBefore = new Date(now.getTime() - BACKDATE_MS);
   const notAfter = new Date(
-    Math.min(now.getTime() + SERVER_VALIDITY_DAYS * DAY_MS, ca.cert.notAfter.getTime()),
+    Math.min(notBefore.getTime() + SERVER_VALIDITY_DAYS * DAY_MS, ca.cert.notAfter.getTime()),
   );
   const commonName = sans.find((san) => san.type === "dns" && san.value !== "localhost")?.value ??
     "localhost";
@@ -173,7 +178,7 @@ export async function generateDevCertificates(
     serialNumber: randomSerial(),
     subject: [{ CN: [commonName] }, { O: ["relay development"] }],
     issuer: ca.cert.subject,
-    notBefore: new Date(now.getTime() - BACKDATE_MS),
+    notBefore,
     notAfter,
     publicKey: keys.publicKey,
     signingKey: ca.keys.privateKey,

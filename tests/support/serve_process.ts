@@ -1,0 +1,86 @@
+/**
+ * `relay serve` as a child process, for tests of what only a real process
+ * shows (signals, permission flags, exit codes): starts it, collects its
+ * output, waits until it listens, and always ends it.
+ *
+ * @example
+ * ```ts ignore
+ * await using relay = await startServe({ args: ["-A", MAIN, "serve", "--config", path] });
+ * relay.kill("SIGHUP");
+ * await until("the reload", () => relay.output().includes("TLS certificate reloaded"));
+ * assert.equal((await relay.stop()).code, 0);
+ * ```
+ *
+ * @module
+ */
+import { until } from "./until.ts";
+
+/** Options for {@link startServe}. */
+export interface ServeOptions {
+  /** Everything after `deno run`: permission flags, the main module, `serve`, options. */
+  args: string[];
+  cwd?: string;
+  /** Output that means "ready"; default: the start log's `listening:` line. */
+  ready?: RegExp;
+  /** How long it may take to get ready. */
+  timeoutMs?: number;
+}
+
+/** A running `relay serve`. */
+export interface ServeProcess extends AsyncDisposable {
+  /** Everything it wrote so far, stdout and stderr together. */
+  output(): string;
+  /** Whether the process has ended. */
+  exited(): boolean;
+  /** Sends a signal. */
+  kill(signal: Deno.Signal): void;
+  /** SIGTERM, then its exit status (SIGKILL after the dispose on failure). */
+  stop(): Promise<Deno.CommandStatus>;
+}
+
+/** Starts `deno run <args>` and waits for `ready` in its output; throws with the output if it exits first. */
+export async function startServe(options: ServeOptions): Promise<ServeProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...options.args],
+    cwd: options.cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const decoder = new TextDecoder();
+  let output = "";
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) output += decoder.decode(chunk, { stream: true });
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
+  let exited = false;
+  const status = child.status.then(async (s) => {
+    exited = true;
+    await drained;
+    return s;
+  });
+  const end = async () => {
+    if (!exited) child.kill("SIGKILL");
+    await status;
+  };
+  const ready = options.ready ?? /listening: /;
+  try {
+    await until("relay serve to be ready", () => {
+      if (exited) throw new Error(`relay serve exited:\n${output}`);
+      return ready.test(output);
+    }, options.timeoutMs ?? 30_000);
+  } catch (error) {
+    await end();
+    throw error;
+  }
+  return {
+    output: () => output,
+    exited: () => exited,
+    kill: (signal) => child.kill(signal),
+    stop: async () => {
+      if (!exited) child.kill("SIGTERM");
+      return await status;
+    },
+    [Symbol.asyncDispose]: end,
+  };
+}

@@ -127,13 +127,14 @@ Deno.test("serve names the key and the address it cannot listen on", async () =>
   const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (taken.addr as Deno.NetAddr).port;
   try {
-    for (const section of ["submission", "oauth"] as const) {
+    for (const section of ["submission", "oauth", "admin"] as const) {
       const listen = (s: string) => `"127.0.0.1:${s === section ? port : 0}"`;
       const path = join(dir, `${section}.toml`);
       await Deno.writeTextFile(
         path,
         `[smtps]\nlisten = ${listen("smtps")}\n[submission]\nlisten = ${listen("submission")}\n` +
-          `[oauth]\nlisten = ${listen("oauth")}\n[auth.argon2]\nmemory_kib = 64\niterations = 1\n`,
+          `[oauth]\nlisten = ${listen("oauth")}\n[admin]\nlisten = ${listen("admin")}\n` +
+          `[auth.argon2]\nmemory_kib = 64\niterations = 1\n`,
       );
       const serve = await relay(["serve", "--config", path], dir);
       assert.equal(serve.code, 1, serve.stderr);

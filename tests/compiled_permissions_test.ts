@@ -90,6 +90,8 @@ listen = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 [oauth]
 listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
 [auth.argon2]
 memory_kib = 64
 iterations = 1

@@ -12,7 +12,7 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import { join } from "node:path";
-import { parseListen } from "../config/listen.ts";
+import { listenError, parseListen } from "../config/listen.ts";
 import type { AuditLog } from "../audit/mod.ts";
 import type { RelayMetrics } from "./metrics.ts";
 
@@ -183,10 +183,7 @@ export function startAdminServer(options: AdminServerOptions): AdminServer {
       adminHandler(options),
     );
   } catch (error) {
-    throw new Error(
-      `admin.listen: cannot listen on ${options.listen}: ${(error as Error).message}`,
-      { cause: error },
-    );
+    throw listenError("admin.listen", options.listen, error);
   }
   const bound = server.addr;
   const host = bound.hostname.includes(":") ? `[${bound.hostname}]` : bound.hostname;

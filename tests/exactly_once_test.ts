@@ -12,21 +12,12 @@ import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { MemoryAuditLog } from "../src/audit/mod.ts";
 import type { SessionPolicy } from "../src/smtp/mod.ts";
 import { authenticated, queueId, type RawClient } from "./support/raw_client.ts";
-import { connectAs, startTestRelay, type TestRelay } from "./support/relay.ts";
+import { startTestRelay, submitAs, type TestRelay } from "./support/relay.ts";
 import { SmtpSink } from "./support/sink.ts";
 import { until } from "./support/until.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-async function submit(t: TestRelay, to: string[], body = "Subject: once\r\n\r\nhello\r\n") {
-  const c = await connectAs(t);
-  try {
-    return await c.send({ from: "alice@example.com", to, data: encoder.encode(body) });
-  } finally {
-    await c.quit();
-  }
-}
 
 function passthroughTo(sink: SmtpSink, extra: Record<string, unknown> = {}) {
   return {
@@ -45,7 +36,7 @@ Deno.test("pass-through: one recipient delivered, one refused: 250, delivered on
     address.startsWith("gone@") ? "550 5.1.1 <gone@example.net>: no such user" : undefined;
   const t = await startTestRelay({ config: passthroughTo(sink) });
   try {
-    const result = await submit(t, ["kept@example.net", "gone@example.net"]);
+    const result = await submitAs(t, ["kept@example.net", "gone@example.net"]);
     assert.equal(result.final?.code, 250, "the client must not resend: kept@ has it");
     assert.match(result.final!.lines[0], /^2\.0\.0 Ok: queued as [0-9A-F]+$/);
     // The queue returns the refusal to the sender, without asking the backend again.
@@ -72,7 +63,7 @@ Deno.test("pass-through: every recipient refused: the backend's 5xx is passed on
   sink.rcptReply = () => "550 5.1.1 no such user";
   const t = await startTestRelay({ config: passthroughTo(sink) });
   try {
-    const result = await submit(t, ["a@example.net", "b@example.net"]);
+    const result = await submitAs(t, ["a@example.net", "b@example.net"]);
     assert.equal(result.final?.code, 550);
     assert.deepEqual(await t.relay.spool.list(), []);
   } finally {
@@ -126,7 +117,7 @@ Deno.test("pass-through partly relayed: after a restart only the deferred recipi
       config: { ...passthroughTo(sink), spool: { dir: spoolDir } },
     });
     try {
-      const result = await submit(first, ["now@example.net", "later@example.net"]);
+      const result = await submitAs(first, ["now@example.net", "later@example.net"]);
       assert.equal(result.final?.code, 250);
       await sink.waitForMessages(1);
       assert.deepEqual(sink.messages[0].recipients, ["now@example.net"]);
@@ -233,7 +224,7 @@ Deno.test({
           for (;;) await file.write(block);
         } catch { /* full */ }
         file.close();
-        const result = await submit(t, ["bob@example.net"]);
+        const result = await submitAs(t, ["bob@example.net"]);
         assert.equal(
           `${result.final?.code} ${result.final?.lines[0]}`,
           "452 4.3.1 Error: insufficient system storage, try again later",
@@ -241,7 +232,7 @@ Deno.test({
         assert.deepEqual(await t.relay.spool.list(), []);
         assert.deepEqual([...Deno.readDirSync(join(spoolDir, "tmp"))], []);
         await Deno.remove(filler);
-        const again = await submit(t, ["bob@example.net"]);
+        const again = await submitAs(t, ["bob@example.net"]);
         assert.equal(again.final?.code, 250);
       } finally {
         await t.close();
@@ -331,7 +322,7 @@ Deno.test("an internal error is 421 4.3.0 and the connection closes; the server 
     } finally {
       c.close();
     }
-    const result = await submit(t, ["bob@example.net"]);
+    const result = await submitAs(t, ["bob@example.net"]);
     assert.equal(result.final?.code, 250);
   } finally {
     await t.close();

@@ -192,6 +192,24 @@ export async function connectAs(
 }
 
 /**
+ * Sends one message as alice (from alice@example.com) over SMTPS with our
+ * client, then QUIT; resolves with the client's send result (the final
+ * reply is in `final`).
+ */
+export async function submitAs(
+  t: { smtpsPort: number; submissionPort: number; caPem: string },
+  to: string[],
+  body = "Subject: test\r\n\r\nhello\r\n",
+): Promise<Awaited<ReturnType<SmtpClient["send"]>>> {
+  const c = await connectAs(t);
+  try {
+    return await c.send({ from: USERS[0].email, to, data: new TextEncoder().encode(body) });
+  } finally {
+    await c.quit();
+  }
+}
+
+/**
  * Connects and tries AUTH once: the reply code and enhanced status, and the
  * client (authenticated or not) for the caller to use and quit.
  */

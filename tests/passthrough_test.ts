@@ -8,7 +8,6 @@ import { SmtpSink } from "./support/sink.ts";
 import { startTestRelay, submitAs } from "./support/relay.ts";
 import { until } from "./support/until.ts";
 
-
 Deno.test("pass-through: the client gets the backend's reply; deferred recipients are queued", async (t) => {
   const sink = await SmtpSink.start();
   const relay = await startTestRelay({

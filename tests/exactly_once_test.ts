@@ -12,7 +12,7 @@ import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { MemoryAuditLog } from "../src/audit/mod.ts";
 import type { SessionPolicy } from "../src/smtp/mod.ts";
 import { authenticated, queueId, type RawClient } from "./support/raw_client.ts";
-import { startTestRelay, submitAs, type TestRelay } from "./support/relay.ts";
+import { startTestRelay, submitAs } from "./support/relay.ts";
 import { SmtpSink } from "./support/sink.ts";
 import { until } from "./support/until.ts";
 

@@ -31,8 +31,6 @@ export interface IpRateLimiterOptions {
   windowMs: number;
   /** Distinguishes this limiter's keys from others' in the store (`conn`, `oauth_register`). */
   name: string;
-  /** Clock in milliseconds (tests); default `Date.now`. */
-  now?: () => number;
 }
 
 /** Counts events per client address in a sliding window; see the module documentation. */
@@ -40,7 +38,6 @@ export class IpRateLimiter {
   readonly #window: SlidingWindow;
   readonly #limit: number;
   readonly #prefix: string;
-  readonly #now: () => number;
 
   /** Creates a limiter; nothing is counted until {@link IpRateLimiter.allow}. */
   constructor(options: IpRateLimiterOptions) {
@@ -50,7 +47,6 @@ export class IpRateLimiter {
     this.#window = new SlidingWindow(options.store, options.windowMs);
     this.#limit = options.limit;
     this.#prefix = `rate:${options.name}:`;
-    this.#now = options.now ?? Date.now;
   }
 
   /** Whether the limit is on (above 0). */
@@ -61,7 +57,7 @@ export class IpRateLimiter {
   /** Counts one event from `ip`; `false` when it is over the limit. */
   async allow(ip: string): Promise<boolean> {
     if (this.#limit === 0) return true;
-    const count = await this.#window.hit(this.#prefix + ip, this.#now());
+    const count = await this.#window.hit(this.#prefix + ip);
     return count.estimate <= this.#limit;
   }
 }
@@ -71,8 +67,6 @@ export interface ConnectionRateLimiterOptions {
   store: StateStore;
   /** New connections per client address in any minute; 0 allows everything. */
   perMinute: number;
-  /** Clock in milliseconds (tests); default `Date.now`. */
-  now?: () => number;
 }
 
 /** New connections per client address per minute. */
@@ -84,7 +78,6 @@ export class ConnectionRateLimiter extends IpRateLimiter {
       limit: options.perMinute,
       windowMs: 60_000,
       name: "conn",
-      ...(options.now ? { now: options.now } : {}),
     });
   }
 }

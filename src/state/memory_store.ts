@@ -24,7 +24,7 @@
  *
  * @module
  */
-import type { StateStore } from "./state_store.ts";
+import type { StateStore, WindowHit } from "./state_store.ts";
 
 /** Options for {@link MemoryStateStore}. */
 export interface MemoryStateStoreOptions {
@@ -37,8 +37,15 @@ export interface MemoryStateStoreOptions {
 }
 
 interface Entry {
-  value: string | number;
+  value: string | number | SlidingCounts;
   expiresAt: number;
+}
+
+/** A sliding-window counter: the current window's index and the two counts. */
+interface SlidingCounts {
+  index: number;
+  current: number;
+  previous: number;
 }
 
 /** Default {@link MemoryStateStoreOptions.maxKeys}. */
@@ -83,17 +90,44 @@ export class MemoryStateStore implements StateStore {
     return settle(() => {
       this.#open();
       checkTtl(windowMs);
-      if (!Number.isSafeInteger(by) || by < 0) throw new RangeError("by must be >= 0");
+      if (!Number.isSafeInteger(by)) throw new RangeError("by must be an integer");
       const now = this.#maintain();
       const entry = this.#live(key, now);
       if (entry === undefined) {
         this.#insert(key, { value: by, expiresAt: now + windowMs });
         return by;
       }
-      const current = typeof entry.value === "number" ? entry.value : parseCounter(entry.value);
+      const current = typeof entry.value === "number"
+        ? entry.value
+        : typeof entry.value === "string"
+        ? parseCounter(entry.value)
+        : null;
       if (current === null) throw new TypeError("the value is not a counter");
       entry.value = current + by;
       return entry.value;
+    });
+  }
+
+  hitWindow(key: string, windowMs: number, by = 1): Promise<WindowHit> {
+    return settle(() => {
+      this.#open();
+      checkTtl(windowMs);
+      if (!Number.isSafeInteger(by) || by < 0) throw new RangeError("by must be >= 0");
+      const now = this.#maintain();
+      const index = Math.floor(now / windowMs);
+      const entry = this.#live(key, now);
+      if (entry !== undefined && typeof entry.value !== "object") {
+        throw new TypeError("the value is not a window counter");
+      }
+      const counts = slide(entry?.value as SlidingCounts | undefined, index);
+      if (by > 0) {
+        counts.current += by;
+        // Gone once it can no longer be the previous window.
+        const expiresAt = (index + 2) * windowMs;
+        if (entry === undefined) this.#insert(key, { value: counts, expiresAt });
+        else Object.assign(entry, { value: counts, expiresAt });
+      }
+      return { current: counts.current, previous: counts.previous, now };
     });
   }
 
@@ -101,7 +135,9 @@ export class MemoryStateStore implements StateStore {
     return settle(() => {
       this.#open();
       const entry = this.#live(key, this.#maintain());
-      return entry === undefined ? null : String(entry.value);
+      if (entry === undefined) return null;
+      if (typeof entry.value === "object") throw new TypeError("the value is a window counter");
+      return String(entry.value);
     });
   }
 
@@ -185,6 +221,13 @@ export class MemoryStateStore implements StateStore {
     }
     this.#entries.set(key, entry);
   }
+}
+
+/** The counts as of window `index`, moved on from what was stored. */
+function slide(stored: SlidingCounts | undefined, index: number): SlidingCounts {
+  if (stored === undefined || stored.index < index - 1) return { index, current: 0, previous: 0 };
+  if (stored.index === index - 1) return { index, current: 0, previous: stored.current };
+  return { ...stored };
 }
 
 function checkTtl(ms: number): void {

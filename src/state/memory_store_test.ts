@@ -81,6 +81,31 @@ Deno.test("MemoryStateStore increments by an amount", async () => {
   const store = new MemoryStateStore();
   assert.equal(await store.increment("r", 1000, 7), 7);
   assert.equal(await store.increment("r", 1000, 3), 10);
-  await assert.rejects(store.increment("r", 1000, -1), RangeError);
+  assert.equal(await store.increment("r", 1000, -4), 6, "a negative amount releases");
+  await assert.rejects(store.increment("r", 1000, 1.5), RangeError);
+  await store.close();
+});
+
+Deno.test("MemoryStateStore hitWindow counts the current and previous window on its clock", async () => {
+  const c = clock(60_000 * 100); // the start of window 100
+  const store = new MemoryStateStore({ now: c.now });
+  assert.deepEqual(await store.hitWindow("w", 60_000, 0), {
+    current: 0,
+    previous: 0,
+    now: c.now(),
+  });
+  assert.equal(await store.get("w"), null, "a read creates nothing");
+  assert.equal((await store.hitWindow("w", 60_000)).current, 1);
+  assert.equal((await store.hitWindow("w", 60_000, 2)).current, 3);
+  c.advance(60_000);
+  assert.deepEqual(await store.hitWindow("w", 60_000), { current: 1, previous: 3, now: c.now() });
+  c.advance(120_000);
+  assert.deepEqual(await store.hitWindow("w", 60_000, 0), {
+    current: 0,
+    previous: 0,
+    now: c.now(),
+  });
+  await store.set("s", "1", 1000);
+  await assert.rejects(store.hitWindow("s", 60_000), TypeError);
   await store.close();
 });

@@ -1,0 +1,101 @@
+/**
+ * A real `redis-server` (Debian's) for tests: started in the foreground on a
+ * free 127.0.0.1 port with no persistence, stopped (and restartable on the
+ * same port, empty) by the test.
+ *
+ * @example
+ * ```ts ignore
+ * const redis = await startRedis();
+ * // config: { state: { backend: "redis", url: redis.url } }
+ * await redis.stop();   // Redis goes away mid-run
+ * await redis.start();  // back, empty, same port
+ * await redis.close();
+ * ```
+ *
+ * @module
+ */
+import { until } from "./until.ts";
+
+/** A running (or stopped) test Redis. */
+export interface TestRedis {
+  /** `redis://127.0.0.1:PORT/0` */
+  url: string;
+  port: number;
+  /** Stops the server (SIGKILL: nothing is saved, as after a crash). */
+  stop(): Promise<void>;
+  /** Starts it again on the same port, empty. */
+  start(): Promise<void>;
+  /** Stops it for good. */
+  close(): Promise<void>;
+}
+
+/** Options for {@link startRedis}. */
+export interface RedisOptions {
+  /** `requirepass`: clients must AUTH with it. */
+  password?: string;
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+async function canConnect(port: number): Promise<boolean> {
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conn.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts `redis-server` on a free port. */
+export async function startRedis(options: RedisOptions = {}): Promise<TestRedis> {
+  const port = freePort();
+  let child: Deno.ChildProcess | null = null;
+  const start = async () => {
+    if (child) return;
+    const args = [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--daemonize",
+      "no",
+      "--loglevel",
+      "warning",
+      ...(options.password ? ["--requirepass", options.password] : []),
+    ];
+    child = new Deno.Command("redis-server", {
+      args,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const running = child;
+    let exited = false;
+    void running.status.then(() => void (exited = true));
+    await until(`redis-server on port ${port}`, async () => {
+      if (exited) throw new Error(`redis-server exited (port ${port} taken?)`);
+      return await canConnect(port);
+    });
+  };
+  const stop = async () => {
+    const running = child;
+    if (!running) return;
+    child = null;
+    try {
+      running.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await running.status;
+  };
+  await start();
+  return { url: `redis://127.0.0.1:${port}/0`, port, start, stop, close: stop };
+}

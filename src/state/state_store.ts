@@ -69,3 +69,16 @@ export interface StateStore {
   /** Releases the store (connections, memory). Calls after `close` reject. */
   close(): Promise<void>;
 }
+
+/**
+ * Thrown by a shared store that cannot reach its backend (Redis down, a
+ * timeout): the caller fails closed (a temporary error to the client) or
+ * open, as `[state] fail` says.
+ */
+export class StateUnavailableError extends Error {
+  /** @param message what went wrong (never secrets) */
+  constructor(message: string) {
+    super(message);
+    this.name = "StateUnavailableError";
+  }
+}

@@ -1,0 +1,96 @@
+import assert from "node:assert/strict";
+import {
+  FailModeStateStore,
+  RedisConnection,
+  RedisStateStore,
+  SlidingWindow,
+  StateUnavailableError,
+} from "../src/state/mod.ts";
+import { startRedis } from "./support/redis.ts";
+import { until } from "./support/until.ts";
+
+Deno.test("RedisStateStore: counters, releases, values and expiry on a real redis-server", async () => {
+  const redis = await startRedis();
+  const a = RedisConnection.open({ url: redis.url, prefix: "a:", commandTimeoutMs: 2000 });
+  const b = RedisConnection.open({ url: redis.url, prefix: "b:", commandTimeoutMs: 2000 });
+  try {
+    await until("redis connected", () => a.ready && b.ready);
+    const store = new RedisStateStore(a);
+    assert.equal(await store.increment("n", 60_000), 1);
+    assert.equal(await store.increment("n", 60_000, 4), 5);
+    assert.equal(await store.increment("n", 60_000, -3), 2, "a negative amount releases");
+    const ttl = await store.ttl("n");
+    assert.ok(ttl !== null && ttl > 59_000 && ttl <= 60_000, `ttl ${ttl}`);
+    assert.equal(await new RedisStateStore(b).get("n"), null, "prefixes keep relays apart");
+    await store.set("v", "hello", 50);
+    assert.equal(await store.get("v"), "hello");
+    await until("the value expired", async () => await store.get("v") === null);
+    assert.equal(await store.ttl("v"), null);
+    await store.set("s", "text", 60_000);
+    await assert.rejects(store.increment("s", 60_000), TypeError);
+    await store.delete("s");
+    await store.delete("missing");
+    assert.equal(await store.get("s"), null);
+    // Sliding windows count atomically on the Redis clock.
+    const window = new SlidingWindow(store, 60_000);
+    const hits = await Promise.all(Array.from({ length: 20 }, () => window.hit("w")));
+    assert.deepEqual(
+      hits.map((h) => h.current).sort((x, y) => x - y),
+      [...Array(20).keys()].map((i) => i + 1),
+    );
+    const peek = await window.peek("w");
+    assert.equal(peek.current, 20);
+    assert.ok(Math.abs(peek.now - Date.now()) < 5_000, "Redis TIME is the clock");
+    await assert.rejects(store.get("w"), TypeError, "a window is not a plain value");
+    await window.reset("w");
+    assert.equal((await window.peek("w")).current, 0);
+  } finally {
+    await a.close();
+    await b.close();
+    await redis.close();
+  }
+});
+
+Deno.test("FailModeStateStore: closed refuses while Redis is down, open counts locally; both recover", async () => {
+  const redis = await startRedis();
+  const connection = RedisConnection.open({
+    url: redis.url,
+    prefix: "relay:",
+    commandTimeoutMs: 1000,
+  });
+  const changes: string[] = [];
+  const closed = new FailModeStateStore({
+    shared: new RedisStateStore(connection),
+    fail: "closed",
+    onChange: (up) => changes.push(`closed:${up ? "up" : "down"}`),
+  });
+  const open = new FailModeStateStore({
+    shared: new RedisStateStore(connection),
+    fail: "open",
+    onChange: (up) => changes.push(`open:${up ? "up" : "down"}`),
+  });
+  try {
+    await until("redis connected", () => connection.ready);
+    assert.equal(await closed.increment("k", 60_000), 1);
+    await redis.stop();
+    await until("the connection noticed", () => !connection.ready);
+    await assert.rejects(closed.increment("k", 60_000), StateUnavailableError);
+    assert.equal(await open.increment("k", 60_000), 1, "open: a local counter meanwhile");
+    assert.equal(await open.increment("k", 60_000), 2);
+    assert.deepEqual(changes, ["closed:down", "open:down"]);
+    await redis.start();
+    await until("reconnected", () => connection.ready);
+    assert.equal(
+      await closed.increment("k", 60_000),
+      1,
+      "Redis came back empty: counting restarts",
+    );
+    assert.equal(await open.increment("k", 60_000), 2, "open: back on the shared counter");
+    assert.deepEqual(changes, ["closed:down", "open:down", "closed:up", "open:up"]);
+  } finally {
+    await open.close();
+    await closed.close();
+    await connection.close();
+    await redis.close();
+  }
+});

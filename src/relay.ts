@@ -28,7 +28,8 @@ import {
   startTlsReloader,
   TlsContextProvider,
 } from "./tls/mod.ts";
-import { MemoryStateStore } from "./state/mod.ts";
+import { openSharedState } from "./state/mod.ts";
+import { readStateFiles } from "./config/state_schema.ts";
 import {
   AuthRateLimiter,
   authRateLimiterOptions,
@@ -41,7 +42,12 @@ import {
   SendQuota,
 } from "./policy/mod.ts";
 import { LdapAuthenticator, readLdapCa } from "./auth/ldap/mod.ts";
-import { type OAuthServer, startOAuthServer } from "./oauth/mod.ts";
+import {
+  type OAuthServer,
+  RedisKeySetStorage,
+  RedisOAuthStore,
+  startOAuthServer,
+} from "./oauth/mod.ts";
 import { createExternalBearerAuthenticator } from "./auth/token_verifier.ts";
 import {
   createOAuthBearer,
@@ -70,6 +76,8 @@ export interface StartRelayOptions {
   };
   /** Do not deliver (the queue only fills); for tests of the spool. */
   holdQueue?: boolean;
+  /** How often the OAuth key set is checked for another node's rotation (ms); default 30 s. */
+  oauthKeysReloadIntervalMs?: number;
 }
 
 /** A running relay. */
@@ -165,9 +173,31 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     const disabled = new Set(
       config.domains.disabled.map((d) => normalizeDomain(d) ?? d.toLowerCase()),
     );
-    // Counters for rate limits and quotas: in memory on one node (Redis later).
-    const state = new MemoryStateStore({ maxKeys: config.state.max_keys });
-    cleanups.push(() => state.close());
+    // Counters for rate limits and quotas: in memory on one node, in Redis for several.
+    const shared = await openSharedState(config.state, await readStateFiles(config.state), {
+      onChange: (available, error) => {
+        if (!available) {
+          logger.error("shared state unavailable ({fail}): {error}", {
+            fail: config.state.fail === "open" ? "failing open: per-node limits" : "failing closed",
+            error: error?.message ?? "",
+          });
+        } else logger.warning("shared state available again");
+        audit.record({
+          event: available ? "state_available" : "state_unavailable",
+          backend: config.state.backend,
+          fail: config.state.fail,
+          ...(error ? { detail: error.message } : {}),
+        });
+      },
+    });
+    cleanups.push(() => shared.close());
+    if (shared.redis && !shared.redis.ready) {
+      logger.error("Redis at {url} is not reachable yet; [state] fail = {fail} applies until it is", {
+        url: new URL(config.state.url).host,
+        fail: config.state.fail,
+      });
+    }
+    const state = shared.store;
     const authLimiter = new AuthRateLimiter({
       store: state,
       ...authRateLimiterOptions(config.rate_limit),
@@ -210,6 +240,13 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
           }),
         }),
         domainEnabled: (domain) => !disabled.has(domain),
+        ...(shared.redis
+          ? {
+            store: new RedisOAuthStore(shared.redis),
+            keyStorage: new RedisKeySetStorage(shared.redis),
+          }
+          : {}),
+        keysReloadIntervalMs: options.oauthKeysReloadIntervalMs,
       });
       const server = oauth;
       cleanups.push(() => server.close());

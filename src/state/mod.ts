@@ -16,4 +16,5 @@ export {
 export { type RedisClient, RedisConnection, type RedisConnectionOptions } from "./redis_client.ts";
 export { RedisStateStore } from "./redis_store.ts";
 export { type FailMode, FailModeStateStore, type FailModeStateStoreOptions } from "./fail_mode.ts";
+export { openSharedState, type OpenSharedStateOptions, type SharedState } from "./open.ts";
 export { FixedWindow, SlidingWindow, type WindowCount } from "./window.ts";

@@ -85,6 +85,21 @@ export class RedisConnection {
     return this.#client.isReady;
   }
 
+  /** Resolves `true` once connected, or `false` after `timeoutMs`. */
+  waitReady(timeoutMs: number): Promise<boolean> {
+    if (this.#client.isReady) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ready: boolean) => {
+        clearTimeout(timer);
+        this.#client.off("ready", onReady);
+        resolve(ready);
+      };
+      const onReady = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.#client.on("ready", onReady);
+    });
+  }
+
   /**
    * Runs `command` on the client. Connection problems, timeouts and Redis
    * answers such as `LOADING` become {@link StateUnavailableError}; other error

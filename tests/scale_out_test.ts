@@ -1,0 +1,123 @@
+/**
+ * Several relay nodes sharing one real redis-server (`[state] backend =
+ * "redis"`): failed-login lockouts, sending quotas and the OAuth server's
+ * state (codes, refresh-token families, revocations, signing keys) are the
+ * same on every node, and a Redis outage follows `[state] fail`.
+ */
+import assert from "node:assert/strict";
+import type { SmtpClient } from "../src/delivery/smtp_client.ts";
+import { startRedis, type TestRedis } from "./support/redis.ts";
+import { connectClient, startTestRelay, type TestRelay, USERS } from "./support/relay.ts";
+import type { StartRelayOptions } from "../src/relay.ts";
+import { signInOverHttp } from "./support/oauth_flow.ts";
+import { until } from "./support/until.ts";
+
+const encoder = new TextEncoder();
+const ALICE = USERS[0];
+
+/** One relay node on the shared Redis; `config` sections are merged over the node defaults. */
+async function startNode(
+  redis: TestRedis,
+  config: Record<string, Record<string, unknown>> = {},
+  start: StartRelayOptions = {},
+): Promise<TestRelay> {
+  return await startTestRelay({
+    config: { ...config, state: { backend: "redis", url: redis.url, ...config.state } },
+    start,
+  });
+}
+
+/** AUTH PLAIN with the raw reply (no exception on 4xx/5xx). */
+async function plain(c: SmtpClient, user: string, password: string) {
+  return await c.authRaw("PLAIN", encoder.encode(`\0${user}\0${password}`).toBase64());
+}
+
+/** One AUTH PLAIN attempt on a new connection; the first reply's code. */
+async function attempt(node: TestRelay, password: string): Promise<number> {
+  const c = await connectClient(node);
+  try {
+    return (await plain(c, ALICE.email, password)).code;
+  } finally {
+    c.close();
+  }
+}
+
+/** AUTH XOAUTH2 with `token`; the final reply (after the RFC 7628 error challenge, if any). */
+async function xoauth2(node: TestRelay, token: string): Promise<{ code: number; text: string }> {
+  const c = await connectClient(node);
+  try {
+    const initial = encoder.encode(`user=${ALICE.email}\x01auth=Bearer ${token}\x01\x01`);
+    let reply = await c.authRaw("XOAUTH2", initial.toBase64());
+    if (reply.code === 334) {
+      await c.sendLine("");
+      reply = await c.readReply();
+    }
+    return { code: reply.code, text: reply.lines.join(" ") };
+  } finally {
+    c.close();
+  }
+}
+
+async function send(c: SmtpClient, subject: string) {
+  return await c.send({
+    from: ALICE.email,
+    to: ["r@example.net"],
+    data: encoder.encode(`Subject: ${subject}\r\n\r\nbody\r\n`),
+  });
+}
+
+Deno.test("two nodes: 3 bad passwords on A and 3 on B, then either node refuses", async () => {
+  const redis = await startRedis();
+  const limits = { rate_limit: { enabled: true, per_minute: 6, per_hour: 100, block_seconds: 60 } };
+  const a = await startNode(redis, limits);
+  const b = await startNode(redis, limits);
+  try {
+    for (let i = 0; i < 3; i++) assert.equal(await attempt(a, `guess-a${i}`), 535);
+    for (let i = 0; i < 2; i++) assert.equal(await attempt(b, `guess-b${i}`), 535);
+    // The sixth failure (on B) blocks the user and the address on both nodes.
+    const c = await connectClient(b);
+    await c.sendLine("AUTH PLAIN " + encoder.encode(`\0${ALICE.email}\0guess-b2`).toBase64());
+    assert.equal((await c.readReply()).code, 535);
+    const blocked = await c.readReply();
+    assert.equal(blocked.code, 421);
+    assert.equal(blocked.enhanced, "4.7.0");
+    c.close();
+    // Even the right password is refused on either node, before any verification.
+    assert.equal(await attempt(a, ALICE.password), 421);
+    assert.equal(await attempt(b, ALICE.password), 421);
+  } finally {
+    await a.close();
+    await b.close();
+    await redis.close();
+  }
+});
+
+Deno.test("two nodes: a quota of 5 messages/hour, 3 through A, then B accepts 2 and refuses the 3rd", async () => {
+  const redis = await startRedis();
+  const quota = { quota: { user_messages_per_hour: 5 } };
+  const a = await startNode(redis, quota);
+  const b = await startNode(redis, quota);
+  try {
+    const ca = await connectClient(a);
+    assert.equal((await ca.auth({ username: ALICE.email, password: ALICE.password })).code, 235);
+    for (let i = 0; i < 3; i++) assert.equal((await send(ca, `a${i}`)).final?.code, 250);
+    await ca.quit();
+    const cb = await connectClient(b);
+    assert.equal((await cb.auth({ username: ALICE.email, password: ALICE.password })).code, 235);
+    for (let i = 0; i < 2; i++) assert.equal((await send(cb, `b${i}`)).final?.code, 250);
+    await cb.sendLine(`MAIL FROM:<${ALICE.email}>`);
+    const refused = await cb.readReply();
+    assert.equal(refused.code, 451);
+    assert.match(
+      refused.lines[0],
+      /^4\.7\.1 Sending quota exceeded for alice@example\.com \(5 messages per hour\)/,
+    );
+    await cb.quit();
+    await a.waitForOutbox(3);
+    await b.waitForOutbox(2);
+  } finally {
+    await a.close();
+    await b.close();
+    await redis.close();
+  }
+});

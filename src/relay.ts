@@ -192,10 +192,13 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     });
     cleanups.push(() => shared.close());
     if (shared.redis && !shared.redis.ready) {
-      logger.error("Redis at {url} is not reachable yet; [state] fail = {fail} applies until it is", {
-        url: new URL(config.state.url).host,
-        fail: config.state.fail,
-      });
+      logger.error(
+        "Redis at {url} is not reachable yet; [state] fail = {fail} applies until it is",
+        {
+          url: new URL(config.state.url).host,
+          fail: config.state.fail,
+        },
+      );
     }
     const state = shared.store;
     const authLimiter = new AuthRateLimiter({

@@ -121,3 +121,125 @@ Deno.test("two nodes: a quota of 5 messages/hour, 3 through A, then B accepts 2 
     await redis.close();
   }
 });
+
+/** A port that was free a moment ago (the issuer must not follow a port-0 listener's port). */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** Two nodes with the embedded OAuth server, one issuer name (as behind one load balancer). */
+async function startOAuthNodes(redis: TestRedis): Promise<[TestRelay, TestRelay]> {
+  const oauth = (port: number) => ({
+    oauth: { enabled: true, listen: `127.0.0.1:${port}`, issuer: "https://auth.relay.test" },
+  });
+  const a = await startNode(redis, oauth(freePort()), { oauthKeysReloadIntervalMs: 50 });
+  const b = await startNode(redis, oauth(freePort()), { oauthKeysReloadIntervalMs: 50 }).catch(
+    async (error) => {
+      await a.close();
+      throw error;
+    },
+  );
+  return [a, b];
+}
+
+async function token(node: TestRelay, form: Record<string, string>): Promise<Response> {
+  return await fetch(`${node.relay.oauth!.url}/oauth2/token`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ client_id: "thunderbird-email-client", ...form }),
+  });
+}
+
+async function jwks(node: TestRelay): Promise<string[]> {
+  const response = await fetch(`${node.relay.oauth!.url}/oauth2/jwks`);
+  return ((await response.json()).keys as { kid: string }[]).map((k) => k.kid).sort();
+}
+
+Deno.test("two nodes: a token from A works on B, refresh on B, revoke on B is 535 on A, reuse caught across nodes", async () => {
+  const redis = await startRedis();
+  const [a, b] = await startOAuthNodes(redis);
+  try {
+    // Both nodes publish the same keys (the set lives in Redis).
+    assert.deepEqual(await jwks(a), await jwks(b));
+    const first = await signInOverHttp({
+      issuer: a.relay.oauth!.url,
+      redirectUri: "http://127.0.0.1/callback",
+      email: ALICE.email,
+      password: ALICE.password,
+    });
+    assert.equal((await xoauth2(b, first.access_token)).code, 235, "A's token on B");
+
+    // Refresh on B (A issued the refresh token).
+    const refreshed = await token(b, {
+      grant_type: "refresh_token",
+      refresh_token: first.refresh_token,
+    });
+    assert.equal(refreshed.status, 200);
+    const second = await refreshed.json() as { access_token: string; refresh_token: string };
+    assert.equal((await xoauth2(a, second.access_token)).code, 235, "B's token on A");
+
+    // Revoke the new access token on B: A refuses it.
+    const revoked = await fetch(`${b.relay.oauth!.url}/oauth2/revoke`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        client_id: "thunderbird-email-client",
+        token: second.access_token,
+      }),
+    });
+    assert.equal(revoked.status, 200);
+    await revoked.body?.cancel();
+    assert.equal((await xoauth2(a, second.access_token)).code, 535, "revoked on B, refused on A");
+    assert.equal((await xoauth2(a, first.access_token)).code, 235, "only that token was revoked");
+
+    // The first refresh token was rotated on B; presenting it again on A is reuse:
+    // the family is revoked everywhere.
+    const reused = await token(a, {
+      grant_type: "refresh_token",
+      refresh_token: first.refresh_token,
+    });
+    assert.equal(reused.status, 400);
+    assert.equal((await reused.json()).error, "invalid_grant");
+    assert.equal((await xoauth2(b, first.access_token)).code, 535, "the family is revoked on B");
+    const after = await token(b, {
+      grant_type: "refresh_token",
+      refresh_token: second.refresh_token,
+    });
+    assert.equal(after.status, 400, "the rotated token's successor is dead too");
+    await after.body?.cancel();
+  } finally {
+    await a.close();
+    await b.close();
+    await redis.close();
+  }
+});
+
+Deno.test("two nodes: a key rotation on A is published by B; B verifies A's new tokens", async () => {
+  const redis = await startRedis();
+  const [a, b] = await startOAuthNodes(redis);
+  try {
+    const before = await jwks(b);
+    assert.equal(before.length, 1);
+    const kid = await a.relay.oauth!.keys.rotate();
+    assert.deepEqual(await jwks(a), [...before, kid].sort());
+    await until("B's JWKS lists A's new key", async () => {
+      return JSON.stringify(await jwks(b)) === JSON.stringify(await jwks(a));
+    });
+    const tokens = await signInOverHttp({
+      issuer: a.relay.oauth!.url,
+      redirectUri: "http://127.0.0.1/callback",
+      email: ALICE.email,
+      password: ALICE.password,
+    });
+    const header = JSON.parse(atob(tokens.access_token.split(".")[0]));
+    assert.equal(header.kid, kid, "signed with the new key");
+    assert.equal((await xoauth2(b, tokens.access_token)).code, 235);
+  } finally {
+    await a.close();
+    await b.close();
+    await redis.close();
+  }
+});

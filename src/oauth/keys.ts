@@ -119,7 +119,7 @@ export class SigningKeys {
 
   /** The key new tokens are signed with; rotates first when due. */
   async signingKey(): Promise<{ kid: string; key: CryptoKey }> {
-    await this.#refresh();
+    await this.refresh();
     if (!this.#options.readOnly && this.#rotationDue()) {
       await this.#exclusive(() => this.#maintain(false));
     }
@@ -148,7 +148,7 @@ export class SigningKeys {
    */
   readonly getKey = async (header: JWSHeaderParameters): Promise<CryptoKey> => {
     if (header.alg !== "ES256") throw new joseErrors.JOSEAlgNotAllowed("unexpected JWS algorithm");
-    await this.#refresh();
+    await this.refresh();
     let found = this.#find(header.kid);
     if (!found && this.#options.now() - this.#unknownKidReloadAt > UNKNOWN_KID_RELOAD_MS) {
       this.#unknownKidReloadAt = this.#options.now();
@@ -196,8 +196,12 @@ export class SigningKeys {
     await running;
   }
 
-  /** Re-reads the set when another process changed it; cheap between intervals. */
-  async #refresh(): Promise<void> {
+  /**
+   * Re-reads the set when another process (node) changed it; cheap between
+   * checks (`reloadIntervalMs`). Never rejects: the keys held stay when the
+   * file or the store cannot be read.
+   */
+  async refresh(): Promise<void> {
     const now = this.#options.now();
     if (now - this.#checkedAt < this.#options.reloadIntervalMs) return;
     this.#checkedAt = now;

@@ -648,17 +648,17 @@ async function token(
 
 // ---------------------------------------------------------------- resources
 
-function jwks(context: OAuthContext): Promise<Response> {
-  return Promise.resolve(
-    new Response(JSON.stringify(context.keys.publicJwks()), {
-      headers: {
-        "content-type": "application/jwk-set+json",
-        "cache-control": "public, max-age=300",
-        "x-content-type-options": "nosniff",
-        "access-control-allow-origin": "*",
-      },
-    }),
-  );
+async function jwks(context: OAuthContext): Promise<Response> {
+  // Another node may have rotated the shared key set.
+  await context.keys.refresh();
+  return new Response(JSON.stringify(context.keys.publicJwks()), {
+    headers: {
+      "content-type": "application/jwk-set+json",
+      "cache-control": "public, max-age=300",
+      "x-content-type-options": "nosniff",
+      "access-control-allow-origin": "*",
+    },
+  });
 }
 
 async function userinfo(context: OAuthContext, request: Request): Promise<Response> {

@@ -131,8 +131,12 @@ function freePort(): number {
 }
 
 /** Two nodes with the embedded OAuth server, one issuer name (as behind one load balancer). */
-async function startOAuthNodes(redis: TestRedis): Promise<[TestRelay, TestRelay]> {
+async function startOAuthNodes(
+  redis: TestRedis,
+  config: Record<string, Record<string, unknown>> = {},
+): Promise<[TestRelay, TestRelay]> {
   const oauth = (port: number) => ({
+    ...config,
     oauth: { enabled: true, listen: `127.0.0.1:${port}`, issuer: "https://auth.relay.test" },
   });
   const a = await startNode(redis, oauth(freePort()), { oauthKeysReloadIntervalMs: 50 });
@@ -240,6 +244,94 @@ Deno.test("two nodes: a key rotation on A is published by B; B verifies A's new 
   } finally {
     await a.close();
     await b.close();
+    await redis.close();
+  }
+});
+
+Deno.test("Redis stopped mid-run, fail = closed: AUTH 454 4.7.0, OAuth 503, then recovery without restart", async () => {
+  const redis = await startRedis();
+  // Login limits need the shared state; without them password AUTH would not touch Redis.
+  const [a, b] = await startOAuthNodes(redis, { rate_limit: { enabled: true } });
+  try {
+    const tokens = await signInOverHttp({
+      issuer: a.relay.oauth!.url,
+      redirectUri: "http://127.0.0.1/callback",
+      email: ALICE.email,
+      password: ALICE.password,
+    });
+    assert.equal(await attempt(a, ALICE.password), 235);
+    await redis.stop();
+    const c = await connectClient(a);
+    const refused = await plain(c, ALICE.email, ALICE.password);
+    assert.equal(refused.code, 454);
+    assert.equal(refused.enhanced, "4.7.0");
+    c.close();
+    assert.equal((await xoauth2(b, tokens.access_token)).code, 454, "revocation cannot be checked");
+    const refresh = await token(b, {
+      grant_type: "refresh_token",
+      refresh_token: tokens.refresh_token,
+    });
+    assert.equal(refresh.status, 503);
+    assert.equal((await refresh.json()).error, "temporarily_unavailable");
+    assert.ok(a.audit.events.some((e) => e.event === "state_unavailable" && e.fail === "closed"));
+
+    // Redis comes back, empty: the nodes recover by themselves; only the state is gone.
+    await redis.start();
+    await until("AUTH works again on A", async () => await attempt(a, ALICE.password) === 235);
+    assert.equal(await attempt(b, ALICE.password), 235);
+    assert.ok(a.audit.events.some((e) => e.event === "state_available"));
+    const again = await signInOverHttp({
+      issuer: b.relay.oauth!.url,
+      redirectUri: "http://127.0.0.1/callback",
+      email: ALICE.email,
+      password: ALICE.password,
+    });
+    assert.equal((await xoauth2(a, again.access_token)).code, 235, "new tokens work on both");
+    assert.equal((await xoauth2(a, tokens.access_token)).code, 235, "old tokens still verify");
+    await until("the key set is back in Redis, the same on both nodes", async () => {
+      return JSON.stringify(await jwks(a)) === JSON.stringify(await jwks(b));
+    });
+  } finally {
+    await a.close();
+    await b.close();
+    await redis.close();
+  }
+});
+
+Deno.test("Redis stopped mid-run, fail = open: mail keeps flowing under per-node limits, audited", async () => {
+  const redis = await startRedis();
+  const a = await startNode(redis, {
+    state: { fail: "open" },
+    rate_limit: { enabled: true, per_minute: 2, per_hour: 100, block_seconds: 60 },
+  });
+  try {
+    assert.equal(await attempt(a, ALICE.password), 235);
+    await redis.stop();
+    const c = await connectClient(a);
+    assert.equal((await c.auth({ username: ALICE.email, password: ALICE.password })).code, 235);
+    assert.equal((await send(c, "during the outage")).final?.code, 250);
+    await c.quit();
+    assert.ok(a.audit.events.some((e) => e.event === "state_unavailable" && e.fail === "open"));
+    // Limits still hold, counted on this node alone.
+    assert.equal(await attempt(a, "guess-1"), 535);
+    const g = await connectClient(a);
+    await g.sendLine("AUTH PLAIN " + encoder.encode(`\0${ALICE.email}\0guess-2`).toBase64());
+    assert.equal((await g.readReply()).code, 535);
+    assert.equal((await g.readReply()).code, 421);
+    g.close();
+    await redis.start();
+    // Back on the shared (now empty) counters: the local block is forgotten.
+    await until(
+      "AUTH on the shared state again",
+      async () => await attempt(a, ALICE.password) === 235,
+    );
+    await until(
+      "recovery audited",
+      () => a.audit.events.some((e) => e.event === "state_available"),
+    );
+    await a.waitForOutbox(1);
+  } finally {
+    await a.close();
     await redis.close();
   }
 });

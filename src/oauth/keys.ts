@@ -207,7 +207,16 @@ export class SigningKeys {
     this.#checkedAt = now;
     try {
       const version = await this.#storage.version();
-      if (version !== null && version !== this.#version) await this.#exclusive(() => this.#load());
+      if (version !== null && version !== this.#version) {
+        await this.#exclusive(() => this.#load());
+      } else if (version === null && this.#keys.length > 0 && !this.#options.readOnly) {
+        // The store lost the set (Redis restarted empty): put ours back.
+        log.warning("OAuth key set missing from {where}; storing this node's keys again", {
+          where: this.#storage.name,
+        });
+        this.#version = null;
+        await this.#exclusive(() => this.#save());
+      }
     } catch {
       // Keep the keys we have while the file or the store is unavailable.
     }

@@ -34,6 +34,7 @@ import {
   AuthRateLimiter,
   authRateLimiterOptions,
   ConnectionRateLimiter,
+  ConnectionSlots,
   CredentialFingerprinter,
   IpRateLimiter,
   normalizeDomain,
@@ -213,6 +214,12 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       })
       : undefined;
 
+    // With Redis, max_connections_per_ip counts the connections on every node.
+    const connectionSlots = shared.redis
+      ? new ConnectionSlots({ store: state, perIp: config.limits.max_connections_per_ip })
+      : undefined;
+    if (connectionSlots) cleanups.push(() => connectionSlots.close());
+
     // OAuth2: the embedded authorization server verifies its own tokens
     // locally; an external IdP (remote JWKS or introspection) may be used too.
     let oauth: OAuthServer | null = null;
@@ -311,6 +318,7 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       maxConnections: config.limits.max_connections,
       maxConnectionsPerIp: config.limits.max_connections_per_ip,
       connectionRate,
+      connectionSlots,
       session: {
         hostname: config.server.hostname,
         maxMessageBytes: config.limits.max_message_bytes,

@@ -22,6 +22,8 @@ export {
 export {
   ConnectionRateLimiter,
   type ConnectionRateLimiterOptions,
+  ConnectionSlots,
+  type ConnectionSlotsOptions,
   IpRateLimiter,
   type IpRateLimiterOptions,
 } from "./connection_rate.ts";

@@ -11,7 +11,7 @@ import net from "node:net";
 import type tls from "node:tls";
 import { log } from "../observability/logger.ts";
 import { upgradeServerSocket } from "../tls/mod.ts";
-import type { ConnectionRateLimiter } from "../policy/connection_rate.ts";
+import type { ConnectionRateLimiter, ConnectionSlots } from "../policy/connection_rate.ts";
 import { normalizeAddress, SocketStream, type TlsInfo } from "./byte_stream.ts";
 import {
   acceptProxyConnection,
@@ -49,6 +49,8 @@ export interface SmtpServerOptions {
   maxConnectionsPerIp: number;
   /** New connections per client address per minute (0/absent: unlimited). */
   connectionRate?: ConnectionRateLimiter;
+  /** Concurrent connections per client address across all nodes (shared state). */
+  connectionSlots?: ConnectionSlots;
 }
 
 /** A bound listener's address. */
@@ -216,6 +218,13 @@ export class SmtpServer {
     const rate = this.#options.connectionRate;
     if (!refusal && rate && !await rate.allow(ip)) {
       refusal = Replies.connectionRateExceeded(this.#options.session.hostname, ip);
+    }
+    const release = refusal ? undefined : await this.#options.connectionSlots?.acquire(ip);
+    if (release === null) {
+      refusal = Replies.tooManyConnectionsFromIp(this.#options.session.hostname, ip);
+    } else if (release) {
+      if (socket.destroyed) release();
+      else socket.once("close", release);
     }
     const named = client
       ? {

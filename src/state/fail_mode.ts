@@ -58,6 +58,18 @@ export class FailModeStateStore implements StateStore {
     return this.#call((s) => s.hitWindow(key, windowMs, by));
   }
 
+  acquireSlot(key: string, member: string, limit: number, leaseMs: number): Promise<boolean> {
+    return this.#call((s) => s.acquireSlot(key, member, limit, leaseMs));
+  }
+
+  renewSlot(key: string, member: string, leaseMs: number): Promise<void> {
+    return this.#call((s) => s.renewSlot(key, member, leaseMs));
+  }
+
+  releaseSlot(key: string, member: string): Promise<void> {
+    return this.#call((s) => s.releaseSlot(key, member));
+  }
+
   get(key: string): Promise<string | null> {
     return this.#call((s) => s.get(key));
   }

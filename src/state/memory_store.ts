@@ -37,9 +37,12 @@ export interface MemoryStateStoreOptions {
 }
 
 interface Entry {
-  value: string | number | SlidingCounts;
+  value: string | number | SlidingCounts | Slots;
   expiresAt: number;
 }
+
+/** Leased slots: member → lease end (ms). */
+type Slots = Map<string, number>;
 
 /** A sliding-window counter: the current window's index and the two counts. */
 interface SlidingCounts {
@@ -116,7 +119,9 @@ export class MemoryStateStore implements StateStore {
       const now = this.#maintain();
       const index = Math.floor(now / windowMs);
       const entry = this.#live(key, now);
-      if (entry !== undefined && typeof entry.value !== "object") {
+      if (
+        entry !== undefined && (typeof entry.value !== "object" || entry.value instanceof Map)
+      ) {
         throw new TypeError("the value is not a window counter");
       }
       const counts = slide(entry?.value as SlidingCounts | undefined, index);
@@ -131,12 +136,59 @@ export class MemoryStateStore implements StateStore {
     });
   }
 
+  acquireSlot(key: string, member: string, limit: number, leaseMs: number): Promise<boolean> {
+    return settle(() => {
+      this.#open();
+      checkTtl(leaseMs);
+      const now = this.#maintain();
+      const slots = this.#slots(key, now);
+      for (const [held, until] of slots) if (until <= now) slots.delete(held);
+      if (!slots.has(member) && slots.size >= limit) return false;
+      slots.set(member, now + leaseMs);
+      this.#entries.get(key)!.expiresAt = now + leaseMs;
+      return true;
+    });
+  }
+
+  renewSlot(key: string, member: string, leaseMs: number): Promise<void> {
+    return settle(() => {
+      this.#open();
+      checkTtl(leaseMs);
+      const now = this.#maintain();
+      const slots = this.#slots(key, now);
+      if (!slots.has(member)) return;
+      slots.set(member, now + leaseMs);
+      const entry = this.#entries.get(key)!;
+      entry.expiresAt = Math.max(entry.expiresAt, now + leaseMs);
+    });
+  }
+
+  releaseSlot(key: string, member: string): Promise<void> {
+    return settle(() => {
+      this.#open();
+      const entry = this.#live(key, this.#maintain());
+      if (entry?.value instanceof Map) entry.value.delete(member);
+    });
+  }
+
+  /** The slots at `key`, created (empty, expiring now) when missing. */
+  #slots(key: string, now: number): Slots {
+    const entry = this.#live(key, now);
+    if (entry === undefined) {
+      const slots: Slots = new Map();
+      this.#insert(key, { value: slots, expiresAt: now });
+      return slots;
+    }
+    if (!(entry.value instanceof Map)) throw new TypeError("the value is not a slot set");
+    return entry.value;
+  }
+
   get(key: string): Promise<string | null> {
     return settle(() => {
       this.#open();
       const entry = this.#live(key, this.#maintain());
       if (entry === undefined) return null;
-      if (typeof entry.value === "object") throw new TypeError("the value is a window counter");
+      if (typeof entry.value === "object") throw new TypeError("the value is not a plain value");
       return String(entry.value);
     });
   }

@@ -52,6 +52,31 @@ if by > 0 then
 end
 return {c, p, now}`;
 
+/**
+ * Takes a slot in the sorted set KEYS[1] (member ARGV[1], score = lease end on
+ * Redis TIME) unless ARGV[2] live leases exist; ARGV[3] is the lease (ms).
+ */
+const ACQUIRE_SLOT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3], 'GT')
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1`;
+
+/** Extends a lease still held (ZADD XX) and the set's expiry. */
+const RENEW_SLOT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2], 'GT')
+end
+return 0`;
+
 /** A {@link StateStore} in Redis; see the module documentation. */
 export class RedisStateStore implements StateStore {
   readonly #redis: RedisConnection;
@@ -78,6 +103,21 @@ export class RedisStateStore implements StateStore {
       number,
     ];
     return { current: Number(current), previous: Number(previous), now: Number(now) };
+  }
+
+  async acquireSlot(key: string, member: string, limit: number, leaseMs: number): Promise<boolean> {
+    checkTtl(leaseMs);
+    const taken = await this.#redis.eval(ACQUIRE_SLOT, [key], [member, limit, Math.ceil(leaseMs)]);
+    return Number(taken) === 1;
+  }
+
+  async renewSlot(key: string, member: string, leaseMs: number): Promise<void> {
+    checkTtl(leaseMs);
+    await this.#redis.eval(RENEW_SLOT, [key], [member, Math.ceil(leaseMs)]);
+  }
+
+  async releaseSlot(key: string, member: string): Promise<void> {
+    await this.#redis.run((client) => client.zRem(this.#redis.prefix + key, member));
   }
 
   get(key: string): Promise<string | null> {

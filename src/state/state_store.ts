@@ -15,6 +15,9 @@
  * | ------------------------------- | ---------------------------------------------------------- |
  * | `increment(key, windowMs, by)`  | a script: `INCRBY key by`, then `PEXPIRE key windowMs` when the key has no expiry |
  * | `hitWindow(key, windowMs, by)`  | a script: `TIME`, then `HMGET`/`HSET` of the window's index, current and previous counts, `PEXPIRE` |
+ * | `acquireSlot(key, member, ...)` | a script: `TIME`, `ZREMRANGEBYSCORE` of expired leases, `ZCARD`, `ZADD` |
+ * | `renewSlot(key, member, ...)`   | a script: `ZADD XX`, `PEXPIRE`                             |
+ * | `releaseSlot(key, member)`      | `ZREM key member`                                          |
  * | `get(key)`                      | `GET key`                                                  |
  * | `set(key, value, ttlMs)`        | `SET key value PX ttlMs`                                   |
  * | `ttl(key)`                      | `PTTL key` (`-2` → `null`)                                 |
@@ -58,6 +61,18 @@ export interface StateStore {
    * an estimate.
    */
   hitWindow(key: string, windowMs: number, by?: number): Promise<WindowHit>;
+  /**
+   * Takes one of `limit` slots of `key` (concurrent connections of one
+   * client address, say) for `member`, leased for `leaseMs` on the store's
+   * clock; `false` when `limit` live leases exist. A holder that disappears
+   * (a node that crashed) loses its slots when their leases run out; a live
+   * holder renews them ({@link StateStore.renewSlot}).
+   */
+  acquireSlot(key: string, member: string, limit: number, leaseMs: number): Promise<boolean>;
+  /** Extends a slot still held by `member` to `leaseMs` from now (nothing if it was lost). */
+  renewSlot(key: string, member: string, leaseMs: number): Promise<void>;
+  /** Gives a slot back. */
+  releaseSlot(key: string, member: string): Promise<void>;
   /** The value at `key`, or `null` when it is missing or expired. */
   get(key: string): Promise<string | null>;
   /** Stores `value` at `key`, replacing any value and expiry; it expires after `ttlMs`. */

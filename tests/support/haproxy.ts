@@ -27,6 +27,8 @@ export interface HaproxyRoute {
   name: string;
   /** The relay listener's port on 127.0.0.1. */
   backendPort: number;
+  /** More relay listeners (other nodes) behind the same frontend, balanced round robin. */
+  moreBackendPorts?: number[];
   /** Options on the `server` line, e.g. `send-proxy-v2` or `send-proxy-v2-ssl`. */
   server: string;
   /** Terminate TLS on the frontend with this PEM file (certificate and key concatenated). */
@@ -105,6 +107,12 @@ function renderConfig(routes: HaproxyRoute[], ports: Map<string, number>, ready:
       `backend be_${route.name}`,
       `  server relay 127.0.0.1:${route.backendPort} ${route.server}`,
     );
+    if (route.moreBackendPorts?.length) {
+      lines.push("  balance roundrobin");
+      route.moreBackendPorts.forEach((port, i) => {
+        lines.push(`  server relay${i + 2} 127.0.0.1:${port} ${route.server}`);
+      });
+    }
   }
   return lines.join("\n") + "\n";
 }

@@ -11,6 +11,8 @@ import { connectClient, startTestRelay, type TestRelay, USERS } from "./support/
 import type { StartRelayOptions } from "../src/relay.ts";
 import { signInOverHttp } from "./support/oauth_flow.ts";
 import { until } from "./support/until.ts";
+import { startHaproxy } from "./support/haproxy.ts";
+import { RawClient } from "./support/raw_client.ts";
 
 const encoder = new TextEncoder();
 const ALICE = USERS[0];
@@ -332,6 +334,99 @@ Deno.test("Redis stopped mid-run, fail = open: mail keeps flowing under per-node
     await a.waitForOutbox(1);
   } finally {
     await a.close();
+    await redis.close();
+  }
+});
+
+Deno.test("behind HAProxy (round robin, PROXY v2): per-address limits count the real client address on all nodes", async () => {
+  const redis = await startRedis();
+  // HAProxy connects from 127.0.0.2; the client is 127.0.0.1.
+  const behindProxy = (name: string) => ({
+    server: { hostname: name },
+    smtps: { proxy_protocol: true, trusted_proxies: ["127.0.0.2/32"] },
+    limits: { max_connections_per_ip: 2 },
+    rate_limit: { enabled: true, per_minute: 3, per_hour: 100, block_seconds: 60 },
+  });
+  const a = await startNode(redis, behindProxy("node-a.test"));
+  const b = await startNode(redis, behindProxy("node-b.test"));
+  const proxy = await startHaproxy({
+    routes: [{
+      name: "smtps",
+      backendPort: a.smtpsPort,
+      moreBackendPorts: [b.smtpsPort],
+      server: "send-proxy-v2 source 127.0.0.2",
+    }],
+  });
+  // Each test node made its own development CA; trust both.
+  const caPem = a.caPem + b.caPem;
+  const open = () => RawClient.open({ port: proxy.port("smtps"), caPem, implicitTls: true });
+  const clients: RawClient[] = [];
+  try {
+    // Round robin: one connection on each node; the third is over the cap of 2 for 127.0.0.1.
+    for (let i = 0; i < 2; i++) {
+      const [client, greeting] = await open();
+      clients.push(client);
+      assert.equal(greeting.code, 220);
+    }
+    const names: string[] = [];
+    for (const client of clients) {
+      const ehlo = await client.command("EHLO client.example");
+      names.push(ehlo.lines[0]);
+    }
+    assert.deepEqual(names.sort(), [
+      "250-node-a.test Hello client.example [127.0.0.1]",
+      "250-node-b.test Hello client.example [127.0.0.1]",
+    ]);
+    const [third, refused] = await open();
+    assert.equal(refused.code, 421);
+    assert.match(
+      refused.text,
+      /^421 4\.7\.0 node-[ab]\.test Error: too many connections from 127\.0\.0\.1$/,
+    );
+    third.close();
+    // A connection that ends gives its slot back, whichever node held it.
+    clients.pop()!.close();
+    await until("a slot is free again", async () => {
+      const [client, greeting] = await open();
+      if (greeting.code === 220) {
+        clients.push(client);
+        return true;
+      }
+      client.close();
+      return false;
+    });
+    for (const client of clients.splice(0)) client.close();
+
+    // Failed logins of three different users from one address, spread over both
+    // nodes, block that address (not the users) everywhere.
+    for (let i = 0; i < 3; i++) {
+      const [client] = await open();
+      await client.command("EHLO client.example");
+      const auth = await client.command(
+        "AUTH PLAIN " + encoder.encode(`\0nobody${i}@example.com\0wrong`).toBase64(),
+      );
+      assert.equal(auth.code, 535, `failure ${i}`);
+      client.close();
+    }
+    for (let i = 0; i < 2; i++) {
+      const [client] = await open();
+      await client.command("EHLO client.example");
+      const auth = await client.command(
+        "AUTH PLAIN " + encoder.encode(`\0${ALICE.email}\0${ALICE.password}`).toBase64(),
+      );
+      assert.equal(auth.code, 421, "the address is blocked on both nodes");
+      client.close();
+    }
+    const blocked = [...a.audit.events, ...b.audit.events].filter((e) => e.event === "rate_limit");
+    assert.ok(
+      blocked.some((e) => e.scope === "ip" && e.ip === "127.0.0.1"),
+      JSON.stringify(blocked),
+    );
+  } finally {
+    for (const client of clients) client.close();
+    await proxy.close();
+    await a.close();
+    await b.close();
     await redis.close();
   }
 });

@@ -44,6 +44,17 @@ Deno.test("RedisStateStore: counters, releases, values and expiry on a real redi
     await assert.rejects(store.get("w"), TypeError, "a window is not a plain value");
     await window.reset("w");
     assert.equal((await window.peek("w")).current, 0);
+    // Leased slots (concurrent connections per address across nodes).
+    assert.equal(await store.acquireSlot("slots", "n1:1", 2, 150), true);
+    assert.equal(await store.acquireSlot("slots", "n2:1", 2, 60_000), true);
+    assert.equal(await store.acquireSlot("slots", "n2:2", 2, 60_000), false);
+    await store.releaseSlot("slots", "n2:1");
+    assert.equal(await store.acquireSlot("slots", "n2:2", 2, 60_000), true);
+    // n1 crashed and never renewed: its lease runs out on the Redis clock.
+    await until("n1's lease ran out", () => store.acquireSlot("slots", "n2:3", 2, 60_000));
+    await store.renewSlot("slots", "n2:2", 120_000);
+    const slotsTtl = await a.run((client) => client.pTTL("a:slots"));
+    assert.ok(slotsTtl > 60_000, `renewing extends the set's expiry (${slotsTtl})`);
   } finally {
     await a.close();
     await b.close();

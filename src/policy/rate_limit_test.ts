@@ -183,7 +183,7 @@ Deno.test("CredentialFingerprinter is keyed, per user, and reveals no password",
 });
 
 Deno.test("OAuth adapters: the hook asks the limiter, audit events feed it", async () => {
-  const { store, limiter, clock } = setup();
+  const { store, limiter } = setup();
   const register = new IpRateLimiter({
     store,
     limit: 2,

@@ -109,3 +109,23 @@ Deno.test("MemoryStateStore hitWindow counts the current and previous window on 
   await assert.rejects(store.hitWindow("s", 60_000), TypeError);
   await store.close();
 });
+
+Deno.test("MemoryStateStore slots: a limit of live leases, renewed, released, expired", async () => {
+  const c = clock();
+  const store = new MemoryStateStore({ now: c.now });
+  assert.equal(await store.acquireSlot("ip", "a", 2, 1000), true);
+  assert.equal(await store.acquireSlot("ip", "b", 2, 1000), true);
+  assert.equal(await store.acquireSlot("ip", "c", 2, 1000), false, "two live leases");
+  assert.equal(await store.acquireSlot("ip", "a", 2, 1000), true, "a holder may take its own again");
+  await store.releaseSlot("ip", "b");
+  assert.equal(await store.acquireSlot("ip", "c", 2, 1000), true);
+  c.advance(600);
+  await store.renewSlot("ip", "a", 1000);
+  c.advance(600);
+  // c's lease ran out (a crashed holder); a's was renewed.
+  assert.equal(await store.acquireSlot("ip", "d", 2, 1000), true);
+  assert.equal(await store.acquireSlot("ip", "e", 2, 1000), false);
+  await store.set("v", "1", 1000);
+  await assert.rejects(store.acquireSlot("v", "a", 1, 1000), TypeError);
+  await store.close();
+});

@@ -13,6 +13,9 @@ import { signInOverHttp } from "./support/oauth_flow.ts";
 import { until } from "./support/until.ts";
 import { startHaproxy } from "./support/haproxy.ts";
 import { RawClient } from "./support/raw_client.ts";
+import { freePort, startRelayProcess } from "./support/relay_process.ts";
+import { SmtpClient as Client } from "../src/delivery/smtp_client.ts";
+import { join } from "node:path";
 
 const encoder = new TextEncoder();
 const ALICE = USERS[0];
@@ -124,15 +127,8 @@ Deno.test("two nodes: a quota of 5 messages/hour, 3 through A, then B accepts 2 
   }
 });
 
-/** A port that was free a moment ago (the issuer must not follow a port-0 listener's port). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
 /** Two nodes with the embedded OAuth server, one issuer name (as behind one load balancer). */
+// The issuer must not follow a port-0 listener's port: fixed free ports.
 async function startOAuthNodes(
   redis: TestRedis,
   config: Record<string, Record<string, unknown>> = {},
@@ -428,5 +424,108 @@ Deno.test("behind HAProxy (round robin, PROXY v2): per-address limits count the 
     await a.close();
     await b.close();
     await redis.close();
+  }
+});
+
+/** Subjects of the messages in an outbox directory. */
+async function subjects(outbox: string): Promise<string[]> {
+  const found: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(outbox)) {
+      if (!entry.name.endsWith(".eml")) continue;
+      const text = await Deno.readTextFile(join(outbox, entry.name));
+      const subject = /^Subject: (.*)$/m.exec(text)?.[1];
+      if (subject) found.push(subject.trim());
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return found;
+}
+
+Deno.test("kill node A (SIGKILL) mid-load behind HAProxy: B keeps serving; A's spool is delivered when A restarts", async () => {
+  const redis = await startRedis();
+  const proxied = { proxy_protocol: true, trusted_proxies: ["127.0.0.2/32"] };
+  const b = await startNode(redis, { server: { hostname: "node-b.test" }, smtps: proxied });
+  const dirA = await Deno.makeTempDir({ prefix: "relay-node-a-" });
+  const portA = freePort();
+  const outboxA = join(dirA, "outbox");
+  // Node A is a real process, with B's certificate and users (as the operator deploys them).
+  const configA = (hold: boolean) => ({
+    server: { hostname: "node-a.test", shutdown_grace_seconds: 1 },
+    smtps: { listen: `127.0.0.1:${portA}`, ...proxied },
+    submission: { enabled: false },
+    oauth: { enabled: false },
+    tls: { cert: b.config.tls.cert, key: b.config.tls.key },
+    auth: { workers: 1 },
+    "auth.file": { users: b.config.auth.file.users, users_dir: b.config.auth.file.users_dir },
+    // Held: what A accepts stays in its spool until the restart.
+    spool: { dir: join(dirA, "spool"), hold },
+    relay: { url: `file:${outboxA}` },
+    audit: { file: join(dirA, "audit.jsonl") },
+    state: { backend: "redis", url: redis.url },
+    log: { level: "error", format: "json" },
+  });
+  let nodeA = await startRelayProcess(dirA, configA(true), portA);
+  const proxy = await startHaproxy({
+    routes: [{
+      name: "smtps",
+      backendPort: portA,
+      moreBackendPorts: [b.smtpsPort],
+      server: "send-proxy-v2 source 127.0.0.2 check inter 100 fall 1 rise 1",
+    }],
+  });
+  const accepted: string[] = [];
+  let stop = false;
+  let next = 0;
+  const worker = async () => {
+    while (!stop) {
+      let client: Client | undefined;
+      try {
+        client = await Client.connect({
+          host: "127.0.0.1",
+          port: proxy.port("smtps"),
+          security: "implicit",
+          servername: "localhost",
+          caCerts: [b.caPem],
+        });
+        await client.auth({ username: ALICE.email, password: ALICE.password });
+        for (let i = 0; i < 3 && !stop; i++) {
+          const subject = `m${next++}`;
+          if ((await send(client, subject)).final?.code === 250) accepted.push(subject);
+        }
+        await client.quit();
+      } catch {
+        // Node A died under this connection: what got a 250 is what counts.
+        client?.close();
+      }
+    }
+  };
+  let workers: Promise<void>[] = [];
+  try {
+    workers = [worker(), worker(), worker()];
+    await until("15 messages accepted by both nodes", () => accepted.length >= 15);
+    await nodeA.kill();
+    const atKill = accepted.length;
+    await until("B accepts 15 more after A died", () => accepted.length >= atKill + 15, 20_000);
+    stop = true;
+    await Promise.all(workers);
+    assert.ok((await subjects(b.outbox)).length > 0);
+    assert.equal((await subjects(outboxA)).length, 0, "A held its mail");
+
+    nodeA = await startRelayProcess(dirA, configA(false), portA);
+    await until("every accepted message delivered by A or B", async () => {
+      const delivered = new Set([...await subjects(outboxA), ...await subjects(b.outbox)]);
+      return accepted.every((subject) => delivered.has(subject));
+    }, 20_000);
+    assert.ok((await subjects(outboxA)).length > 0, "A delivered its spool after the restart");
+  } finally {
+    stop = true;
+    await Promise.all(workers);
+    await nodeA.kill();
+    await proxy.close();
+    await b.close();
+    await redis.close();
+    await Deno.remove(dirA, { recursive: true }).catch(() => {});
   }
 });

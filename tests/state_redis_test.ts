@@ -6,6 +6,7 @@ import {
   SlidingWindow,
   StateUnavailableError,
 } from "../src/state/mod.ts";
+import { readStateFiles, stateSchema } from "../src/config/state_schema.ts";
 import { startRedis } from "./support/redis.ts";
 import { until } from "./support/until.ts";
 
@@ -105,3 +106,43 @@ Deno.test("FailModeStateStore: closed refuses while Redis is down, open counts l
     await redis.close();
   }
 });
+
+Deno.test("[state] password_file: the password is read from its file; a wrong or missing one is named", async () => {
+  const redis = await startRedis({ password: "s3cret-redis" });
+  const dir = await Deno.makeTempDir();
+  const good = RedisConnection.open({
+    url: redis.url,
+    prefix: "relay:",
+    commandTimeoutMs: 1000,
+    ...await readStateFiles(
+      stateSchema.parse({
+        backend: "redis",
+        password_file: await write(dir, "ok", "s3cret-redis\n"),
+      }),
+    ),
+  });
+  const none = RedisConnection.open({ url: redis.url, prefix: "relay:", commandTimeoutMs: 1000 });
+  try {
+    await until("connected with the password", () => good.ready);
+    assert.equal(await new RedisStateStore(good).increment("k", 1000), 1);
+    await assert.rejects(new RedisStateStore(none).increment("k", 1000), StateUnavailableError);
+    await assert.rejects(
+      readStateFiles(stateSchema.parse({ password_file: `${dir}/missing` })),
+      /^Error: state\.password_file: cannot read .*missing: file not found$/,
+    );
+    await assert.rejects(
+      readStateFiles(stateSchema.parse({ password_file: await write(dir, "empty", "\n") })),
+      /state\.password_file: .* is empty/,
+    );
+  } finally {
+    await good.close();
+    await none.close();
+    await redis.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+async function write(dir: string, name: string, text: string): Promise<string> {
+  await Deno.writeTextFile(`${dir}/${name}`, text);
+  return `${dir}/${name}`;
+}

@@ -116,7 +116,11 @@ Deno.test("MemoryStateStore slots: a limit of live leases, renewed, released, ex
   assert.equal(await store.acquireSlot("ip", "a", 2, 1000), true);
   assert.equal(await store.acquireSlot("ip", "b", 2, 1000), true);
   assert.equal(await store.acquireSlot("ip", "c", 2, 1000), false, "two live leases");
-  assert.equal(await store.acquireSlot("ip", "a", 2, 1000), true, "a holder may take its own again");
+  assert.equal(
+    await store.acquireSlot("ip", "a", 2, 1000),
+    true,
+    "a holder may take its own again",
+  );
   await store.releaseSlot("ip", "b");
   assert.equal(await store.acquireSlot("ip", "c", 2, 1000), true);
   c.advance(600);

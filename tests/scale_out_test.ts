@@ -13,7 +13,8 @@ import { signInOverHttp } from "./support/oauth_flow.ts";
 import { until } from "./support/until.ts";
 import { startHaproxy } from "./support/haproxy.ts";
 import { RawClient } from "./support/raw_client.ts";
-import { freePort, startRelayProcess } from "./support/relay_process.ts";
+import { startRelayProcess } from "./support/relay_process.ts";
+import { freePort } from "./support/ports.ts";
 import { SmtpClient as Client } from "../src/delivery/smtp_client.ts";
 import { join } from "node:path";
 import { runQueueCommand } from "../src/cli/queue.ts";
@@ -157,6 +158,20 @@ async function token(node: TestRelay, form: Record<string, string>): Promise<Res
   });
 }
 
+/** Alice signs in on `node`'s login page (no browser) and gets tokens. */
+async function signIn(node: TestRelay): Promise<{ access_token: string; refresh_token: string }> {
+  return await signInOverHttp({
+    issuer: node.relay.oauth!.url,
+    redirectUri: "http://127.0.0.1/callback",
+    email: ALICE.email,
+    password: ALICE.password,
+  });
+}
+
+async function refresh(node: TestRelay, refreshToken: string): Promise<Response> {
+  return await token(node, { grant_type: "refresh_token", refresh_token: refreshToken });
+}
+
 async function jwks(node: TestRelay): Promise<string[]> {
   const response = await fetch(`${node.relay.oauth!.url}/oauth2/jwks`);
   return ((await response.json()).keys as { kid: string }[]).map((k) => k.kid).sort();
@@ -168,19 +183,11 @@ Deno.test("two nodes: a token from A works on B, refresh on B, revoke on B is 53
   try {
     // Both nodes publish the same keys (the set lives in Redis).
     assert.deepEqual(await jwks(a), await jwks(b));
-    const first = await signInOverHttp({
-      issuer: a.relay.oauth!.url,
-      redirectUri: "http://127.0.0.1/callback",
-      email: ALICE.email,
-      password: ALICE.password,
-    });
+    const first = await signIn(a);
     assert.equal((await xoauth2(b, first.access_token)).code, 235, "A's token on B");
 
     // Refresh on B (A issued the refresh token).
-    const refreshed = await token(b, {
-      grant_type: "refresh_token",
-      refresh_token: first.refresh_token,
-    });
+    const refreshed = await refresh(b, first.refresh_token);
     assert.equal(refreshed.status, 200);
     const second = await refreshed.json() as { access_token: string; refresh_token: string };
     assert.equal((await xoauth2(a, second.access_token)).code, 235, "B's token on A");
@@ -201,17 +208,11 @@ Deno.test("two nodes: a token from A works on B, refresh on B, revoke on B is 53
 
     // The first refresh token was rotated on B; presenting it again on A is reuse:
     // the family is revoked everywhere.
-    const reused = await token(a, {
-      grant_type: "refresh_token",
-      refresh_token: first.refresh_token,
-    });
+    const reused = await refresh(a, first.refresh_token);
     assert.equal(reused.status, 400);
     assert.equal((await reused.json()).error, "invalid_grant");
     assert.equal((await xoauth2(b, first.access_token)).code, 535, "the family is revoked on B");
-    const after = await token(b, {
-      grant_type: "refresh_token",
-      refresh_token: second.refresh_token,
-    });
+    const after = await refresh(b, second.refresh_token);
     assert.equal(after.status, 400, "the rotated token's successor is dead too");
     await after.body?.cancel();
   } finally {
@@ -240,12 +241,7 @@ Deno.test("two nodes: a key rotation (relay oauth keys rotate) is published by b
         return JSON.stringify(await jwks(node)) === JSON.stringify([...before, kid].sort());
       });
     }
-    const tokens = await signInOverHttp({
-      issuer: a.relay.oauth!.url,
-      redirectUri: "http://127.0.0.1/callback",
-      email: ALICE.email,
-      password: ALICE.password,
-    });
+    const tokens = await signIn(a);
     const header = JSON.parse(atob(tokens.access_token.split(".")[0]));
     assert.equal(header.kid, kid, "signed with the new key");
     assert.equal((await xoauth2(b, tokens.access_token)).code, 235);
@@ -261,12 +257,7 @@ Deno.test("Redis stopped mid-run, fail = closed: AUTH 454 4.7.0, OAuth 503, then
   // Login limits need the shared state; without them password AUTH would not touch Redis.
   const [a, b] = await startOAuthNodes(redis, { rate_limit: { enabled: true } });
   try {
-    const tokens = await signInOverHttp({
-      issuer: a.relay.oauth!.url,
-      redirectUri: "http://127.0.0.1/callback",
-      email: ALICE.email,
-      password: ALICE.password,
-    });
+    const tokens = await signIn(a);
     assert.equal(await attempt(a, ALICE.password), 235);
     await redis.stop();
     const c = await connectClient(a);
@@ -275,12 +266,9 @@ Deno.test("Redis stopped mid-run, fail = closed: AUTH 454 4.7.0, OAuth 503, then
     assert.equal(refused.enhanced, "4.7.0");
     c.close();
     assert.equal((await xoauth2(b, tokens.access_token)).code, 454, "revocation cannot be checked");
-    const refresh = await token(b, {
-      grant_type: "refresh_token",
-      refresh_token: tokens.refresh_token,
-    });
-    assert.equal(refresh.status, 503);
-    assert.equal((await refresh.json()).error, "temporarily_unavailable");
+    const unavailable = await refresh(b, tokens.refresh_token);
+    assert.equal(unavailable.status, 503);
+    assert.equal((await unavailable.json()).error, "temporarily_unavailable");
     assert.ok(a.audit.events.some((e) => e.event === "state_unavailable" && e.fail === "closed"));
 
     // Redis comes back, empty: the nodes recover by themselves; only the state is gone.
@@ -288,12 +276,7 @@ Deno.test("Redis stopped mid-run, fail = closed: AUTH 454 4.7.0, OAuth 503, then
     await until("AUTH works again on A", async () => await attempt(a, ALICE.password) === 235);
     assert.equal(await attempt(b, ALICE.password), 235);
     assert.ok(a.audit.events.some((e) => e.event === "state_available"));
-    const again = await signInOverHttp({
-      issuer: b.relay.oauth!.url,
-      redirectUri: "http://127.0.0.1/callback",
-      email: ALICE.email,
-      password: ALICE.password,
-    });
+    const again = await signIn(b);
     assert.equal((await xoauth2(a, again.access_token)).code, 235, "new tokens work on both");
     assert.equal((await xoauth2(a, tokens.access_token)).code, 235, "old tokens still verify");
     await until("the key set is back in Redis, the same on both nodes", async () => {

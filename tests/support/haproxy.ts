@@ -20,6 +20,7 @@
  * @module
  */
 import { join } from "node:path";
+import { accepts, freePort } from "./ports.ts";
 
 /** One frontend → backend pair. */
 export interface HaproxyRoute {
@@ -75,14 +76,6 @@ export async function haproxyPem(certDir: string, outDir: string): Promise<strin
   return path;
 }
 
-/** A port that was free a moment ago (HAProxy needs numbers in its file; bind failures retry). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
 function renderConfig(routes: HaproxyRoute[], ports: Map<string, number>, ready: number): string {
   const lines = [
     "global",
@@ -115,16 +108,6 @@ function renderConfig(routes: HaproxyRoute[], ports: Map<string, number>, ready:
     }
   }
   return lines.join("\n") + "\n";
-}
-
-async function canConnect(port: number): Promise<boolean> {
-  try {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    conn.close();
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Starts HAProxy with `options.routes`; retries with new ports if one was taken meanwhile. */
@@ -175,7 +158,7 @@ async function startOnce(dir: string, options: HaproxyOptions): Promise<Haproxy>
     await pump;
   };
   const deadline = Date.now() + (options.startTimeoutMs ?? 10_000);
-  while (!await canConnect(ready)) {
+  while (!await accepts(ready)) {
     if (exited || Date.now() > deadline) {
       await stop();
       throw new Error(`haproxy did not start:\n${stderr}\n--- config ---\n${config}`);

@@ -15,6 +15,7 @@
  * @module
  */
 import { until } from "./until.ts";
+import { accepts, freePort } from "./ports.ts";
 
 /** A running (or stopped) test Redis. */
 export interface TestRedis {
@@ -33,23 +34,6 @@ export interface TestRedis {
 export interface RedisOptions {
   /** `requirepass`: clients must AUTH with it. */
   password?: string;
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-async function canConnect(port: number): Promise<boolean> {
-  try {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    conn.close();
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Starts `redis-server` on a free port. */
@@ -84,7 +68,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<TestRedis>
     void running.status.then(() => void (exited = true));
     await until(`redis-server on port ${port}`, async () => {
       if (exited) throw new Error(`redis-server exited (port ${port} taken?)`);
-      return await canConnect(port);
+      return await accepts(port);
     });
   };
   const stop = async () => {

@@ -7,6 +7,7 @@
  */
 import { join } from "node:path";
 import { until } from "./until.ts";
+import { accepts, freePort } from "./ports.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -26,23 +27,6 @@ export function toToml(sections: Record<string, Record<string, unknown>>): strin
     `[${section}]\n` +
     Object.entries(values).map(([key, value]) => `${key} = ${JSON.stringify(value)}`).join("\n")
   ).join("\n") + "\n";
-}
-
-/** A port that was free a moment ago. */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-async function accepts(port: number): Promise<boolean> {
-  try {
-    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -135,10 +135,16 @@ Deno.test("two nodes: a quota of 5 messages/hour, 3 through A, then B accepts 2 
 async function startOAuthNodes(
   redis: TestRedis,
   config: Record<string, Record<string, unknown>> = {},
+  oauthConfig: Record<string, unknown> = {},
 ): Promise<[TestRelay, TestRelay]> {
   const oauth = (port: number) => ({
     ...config,
-    oauth: { enabled: true, listen: `127.0.0.1:${port}`, issuer: "https://auth.relay.test" },
+    oauth: {
+      enabled: true,
+      listen: `127.0.0.1:${port}`,
+      issuer: "https://auth.relay.test",
+      ...oauthConfig,
+    },
   });
   const a = await startNode(redis, oauth(freePort()), { oauthKeysReloadIntervalMs: 50 });
   const b = await startNode(redis, oauth(freePort()), { oauthKeysReloadIntervalMs: 50 }).catch(
@@ -183,7 +189,16 @@ Deno.test("two nodes: a token from A works on B, refresh on B, revoke on B is 53
   try {
     // Both nodes publish the same keys (the set lives in Redis).
     assert.deepEqual(await jwks(a), await jwks(b));
-    const first = await signIn(a);
+    // The login page from A, its form (CSRF token, pending request) posted to B, the code
+    // (PKCE) redeemed on A: a balancer may send each request to another node.
+    const first = await signInOverHttp({
+      issuer: a.relay.oauth!.url,
+      loginAt: b.relay.oauth!.url,
+      tokenAt: a.relay.oauth!.url,
+      redirectUri: "http://127.0.0.1/callback",
+      email: ALICE.email,
+      password: ALICE.password,
+    });
     assert.equal((await xoauth2(b, first.access_token)).code, 235, "A's token on B");
 
     // Refresh on B (A issued the refresh token).
@@ -245,6 +260,36 @@ Deno.test("two nodes: a key rotation (relay oauth keys rotate) is published by b
     const header = JSON.parse(atob(tokens.access_token.split(".")[0]));
     assert.equal(header.kid, kid, "signed with the new key");
     assert.equal((await xoauth2(b, tokens.access_token)).code, 235);
+  } finally {
+    await a.close();
+    await b.close();
+    await redis.close();
+  }
+});
+
+Deno.test("two nodes: a client registered on A (RFC 7591) signs in on B", async () => {
+  const redis = await startRedis();
+  const [a, b] = await startOAuthNodes(redis, {}, { dynamic_registration: true });
+  try {
+    const registered = await fetch(`${a.relay.oauth!.url}/oauth2/register`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        client_name: "Mail app",
+        redirect_uris: ["http://127.0.0.1/callback"],
+        token_endpoint_auth_method: "none",
+      }),
+    });
+    assert.equal(registered.status, 201);
+    const { client_id } = await registered.json() as { client_id: string };
+    const tokens = await signInOverHttp({
+      issuer: b.relay.oauth!.url,
+      clientId: client_id,
+      redirectUri: "http://127.0.0.1/callback",
+      email: ALICE.email,
+      password: ALICE.password,
+    });
+    assert.equal((await xoauth2(a, tokens.access_token)).code, 235);
   } finally {
     await a.close();
     await b.close();

@@ -24,6 +24,10 @@ export async function signInOverHttp(options: {
   email: string;
   password: string;
   clientId?: string;
+  /** Post the login form here instead (another node of the same issuer). */
+  loginAt?: string;
+  /** Exchange the code here instead (another node of the same issuer). */
+  tokenAt?: string;
 }): Promise<TokenSet> {
   const { issuer, redirectUri } = options;
   const clientId = options.clientId ?? "thunderbird-email-client";
@@ -40,7 +44,7 @@ export async function signInOverHttp(options: {
   const html = await pageResponse.text();
   const field = (name: string) => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)![1];
   const cookie = pageResponse.headers.get("set-cookie")!.split(";")[0];
-  const login = await fetch(authorize.origin + authorize.pathname, {
+  const login = await fetch(`${options.loginAt ?? issuer}/oauth2/authorize`, {
     method: "POST",
     redirect: "manual",
     headers: { "content-type": "application/x-www-form-urlencoded", cookie },
@@ -54,7 +58,7 @@ export async function signInOverHttp(options: {
   assert.equal(login.status, 303);
   await login.body?.cancel();
   const code = new URL(login.headers.get("location")!).searchParams.get("code")!;
-  const response = await fetch(`${issuer}/oauth2/token`, {
+  const response = await fetch(`${options.tokenAt ?? issuer}/oauth2/token`, {
     method: "POST",
     headers: { "content-type": "application/x-www-form-urlencoded" },
     body: new URLSearchParams({

@@ -163,13 +163,16 @@ export class AuthRateLimiter {
     }
     await Promise.all(scopes.map(async ({ scope, id }) => {
       const limits = scope === "domain" ? this.#domain : this.#user;
+      // Each window is one atomic step in the store; all are counted at once.
+      const counts = await Promise.all(
+        limits.map(({ window, name }) => window.hit(`auth:${scope}:${name}:${id}`)),
+      );
       let blockMs = 0;
-      for (const { window, limit, name } of limits) {
-        const count = await window.hit(`auth:${scope}:${name}:${id}`);
-        if (count.estimate >= limit) {
-          blockMs = Math.max(blockMs, this.#blockMs, window.msUntilBelow(count, limit));
+      limits.forEach(({ window, limit }, i) => {
+        if (counts[i].estimate >= limit) {
+          blockMs = Math.max(blockMs, this.#blockMs, window.msUntilBelow(counts[i], limit));
         }
-      }
+      });
       if (blockMs > 0) {
         const key = blockKey(scope, id);
         const left = await this.#store.ttl(key);

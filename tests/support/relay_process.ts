@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { until } from "./until.ts";
-import { accepts, freePort } from "./ports.ts";
+import { accepts } from "./ports.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;

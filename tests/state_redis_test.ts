@@ -107,6 +107,39 @@ Deno.test("FailModeStateStore: closed refuses while Redis is down, open counts l
   }
 });
 
+Deno.test("a Redis that hangs (SIGSTOP) fails within timeout_ms, then answers again", async () => {
+  const redis = await startRedis();
+  const connection = RedisConnection.open({
+    url: redis.url,
+    prefix: "relay:",
+    commandTimeoutMs: 200,
+  });
+  const store = new FailModeStateStore({ shared: new RedisStateStore(connection), fail: "closed" });
+  try {
+    await until("redis connected", () => connection.ready);
+    assert.equal(await store.increment("k", 60_000), 1);
+    redis.pause();
+    const started = Date.now();
+    await assert.rejects(store.increment("k", 60_000), StateUnavailableError);
+    const waited = Date.now() - started;
+    assert.ok(waited >= 150 && waited < 5_000, `gave up after ${waited} ms`);
+    redis.resume();
+    await until("answers again", async () => {
+      return await store.increment("k", 60_000).then(() => true, () => false);
+    });
+    assert.ok(await store.get("k") !== null);
+    // Closing does not wait for a Redis that hangs.
+    redis.pause();
+    await assert.rejects(store.increment("k", 60_000), StateUnavailableError);
+    await connection.close();
+  } finally {
+    redis.resume();
+    await store.close();
+    await connection.close();
+    await redis.close();
+  }
+});
+
 Deno.test("[state] password_file: the password is read from its file; a wrong or missing one is named", async () => {
   const redis = await startRedis({ password: "s3cret-redis" });
   const dir = await Deno.makeTempDir();

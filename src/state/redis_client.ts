@@ -56,7 +56,8 @@ export class RedisConnection {
       url: options.url,
       ...(options.password !== undefined ? { password: options.password } : {}),
       disableOfflineQueue: true,
-      commandOptions: { timeout: options.commandTimeoutMs },
+      // Bounds what waits on a Redis that hangs (each caller gives up after the timeout).
+      commandsQueueMaxLength: 10_000,
       socket: {
         connectTimeout: Math.max(1000, options.commandTimeoutMs),
         // Reconnect for ever, backing off to once a second.
@@ -107,8 +108,16 @@ export class RedisConnection {
    */
   async run<T>(command: (client: RedisClient) => Promise<T>): Promise<T> {
     if (this.#closed) throw new Error("state store is closed");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // A Redis that hangs (stopped, overloaded) must not hang AUTH: give up after the timeout.
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no answer within ${this.#timeoutMs} ms`)),
+        this.#timeoutMs,
+      );
+    });
     try {
-      return await command(this.#client);
+      return await Promise.race([command(this.#client), timeout]);
     } catch (error) {
       if (error instanceof ErrorReply && !UNAVAILABLE_REPLIES.test(error.message)) {
         throw new TypeError(`Redis refused the command: ${error.message.split("\n")[0]}`);
@@ -117,6 +126,8 @@ export class RedisConnection {
       throw new StateUnavailableError(
         `Redis unavailable: ${error instanceof Error ? error.message : String(error)}`,
       );
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -134,11 +145,20 @@ export class RedisConnection {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // QUIT after the pending replies, unless Redis hangs: then drop the connection.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<"late">((resolve) => {
+      timer = setTimeout(() => resolve("late"), this.#timeoutMs);
+    });
     try {
-      if (this.#client.isOpen) await this.#client.close();
-      else this.#client.destroy();
+      const closing = this.#client.isReady ? this.#client.close() : Promise.resolve("late");
+      if (await Promise.race([closing, late]) === "late" && this.#client.isOpen) {
+        this.#client.destroy();
+      }
     } catch {
-      this.#client.destroy();
+      if (this.#client.isOpen) this.#client.destroy();
+    } finally {
+      clearTimeout(timer);
     }
     await this.#connecting;
   }

@@ -26,6 +26,10 @@ export interface TestRedis {
   stop(): Promise<void>;
   /** Starts it again on the same port, empty. */
   start(): Promise<void>;
+  /** Freezes it (SIGSTOP): connections stay open, nothing is answered (a hung server). */
+  pause(): void;
+  /** Lets a paused server go on (SIGCONT). */
+  resume(): void;
   /** Stops it for good. */
   close(): Promise<void>;
 }
@@ -80,6 +84,18 @@ export async function startRedis(options: RedisOptions = {}): Promise<TestRedis>
     } catch { /* already gone */ }
     await running.status;
   };
+  const signal = (name: Deno.Signal) => {
+    if (!child) throw new Error("redis-server is not running");
+    child.kill(name);
+  };
   await start();
-  return { url: `redis://127.0.0.1:${port}/0`, port, start, stop, close: stop };
+  return {
+    url: `redis://127.0.0.1:${port}/0`,
+    port,
+    start,
+    stop,
+    pause: () => signal("SIGSTOP"),
+    resume: () => signal("SIGCONT"),
+    close: stop,
+  };
 }

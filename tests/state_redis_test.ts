@@ -8,6 +8,7 @@ import {
 } from "../src/state/mod.ts";
 import { readStateFiles, stateSchema } from "../src/config/state_schema.ts";
 import { startRedis } from "./support/redis.ts";
+import { generateDevCertificates } from "../src/tls/dev_ca.ts";
 import { until } from "./support/until.ts";
 
 Deno.test("RedisStateStore: counters, releases, values and expiry on a real redis-server", async () => {
@@ -137,6 +138,35 @@ Deno.test("a Redis that hangs (SIGSTOP) fails within timeout_ms, then answers ag
     await store.close();
     await connection.close();
     await redis.close();
+  }
+});
+
+Deno.test("rediss:// with [state] ca: TLS to Redis, the server verified against the given CA", async () => {
+  const dir = await Deno.makeTempDir();
+  const certs = await generateDevCertificates({ dir });
+  const redis = await startRedis({ tls: { cert: certs.cert, key: certs.key } });
+  const files = await readStateFiles(stateSchema.parse({ ca: certs.caCert }));
+  const trusted = RedisConnection.open({
+    url: redis.url,
+    prefix: "relay:",
+    commandTimeoutMs: 1000,
+    ...files,
+  });
+  const untrusted = RedisConnection.open({
+    url: redis.url,
+    prefix: "relay:",
+    commandTimeoutMs: 1000,
+  });
+  try {
+    assert.match(redis.url, /^rediss:/);
+    await until("connected over TLS", () => trusted.ready);
+    assert.equal(await new RedisStateStore(trusted).increment("tls", 1000), 1);
+    await assert.rejects(new RedisStateStore(untrusted).get("tls"), StateUnavailableError);
+  } finally {
+    await trusted.close();
+    await untrusted.close();
+    await redis.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -22,7 +22,7 @@
  * | `set(key, value, ttlMs)`        | `SET key value PX ttlMs`                                   |
  * | `ttl(key)`                      | `PTTL key` (`-2` → `null`)                                 |
  * | `delete(key)`                   | `DEL key`                                                  |
- * | `close()`                       | `QUIT`                                                     |
+ * | `close()`                       | nothing: the shared connection is closed by its owner (`QUIT`) |
  *
  * A key prefix (`relay:`) keeps the relay's keys apart from others in a shared
  * Redis. Sliding windows are kept whole in the store ({@link StateStore.hitWindow}):

@@ -38,6 +38,8 @@ export interface TestRedis {
 export interface RedisOptions {
   /** `requirepass`: clients must AUTH with it. */
   password?: string;
+  /** TLS only (no plain port), with this certificate and key; the URL is then `rediss://`. */
+  tls?: { cert: string; key: string };
 }
 
 /** Starts `redis-server` on a free port. */
@@ -46,9 +48,22 @@ export async function startRedis(options: RedisOptions = {}): Promise<TestRedis>
   let child: Deno.ChildProcess | null = null;
   const start = async () => {
     if (child) return;
+    const listen = options.tls
+      ? [
+        "--port",
+        "0",
+        "--tls-port",
+        String(port),
+        "--tls-cert-file",
+        options.tls.cert,
+        "--tls-key-file",
+        options.tls.key,
+        "--tls-auth-clients",
+        "no",
+      ]
+      : ["--port", String(port)];
     const args = [
-      "--port",
-      String(port),
+      ...listen,
       "--bind",
       "127.0.0.1",
       "--save",
@@ -90,7 +105,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<TestRedis>
   };
   await start();
   return {
-    url: `redis://127.0.0.1:${port}/0`,
+    url: `${options.tls ? "rediss" : "redis"}://127.0.0.1:${port}/0`,
     port,
     start,
     stop,

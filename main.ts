@@ -40,6 +40,7 @@ commands:
   queue retry ID|--all           deliver now instead of at the scheduled retry
   queue delete ID
   queue stats [--json]
+  queue ... --spool DIR          on another spool than [spool] dir (a dead node's)
   oauth login --email EMAIL [--client-id ID] [--no-browser] [--json]
   oauth keys rotate|list
   oauth hash-secret              hash a client secret read from stdin

@@ -49,11 +49,13 @@ import {
   startTlsReloader,
   TlsContextProvider,
 } from "./tls/mod.ts";
-import { MemoryStateStore } from "./state/mod.ts";
+import { openSharedState } from "./state/mod.ts";
+import { readStateFiles } from "./config/state_schema.ts";
 import {
   AuthRateLimiter,
   authRateLimiterOptions,
   ConnectionRateLimiter,
+  ConnectionSlots,
   CredentialFingerprinter,
   IpRateLimiter,
   oauthRateLimitHook,
@@ -61,7 +63,13 @@ import {
   SendQuota,
 } from "./policy/mod.ts";
 import { LdapAuthenticator, readLdapCa } from "./auth/ldap/mod.ts";
-import { type MailSettings, type OAuthServer, startOAuthServer } from "./oauth/mod.ts";
+import {
+  type MailSettings,
+  type OAuthServer,
+  RedisKeySetStorage,
+  RedisOAuthStore,
+  startOAuthServer,
+} from "./oauth/mod.ts";
 import { createExternalBearerAuthenticator } from "./auth/token_verifier.ts";
 import {
   createOAuthBearer,
@@ -95,6 +103,8 @@ export interface StartRelayOptions {
    * (a Haraka-style plugin) or, in tests, to fail on purpose.
    */
   policy?: (standard: SessionPolicy) => SessionPolicy;
+  /** How often the OAuth key set is checked for another node's rotation (ms); default 30 s. */
+  oauthKeysReloadIntervalMs?: number;
 }
 
 /** A running relay. */
@@ -202,9 +212,34 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     const disabled = new Set(
       config.domains.disabled.map((d) => normalizeDomain(d) ?? d.toLowerCase()),
     );
-    // Counters for rate limits and quotas: in memory on one node (Redis later).
-    const state = new MemoryStateStore({ maxKeys: config.state.max_keys });
-    cleanups.push(() => state.close());
+    // Counters for rate limits and quotas: in memory on one node, in Redis for several.
+    const shared = await openSharedState(config.state, await readStateFiles(config.state), {
+      onChange: (available, error) => {
+        if (!available) {
+          logger.error("shared state unavailable ({fail}): {error}", {
+            fail: config.state.fail === "open" ? "failing open: per-node limits" : "failing closed",
+            error: error?.message ?? "",
+          });
+        } else logger.warning("shared state available again");
+        audit.record({
+          event: available ? "state_available" : "state_unavailable",
+          backend: config.state.backend,
+          fail: config.state.fail,
+          ...(error ? { detail: error.message } : {}),
+        });
+      },
+    });
+    cleanups.push(() => shared.close());
+    if (shared.redis && !shared.redis.ready) {
+      logger.error(
+        "Redis at {url} is not reachable yet; [state] fail = {fail} applies until it is",
+        {
+          url: new URL(config.state.url).host,
+          fail: config.state.fail,
+        },
+      );
+    }
+    const state = shared.store;
     const authLimiter = new AuthRateLimiter({
       store: state,
       ...authRateLimiterOptions(config.rate_limit),
@@ -216,6 +251,12 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         perMinute: config.rate_limit.connections_per_ip_per_minute,
       })
       : undefined;
+
+    // With Redis, max_connections_per_ip counts the connections on every node.
+    const connectionSlots = shared.redis
+      ? new ConnectionSlots({ store: state, perIp: config.limits.max_connections_per_ip })
+      : undefined;
+    if (connectionSlots) cleanups.push(() => connectionSlots.close());
 
     // OAuth2: the embedded authorization server verifies its own tokens
     // locally; an external IdP (remote JWKS or introspection) may be used too.
@@ -255,6 +296,13 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
             settings: () => mailSettings(config, boundListeners),
           }
           : undefined,
+        ...(shared.redis
+          ? {
+            store: new RedisOAuthStore(shared.redis),
+            keyStorage: new RedisKeySetStorage(shared.redis),
+          }
+          : {}),
+        keysReloadIntervalMs: options.oauthKeysReloadIntervalMs,
       });
       const server = oauth;
       cleanups.push(() => server.close());
@@ -329,6 +377,7 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       maxConnectionsPerIp: config.limits.max_connections_per_ip,
       connectionRate,
       observer: metrics.listenerObserver,
+      connectionSlots,
       session: {
         hostname: config.server.hostname,
         maxMessageBytes: config.limits.max_message_bytes,

@@ -167,6 +167,7 @@ subcommands (relay queue SUBCOMMAND --help for each):
   stats    counts, size, oldest message, dead letters
 
 options:
+  --spool DIR              another spool than [spool] dir (a dead node's, copied here)
 ${CONFIG_OPTION}`,
     subcommands: {
       list: `usage: relay queue list [--json]

@@ -7,7 +7,8 @@
  *   authorization URL (opened in a browser unless `--no-browser`), the code
  *   exchange; prints the access token (everything as JSON with `--json`).
  * - `oauth keys rotate`: makes a new signing key now (old keys stay published
- *   until their tokens expire); `oauth keys list` prints the key ids.
+ *   until their tokens expire); `oauth keys list` prints the key ids. With
+ *   `[state] backend = "redis"` the key set shared in Redis, else `keys_file`.
  * - `oauth hash-secret`: reads a client secret on stdin, prints its
  *   `{SSHA512}` hash for `[[oauth.clients]] secret_hash`.
  *
@@ -19,10 +20,13 @@ import { type OAuthConfig, oauthIssuer } from "../config/oauth_schema.ts";
 import {
   hashSecretSsha512,
   randomToken,
+  RedisKeySetStorage,
   s256,
   SigningKeys,
   THUNDERBIRD_CLIENT_ID,
 } from "../oauth/mod.ts";
+import { readStateFiles, type StateConfig } from "../config/state_schema.ts";
+import { RedisConnection } from "../state/mod.ts";
 
 /** Where the command writes and how it reaches the world; injectable for tests. */
 export interface OAuthCommandIo {
@@ -73,12 +77,12 @@ function defaults(io: Partial<OAuthCommandIo>): OAuthCommandIo {
  * Runs `relay oauth <args>`; resolves with the process exit code.
  *
  * @param args the arguments after `oauth`
- * @param config the configuration (only its `[oauth]` section is read)
+ * @param config the configuration (its `[oauth]` and `[state]` sections are read)
  * @param io output and side effects, injectable for tests
  */
 export async function runOAuthCommand(
   args: string[],
-  config: { oauth: OAuthConfig },
+  config: { oauth: OAuthConfig; state?: StateConfig },
   io: Partial<OAuthCommandIo> = {},
 ): Promise<number> {
   const out = defaults(io);
@@ -88,7 +92,7 @@ export async function runOAuthCommand(
       case "login":
         return await login(rest, config.oauth, out);
       case "keys":
-        return await keys(rest, config.oauth, out);
+        return await keys(rest, config.oauth, config.state, out);
       case "hash-secret": {
         const secret = (await out.readStdin()).replace(/\r?\n$/, "");
         if (secret === "") {
@@ -108,29 +112,54 @@ export async function runOAuthCommand(
   }
 }
 
-async function keys(args: string[], config: OAuthConfig, io: OAuthCommandIo): Promise<number> {
-  const options = {
-    file: config.keys_file,
-    rotateDays: config.rotate_days,
-    accessTokenTtlSeconds: config.access_token_ttl_seconds,
-  };
-  if (args[0] === "rotate") {
-    const set = await SigningKeys.open(options);
-    const kid = await set.rotate();
-    io.stdout(kid);
-    io.stderr(
-      `new signing key ${kid} in ${config.keys_file}; earlier keys stay published ` +
-        `until their tokens expire`,
-    );
-    return 0;
+async function keys(
+  args: string[],
+  config: OAuthConfig,
+  state: StateConfig | undefined,
+  io: OAuthCommandIo,
+): Promise<number> {
+  if (args[0] !== "rotate" && args[0] !== "list") {
+    io.stderr(USAGE);
+    return 2;
   }
-  if (args[0] === "list") {
+  // With Redis the key set every node shares lives there.
+  let redis: RedisConnection | null = null;
+  if (state?.backend === "redis") {
+    const files = await readStateFiles(state);
+    redis = RedisConnection.open({
+      url: state.url,
+      password: files.password,
+      caPem: files.caPem,
+      prefix: state.key_prefix,
+      commandTimeoutMs: state.timeout_ms,
+    });
+  }
+  try {
+    if (redis && !await redis.waitReady(5 * state!.timeout_ms)) {
+      throw new Error(`Redis at ${new URL(state!.url).host} is not reachable`);
+    }
+    const options = {
+      file: config.keys_file,
+      rotateDays: config.rotate_days,
+      accessTokenTtlSeconds: config.access_token_ttl_seconds,
+      ...(redis ? { storage: new RedisKeySetStorage(redis) } : {}),
+    };
+    const where = redis ? `Redis (${new URL(state!.url).host})` : config.keys_file;
+    if (args[0] === "rotate") {
+      const set = await SigningKeys.open(options);
+      const kid = await set.rotate();
+      io.stdout(kid);
+      io.stderr(
+        `new signing key ${kid} in ${where}; earlier keys stay published until their tokens expire`,
+      );
+      return 0;
+    }
     const set = await SigningKeys.open({ ...options, readOnly: true });
     for (const kid of set.kids()) io.stdout(kid);
     return 0;
+  } finally {
+    await redis?.close();
   }
-  io.stderr(USAGE);
-  return 2;
 }
 
 interface Metadata {

@@ -11,6 +11,9 @@
  * relay queue stats [--json]       counts, sizes, oldest message, dead letters
  * ```
  *
+ * `--spool DIR` works on another spool than `[spool] dir`: a dead node's,
+ * copied or mounted on a host that is still up.
+ *
  * @module
  */
 import { isQueueId } from "../mail/mod.ts";
@@ -45,6 +48,7 @@ const USAGE = [
   "       relay queue retry ID|--all",
   "       relay queue delete ID",
   "       relay queue stats [--json]",
+  "  --spool DIR   another spool than [spool] dir (a dead node's)",
 ].join("\n");
 
 function formatSize(bytes: number): string {
@@ -97,6 +101,7 @@ export async function runQueueCommand(
       options: {
         json: { type: "boolean", default: false },
         all: { type: "boolean", default: false },
+        spool: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -105,6 +110,7 @@ export async function runQueueCommand(
     return 2;
   }
   const { values, positionals } = parsed;
+  const spoolDir = values.spool ?? config.spool.dir;
   const [sub, ...rest] = positionals;
   if (values.help || sub === undefined) {
     (values.help ? out : err)(USAGE);
@@ -113,16 +119,16 @@ export async function runQueueCommand(
   const relay = parseRelayConfig(config.relay);
   let spool: Spool;
   try {
-    spool = await Spool.attach(config.spool.dir);
+    spool = await Spool.attach(spoolDir);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
     if (sub === "list" || sub === "stats") {
       // No spool yet: an empty queue.
       if (values.json) out(sub === "list" ? "[]" : JSON.stringify({ messages: 0 }));
-      else out(`spool ${config.spool.dir} does not exist yet: the queue is empty`);
+      else out(`spool ${spoolDir} does not exist yet: the queue is empty`);
       return 0;
     }
-    err(`relay queue: no spool at ${config.spool.dir}`);
+    err(`relay queue: no spool at ${spoolDir}`);
     return 1;
   }
   const needId = (): string | null => {
@@ -207,7 +213,7 @@ export async function runQueueCommand(
       return 0;
     }
     case "stats": {
-      const deadDir = relay.dead_letter_dir ?? join(config.spool.dir, "dead");
+      const deadDir = relay.dead_letter_dir ?? join(spoolDir, "dead");
       const stats = await queueStatistics(spool, deadDir, now());
       if (values.json) {
         out(JSON.stringify(stats));

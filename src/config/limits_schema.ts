@@ -1,7 +1,7 @@
 /**
- * The `[rate_limit]`, `[quota]` and `[state]` sections: how many failed
- * logins and new connections a client or user gets, how much an
- * authenticated user or domain may send, and where the counters live.
+ * The `[rate_limit]` and `[quota]` sections: how many failed logins and new
+ * connections a client or user gets, and how much an authenticated user or
+ * domain may send.
  * For every count, 0 means "no limit".
  *
  * ```toml
@@ -23,9 +23,8 @@
  * domain_recipients_per_hour = 0
  * domain_recipients_per_day = 0
  *
- * [state]
+ * [state]                        # see state_schema.ts
  * backend = "memory"
- * max_keys = 1000000
  * ```
  *
  * @module
@@ -83,17 +82,7 @@ export const quotaSchema = z.strictObject({
   domain_recipients_per_day: count.default(0),
 }).prefault({});
 
-/** `[state]`: where shared counters live. */
-export const stateSchema = z.strictObject({
-  /** `memory`: this process only (one node). A Redis backend is planned for many nodes. */
-  backend: z.enum(["memory"]).default("memory"),
-  /** Most keys the memory backend holds before evicting the oldest. */
-  max_keys: z.number().int().min(1000).max(100_000_000).default(1_000_000),
-}).prefault({});
-
 /** A validated `[rate_limit]` section. */
 export type RateLimitConfig = z.infer<typeof rateLimitSchema>;
 /** A validated `[quota]` section. */
 export type QuotaConfig = z.infer<typeof quotaSchema>;
-/** A validated `[state]` section. */
-export type StateConfig = z.infer<typeof stateSchema>;

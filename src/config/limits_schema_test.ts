@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { quotaSchema, rateLimitSchema, stateSchema } from "./limits_schema.ts";
+import { quotaSchema, rateLimitSchema } from "./limits_schema.ts";
+import { stateSchema } from "./state_schema.ts";
 
 Deno.test("limits schemas: an absent section gets the documented defaults", () => {
   assert.deepEqual(rateLimitSchema.parse(undefined), {
@@ -15,7 +16,16 @@ Deno.test("limits schemas: an absent section gets the documented defaults", () =
   const quota = quotaSchema.parse(undefined);
   assert.equal(Object.keys(quota).length, 8);
   assert.ok(Object.values(quota).every((v) => v === 0), "quotas are unlimited by default");
-  assert.deepEqual(stateSchema.parse(undefined), { backend: "memory", max_keys: 1_000_000 });
+  assert.deepEqual(stateSchema.parse(undefined), {
+    backend: "memory",
+    url: "redis://127.0.0.1:6379/0",
+    password_file: "",
+    ca: "",
+    key_prefix: "relay:",
+    fail: "closed",
+    timeout_ms: 1000,
+    max_keys: 1_000_000,
+  });
 });
 
 Deno.test("limits schemas: unknown keys and bad values are refused with the key's name", () => {
@@ -27,6 +37,13 @@ Deno.test("limits schemas: unknown keys and bad values are refused with the key'
   assert.deepEqual(negative.error?.issues[0].path, ["user_messages_per_day"]);
   assert.equal(rateLimitSchema.safeParse({ block_seconds: 0 }).success, false);
   assert.equal(rateLimitSchema.safeParse({ per_minute: 1.5 }).success, false);
-  assert.equal(stateSchema.safeParse({ backend: "redis" }).success, false);
+  assert.equal(stateSchema.safeParse({ backend: "valkey" }).success, false);
+  const url = stateSchema.safeParse({ backend: "redis", url: "http://127.0.0.1:6379" });
+  assert.deepEqual(url.error?.issues[0].path, ["url"]);
+  assert.equal(
+    stateSchema.parse({ url: "rediss://cache.internal:6380/2" }).url,
+    "rediss://cache.internal:6380/2",
+  );
+  assert.equal(stateSchema.safeParse({ fail: "sometimes" }).success, false);
   assert.equal(rateLimitSchema.parse({ per_minute: 0 }).per_minute, 0, "0 turns a limit off");
 });

@@ -9,7 +9,8 @@ import { z } from "zod";
 import { ldapSchema } from "./ldap_schema.ts";
 import { oauthSchema } from "./oauth_schema.ts";
 import { relaySchema } from "./relay_schema.ts";
-import { quotaSchema, rateLimitSchema, stateSchema } from "./limits_schema.ts";
+import { quotaSchema, rateLimitSchema } from "./limits_schema.ts";
+import { stateSchema } from "./state_schema.ts";
 import { listenAddress } from "./listen.ts";
 import { adminSchema, autoconfigSchema } from "./admin_schema.ts";
 

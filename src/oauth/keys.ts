@@ -42,10 +42,31 @@ interface LoadedKey {
   privateKey: CryptoKey | null;
 }
 
+/**
+ * Where the key set is kept: the `keys_file` (one node, or a file the
+ * operator distributes), or Redis ({@link RedisKeySetStorage}) so that every
+ * node signs with the same keys and sees a rotation made by any of them.
+ */
+export interface KeySetStorage {
+  /** Names the place in errors and logs. */
+  readonly name: string;
+  /** The stored JWK set text (`null` when there is none yet) and its version tag. */
+  read(): Promise<{ text: string | null; version: string | null }>;
+  /** The current version tag, cheaply (an mtime, a counter); `null` when nothing is stored. */
+  version(): Promise<string | null>;
+  /**
+   * Stores `text` unless someone else stored a version other than `expected`
+   * meanwhile; the new version tag, or `false` when another writer won.
+   */
+  write(text: string, expected: string | null): Promise<string | false>;
+}
+
 /** Options for {@link SigningKeys.open}. */
 export interface SigningKeysOptions {
-  /** The JWK set file. */
+  /** The JWK set file (and, with `storage`, the seed for an empty store). */
   file: string;
+  /** Keep the set here instead of in `file`. */
+  storage?: KeySetStorage;
   /** Days between rotations; 0 never rotates. */
   rotateDays: number;
   /** Access-token lifetime: how long a retired key must stay published (s). */
@@ -60,20 +81,23 @@ export interface SigningKeysOptions {
 
 /** The key set of the authorization server. */
 export class SigningKeys {
-  readonly #options: Required<SigningKeysOptions>;
+  readonly #options: Required<Omit<SigningKeysOptions, "storage">>;
+  readonly #storage: KeySetStorage;
   #keys: LoadedKey[] = [];
-  #mtime: number | null = null;
+  #version: string | null = null;
   #checkedAt = 0;
   #unknownKidReloadAt = 0;
   #busy: Promise<void> | null = null;
 
   private constructor(options: SigningKeysOptions) {
+    const { storage, ...rest } = options;
     this.#options = {
       readOnly: false,
       reloadIntervalMs: 30_000,
       now: Date.now,
-      ...options,
+      ...rest,
     };
+    this.#storage = storage ?? new FileKeySetStorage(options.file, !this.#options.readOnly);
   }
 
   /**
@@ -83,14 +107,19 @@ export class SigningKeys {
   static async open(options: SigningKeysOptions): Promise<SigningKeys> {
     const keys = new SigningKeys(options);
     await keys.#load();
+    if (keys.#keys.length === 0 && options.storage && !options.readOnly) {
+      // A new shared store starts from this node's key file, if it has one.
+      const seed = await new FileKeySetStorage(options.file, false).read().catch(() => null);
+      if (seed?.text) await keys.#adopt(seed.text);
+    }
     if (!options.readOnly) await keys.#maintain(false);
-    if (keys.#keys.length === 0) throw new Error(`no signing keys in ${options.file}`);
+    if (keys.#keys.length === 0) throw new Error(`no signing keys in ${keys.#storage.name}`);
     return keys;
   }
 
   /** The key new tokens are signed with; rotates first when due. */
   async signingKey(): Promise<{ kid: string; key: CryptoKey }> {
-    await this.#refresh();
+    await this.refresh();
     if (!this.#options.readOnly && this.#rotationDue()) {
       await this.#exclusive(() => this.#maintain(false));
     }
@@ -119,7 +148,7 @@ export class SigningKeys {
    */
   readonly getKey = async (header: JWSHeaderParameters): Promise<CryptoKey> => {
     if (header.alg !== "ES256") throw new joseErrors.JOSEAlgNotAllowed("unexpected JWS algorithm");
-    await this.#refresh();
+    await this.refresh();
     let found = this.#find(header.kid);
     if (!found && this.#options.now() - this.#unknownKidReloadAt > UNKNOWN_KID_RELOAD_MS) {
       this.#unknownKidReloadAt = this.#options.now();
@@ -167,66 +196,48 @@ export class SigningKeys {
     await running;
   }
 
-  /** Re-reads the file when another process changed it; cheap between intervals. */
-  async #refresh(): Promise<void> {
+  /**
+   * Re-reads the set when another process (node) changed it; cheap between
+   * checks (`reloadIntervalMs`). Never rejects: the keys held stay when the
+   * file or the store cannot be read.
+   */
+  async refresh(): Promise<void> {
     const now = this.#options.now();
     if (now - this.#checkedAt < this.#options.reloadIntervalMs) return;
     this.#checkedAt = now;
     try {
-      const info = await Deno.stat(this.#options.file);
-      if (info.mtime?.getTime() !== this.#mtime) await this.#exclusive(() => this.#load());
+      const version = await this.#storage.version();
+      if (version !== null && version !== this.#version) {
+        await this.#exclusive(() => this.#load());
+      } else if (version === null && this.#keys.length > 0 && !this.#options.readOnly) {
+        // The store lost the set (Redis restarted empty): put ours back.
+        log.warning("OAuth key set missing from {where}; storing this node's keys again", {
+          where: this.#storage.name,
+        });
+        this.#version = null;
+        await this.#exclusive(() => this.#save());
+      }
     } catch {
-      // Keep the keys we have when the file disappears.
+      // Keep the keys we have while the file or the store is unavailable.
     }
   }
 
   async #load(): Promise<void> {
-    let text: string;
-    let mtime: number | null = null;
-    try {
-      const info = await Deno.stat(this.#options.file);
-      mtime = info.mtime?.getTime() ?? null;
-      if (!this.#options.readOnly && info.mode !== null && (info.mode & 0o077) !== 0) {
-        log.warning("OAuth key set {file} was readable by others; set to mode 0600", {
-          file: this.#options.file,
-        });
-        await Deno.chmod(this.#options.file, 0o600);
-      }
-      text = await Deno.readTextFile(this.#options.file);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound && !this.#options.readOnly) {
-        this.#keys = [];
-        return;
-      }
-      throw new Error(`cannot read the OAuth key set ${this.#options.file}: ${describe(error)}`);
+    const { text, version } = await this.#storage.read();
+    if (text === null) {
+      if (this.#options.readOnly) throw new Error(`no OAuth key set in ${this.#storage.name}`);
+      this.#keys = [];
+      this.#version = null;
+      return;
     }
-    let parsed: { keys?: unknown };
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      throw new Error(`the OAuth key set ${this.#options.file} is not valid JSON`);
-    }
-    if (!Array.isArray(parsed.keys)) {
-      throw new Error(`the OAuth key set ${this.#options.file} has no "keys" array`);
-    }
-    const loaded: LoadedKey[] = [];
-    for (const raw of parsed.keys as StoredJwk[]) {
-      if (raw?.kty !== "EC" || raw.crv !== "P-256" || typeof raw.kid !== "string") {
-        throw new Error(`the OAuth key set ${this.#options.file} holds a key that is not ES256`);
-      }
-      const publicKey = await importJWK(publicPart(raw), "ES256") as CryptoKey;
-      const privateKey = raw.d ? await importJWK(raw, "ES256") as CryptoKey : null;
-      loaded.push({
-        kid: raw.kid,
-        createdAt: typeof raw.iat === "number" ? raw.iat : 0,
-        jwk: raw,
-        publicKey,
-        privateKey,
-      });
-    }
-    loaded.sort((a, b) => a.createdAt - b.createdAt);
-    this.#keys = loaded;
-    this.#mtime = mtime;
+    this.#keys = await parseKeySet(text, this.#storage.name);
+    this.#version = version;
+  }
+
+  /** Takes `text` as the key set and stores it (seeding a new shared store). */
+  async #adopt(text: string): Promise<void> {
+    this.#keys = await parseKeySet(text, this.#storage.name);
+    await this.#save();
   }
 
   /** Adds a key when due (or forced), drops expired ones, and saves when anything changed. */
@@ -243,15 +254,94 @@ export class SigningKeys {
     if (changed) await this.#save();
   }
 
+  /** Stores the set; when another node stored one first, takes theirs instead. */
   async #save(): Promise<void> {
-    const file = this.#options.file;
+    const body = JSON.stringify({ keys: this.#keys.map((key) => key.jwk) }, null, 2) + "\n";
+    const version = await this.#storage.write(body, this.#version);
+    if (version === false) {
+      log.info("OAuth key set changed by another node meanwhile; using theirs");
+      await this.#load();
+      return;
+    }
+    this.#version = version;
+  }
+}
+
+/** Parses a stored JWK set; errors name `where`. */
+async function parseKeySet(text: string, where: string): Promise<LoadedKey[]> {
+  let parsed: { keys?: unknown };
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new Error(`the OAuth key set ${where} is not valid JSON`);
+  }
+  if (!Array.isArray(parsed.keys)) {
+    throw new Error(`the OAuth key set ${where} has no "keys" array`);
+  }
+  const loaded: LoadedKey[] = [];
+  for (const raw of parsed.keys as StoredJwk[]) {
+    if (raw?.kty !== "EC" || raw.crv !== "P-256" || typeof raw.kid !== "string") {
+      throw new Error(`the OAuth key set ${where} holds a key that is not ES256`);
+    }
+    const publicKey = await importJWK(publicPart(raw), "ES256") as CryptoKey;
+    const privateKey = raw.d ? await importJWK(raw, "ES256") as CryptoKey : null;
+    loaded.push({
+      kid: raw.kid,
+      createdAt: typeof raw.iat === "number" ? raw.iat : 0,
+      jwk: raw,
+      publicKey,
+      privateKey,
+    });
+  }
+  return loaded.sort((a, b) => a.createdAt - b.createdAt);
+}
+
+/** The key set in a file (mode 0600), written atomically; the version is its mtime. */
+export class FileKeySetStorage implements KeySetStorage {
+  readonly #file: string;
+  readonly #fixMode: boolean;
+
+  /**
+   * @param file the JWK set file
+   * @param fixMode tighten a file readable by others to 0600 (writers only)
+   */
+  constructor(file: string, fixMode: boolean) {
+    this.#file = file;
+    this.#fixMode = fixMode;
+  }
+
+  /** The file name. */
+  get name(): string {
+    return this.#file;
+  }
+
+  async read(): Promise<{ text: string | null; version: string | null }> {
+    const file = this.#file;
+    try {
+      const info = await Deno.stat(file);
+      if (this.#fixMode && info.mode !== null && (info.mode & 0o077) !== 0) {
+        log.warning("OAuth key set {file} was readable by others; set to mode 0600", { file });
+        await Deno.chmod(file, 0o600);
+      }
+      return { text: await Deno.readTextFile(file), version: mtimeOf(info) };
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return { text: null, version: null };
+      throw new Error(`cannot read the OAuth key set ${file}: ${describe(error)}`);
+    }
+  }
+
+  async version(): Promise<string | null> {
+    return mtimeOf(await Deno.stat(this.#file));
+  }
+
+  async write(text: string): Promise<string> {
+    const file = this.#file;
     await Deno.mkdir(dirname(file), { recursive: true, mode: 0o700 });
     const temp = join(dirname(file), `.${crypto.randomUUID()}.tmp`);
-    const body = JSON.stringify({ keys: this.#keys.map((key) => key.jwk) }, null, 2) + "\n";
     try {
       const handle = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
       try {
-        await handle.write(new TextEncoder().encode(body));
+        await handle.write(new TextEncoder().encode(text));
         await handle.sync();
       } finally {
         handle.close();
@@ -261,8 +351,12 @@ export class SigningKeys {
       await Deno.remove(temp).catch(() => {});
       throw new Error(`cannot write the OAuth key set ${file}: ${describe(error)}`);
     }
-    this.#mtime = (await Deno.stat(file)).mtime?.getTime() ?? null;
+    return mtimeOf(await Deno.stat(file));
   }
+}
+
+function mtimeOf(info: Deno.FileInfo): string {
+  return String(info.mtime?.getTime() ?? 0);
 }
 
 async function newKey(createdAt: number): Promise<LoadedKey> {

@@ -26,7 +26,7 @@ import { type OAuthConfig, oauthIssuer } from "../config/oauth_schema.ts";
 import { cachedSecretVerifier, type SecretVerifier, verifySecretHash } from "./client_secret.ts";
 import type { AutoconfigOptions, MailSettings } from "./autoconfig.ts";
 import { ClientRegistry } from "./clients.ts";
-import { SigningKeys } from "./keys.ts";
+import { type KeySetStorage, SigningKeys } from "./keys.ts";
 import {
   type AuditHook,
   createHandler,
@@ -50,7 +50,13 @@ export {
   redirectAllowed,
   THUNDERBIRD_CLIENT_ID,
 } from "./clients.ts";
-export { SigningKeys, type SigningKeysOptions } from "./keys.ts";
+export {
+  FileKeySetStorage,
+  type KeySetStorage,
+  SigningKeys,
+  type SigningKeysOptions,
+} from "./keys.ts";
+export { RedisKeySetStorage, RedisOAuthStore, type RedisOAuthStoreOptions } from "./redis_store.ts";
 export {
   appleMobileconfig,
   type AutoconfigOptions,
@@ -87,6 +93,10 @@ export interface OAuthServerOptions {
   domainEnabled?: (domain: string) => boolean | Promise<boolean>;
   /** Server-side state; default: a new {@link MemoryOAuthStore} (closed with the server). */
   store?: OAuthStore;
+  /** Where the signing keys live; default: `config.keys_file`. */
+  keyStorage?: KeySetStorage;
+  /** How often the key set is checked for another node's rotation (ms); default 30 s. */
+  keysReloadIntervalMs?: number;
   /** Client-secret verification; default: {@link verifySecretHash} with a success cache. */
   verifySecret?: SecretVerifier;
   /**
@@ -188,6 +198,8 @@ export async function startOAuthServer(options: OAuthServerOptions): Promise<OAu
     rotateDays: config.rotate_days,
     accessTokenTtlSeconds: config.access_token_ttl_seconds,
     now,
+    ...(options.keyStorage ? { storage: options.keyStorage } : {}),
+    ...(options.keysReloadIntervalMs ? { reloadIntervalMs: options.keysReloadIntervalMs } : {}),
   });
   const listen = parseListen(config.listen);
   const registry = new ClientRegistry(config, store);

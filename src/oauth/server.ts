@@ -33,6 +33,7 @@ import {
 import type { SigningKeys } from "./keys.ts";
 import { pageHeaders, renderErrorPage, renderLoginPage, renderOobPage } from "./login_page.ts";
 import type { OAuthStore } from "./store.ts";
+import { StateUnavailableError } from "../state/mod.ts";
 import {
   hashToken,
   isCodeVerifier,
@@ -195,6 +196,16 @@ export function createHandler(
         return url.pathname.endsWith("/authorize")
           ? page(error.status, renderErrorPage("Request refused", error.message))
           : oauthError("invalid_request", error.message, error.status);
+      }
+      if (error instanceof StateUnavailableError) {
+        // [state] is unreachable (Redis down): a temporary condition, never a crash.
+        log.warning("OAuth endpoint {path} unavailable: {error}", {
+          path: url.pathname,
+          error: error.message,
+        });
+        return url.pathname.endsWith("/authorize")
+          ? page(503, renderErrorPage("Temporarily unavailable", "Please try again shortly."))
+          : oauthError("temporarily_unavailable", "try again later", 503);
       }
       log.error("OAuth endpoint {path} failed: {error}", { path: url.pathname, error });
       return url.pathname.endsWith("/authorize")
@@ -699,17 +710,17 @@ async function token(
 
 // ---------------------------------------------------------------- resources
 
-function jwks(context: OAuthContext): Promise<Response> {
-  return Promise.resolve(
-    new Response(JSON.stringify(context.keys.publicJwks()), {
-      headers: {
-        "content-type": "application/jwk-set+json",
-        "cache-control": "public, max-age=300",
-        "x-content-type-options": "nosniff",
-        "access-control-allow-origin": "*",
-      },
-    }),
-  );
+async function jwks(context: OAuthContext): Promise<Response> {
+  // Another node may have rotated the shared key set.
+  await context.keys.refresh();
+  return new Response(JSON.stringify(context.keys.publicJwks()), {
+    headers: {
+      "content-type": "application/jwk-set+json",
+      "cache-control": "public, max-age=300",
+      "x-content-type-options": "nosniff",
+      "access-control-allow-origin": "*",
+    },
+  });
 }
 
 async function userinfo(context: OAuthContext, request: Request): Promise<Response> {

@@ -5,7 +5,7 @@ import { ConnectionRateLimiter } from "./mod.ts";
 Deno.test("ConnectionRateLimiter allows perMinute new connections per address, then refuses", async () => {
   let now = 1_700_000_000_000;
   const store = new MemoryStateStore({ now: () => now });
-  const limiter = new ConnectionRateLimiter({ store, perMinute: 3, now: () => now });
+  const limiter = new ConnectionRateLimiter({ store, perMinute: 3 });
   const answers = [];
   for (let i = 0; i < 5; i++) answers.push(await limiter.allow("192.0.2.1"));
   assert.deepEqual(answers, [true, true, true, false, false]);

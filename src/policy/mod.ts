@@ -21,6 +21,8 @@ export {
 export {
   ConnectionRateLimiter,
   type ConnectionRateLimiterOptions,
+  ConnectionSlots,
+  type ConnectionSlotsOptions,
   IpRateLimiter,
   type IpRateLimiterOptions,
 } from "./connection_rate.ts";

@@ -71,14 +71,12 @@ export interface AuthRateLimiterOptions {
   perDomainPerMinute?: number;
   /** Failures for all users of a domain in any hour. Default 600. */
   perDomainPerHour?: number;
-  /** Clock in milliseconds (tests); default `Date.now`. */
-  now?: () => number;
 }
 
 /** Maps the `[rate_limit]` section to {@link AuthRateLimiterOptions} (without the store). */
 export function authRateLimiterOptions(
   config: RateLimitConfig,
-): Omit<AuthRateLimiterOptions, "store" | "now"> {
+): Omit<AuthRateLimiterOptions, "store"> {
   const on = config.enabled;
   return {
     perMinute: on ? config.per_minute : 0,
@@ -98,7 +96,6 @@ interface Limit {
 /** Failed-authentication limiter; see the module documentation. */
 export class AuthRateLimiter {
   readonly #store: StateStore;
-  readonly #now: () => number;
   readonly #blockMs: number;
   readonly #user: Limit[];
   readonly #domain: Limit[];
@@ -106,7 +103,6 @@ export class AuthRateLimiter {
   /** Creates a limiter over `options.store`. */
   constructor(options: AuthRateLimiterOptions) {
     this.#store = options.store;
-    this.#now = options.now ?? Date.now;
     const blockSeconds = options.blockSeconds ?? 300;
     if (!(blockSeconds > 0)) throw new RangeError("blockSeconds must be positive");
     this.#blockMs = blockSeconds * 1000;
@@ -157,7 +153,6 @@ export class AuthRateLimiter {
    */
   async recordFailure(failure: AuthFailure): Promise<RateLimitDecision> {
     if (!this.enabled) return { allowed: true };
-    const now = this.#now();
     const scopes = this.#scopes(failure);
     const user = scopes.find((s) => s.scope === "email");
     if (failure.credentialFingerprint && user) {
@@ -167,13 +162,16 @@ export class AuthRateLimiter {
     }
     await Promise.all(scopes.map(async ({ scope, id }) => {
       const limits = scope === "domain" ? this.#domain : this.#user;
+      // Each window is one atomic step in the store; all are counted at once.
+      const counts = await Promise.all(
+        limits.map(({ window, name }) => window.hit(`auth:${scope}:${name}:${id}`)),
+      );
       let blockMs = 0;
-      for (const { window, limit, name } of limits) {
-        const count = await window.hit(`auth:${scope}:${name}:${id}`, now);
-        if (count.estimate >= limit) {
-          blockMs = Math.max(blockMs, this.#blockMs, window.msUntilBelow(count, limit));
+      limits.forEach(({ window, limit }, i) => {
+        if (counts[i].estimate >= limit) {
+          blockMs = Math.max(blockMs, this.#blockMs, window.msUntilBelow(counts[i], limit));
         }
-      }
+      });
       if (blockMs > 0) {
         const key = blockKey(scope, id);
         const left = await this.#store.ttl(key);
@@ -188,9 +186,8 @@ export class AuthRateLimiter {
     if (!this.enabled) return;
     const user = this.#scopes(attempt).find((s) => s.scope === "email");
     if (!user) return;
-    const now = this.#now();
     await Promise.all(
-      this.#user.map(({ window, name }) => window.reset(`auth:email:${name}:${user.id}`, now)),
+      this.#user.map(({ window, name }) => window.reset(`auth:email:${name}:${user.id}`)),
     );
   }
 

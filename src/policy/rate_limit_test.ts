@@ -16,7 +16,7 @@ function setup(options: Partial<ConstructorParameters<typeof AuthRateLimiter>[0]
   const clock = { t: 1_700_000_000_000 };
   const now = () => clock.t;
   const store = new MemoryStateStore({ now });
-  const limiter = new AuthRateLimiter({ store, now, ...options });
+  const limiter = new AuthRateLimiter({ store, ...options });
   return { clock, store, limiter };
 }
 
@@ -183,13 +183,12 @@ Deno.test("CredentialFingerprinter is keyed, per user, and reveals no password",
 });
 
 Deno.test("OAuth adapters: the hook asks the limiter, audit events feed it", async () => {
-  const { store, limiter, clock } = setup();
+  const { store, limiter } = setup();
   const register = new IpRateLimiter({
     store,
     limit: 2,
     windowMs: 3_600_000,
     name: "oauth_register",
-    now: () => clock.t,
   });
   const hook = oauthRateLimitHook({ login: limiter, register });
   const seen: unknown[] = [];

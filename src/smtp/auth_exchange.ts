@@ -18,6 +18,7 @@ import { createLogin } from "../sasl/login.ts";
 import type { SaslCredentials, SaslMechanism } from "../sasl/mechanism.ts";
 import { createPlain } from "../sasl/plain.ts";
 import { Replies, type SmtpReply } from "./replies.ts";
+import { StateUnavailableError } from "../state/mod.ts";
 
 const logger = log("smtp");
 
@@ -132,7 +133,11 @@ export async function runAuthExchange(
 async function authBlocked(port: AuthPort, ctx: AuthContext, email: string): Promise<boolean> {
   const limiter = ctx.authLimiter;
   if (!limiter) return false;
-  const decision = await limiter.check({ ip: port.ip, email });
+  const decision = await limiter.check({ ip: port.ip, email }).catch(storeDown);
+  if (decision === null) {
+    port.reply(Replies.authTemporaryFailure());
+    return true;
+  }
   if (decision.allowed) return false;
   port.audit("rate_limit", {
     email: email || undefined,
@@ -141,6 +146,13 @@ async function authBlocked(port: AuthPort, ctx: AuthContext, email: string): Pro
   });
   port.reply(Replies.authRateLimited(decision.retryAfterSeconds));
   return true;
+}
+
+/** A limiter whose shared state is unreachable (`[state] fail = "closed"`): `null`, logged. */
+function storeDown(error: unknown): null {
+  if (!(error instanceof StateUnavailableError)) throw error;
+  logger.warning("AUTH refused for now: {error}", { error: error.message });
+  return null;
 }
 
 function createMechanism(ctx: AuthContext, name: string): SaslMechanism | null {
@@ -248,7 +260,11 @@ async function finishAuth(
       port.reply(refused);
       return null;
     }
-    await limiter?.recordSuccess({ ip, email: user });
+    // With the shared store down and `fail = "closed"`, no login goes through.
+    if (limiter && await limiter.recordSuccess({ ip, email: user }).catch(storeDown) === null) {
+      port.reply(Replies.authTemporaryFailure());
+      return null;
+    }
     port.reply(Replies.authSucceeded());
     return identity;
   }
@@ -273,8 +289,9 @@ async function finishAuth(
   if (
     limiter && (result.reason === "invalid_credentials" || result.reason === "account_disabled")
   ) {
-    const next = await limiter.recordFailure({ ip, email: user, credentialFingerprint });
-    if (!next.allowed) {
+    const next = await limiter.recordFailure({ ip, email: user, credentialFingerprint })
+      .catch(storeDown);
+    if (next !== null && !next.allowed) {
       port.audit("rate_limit", {
         email: user.slice(0, 254),
         scope: next.scope,

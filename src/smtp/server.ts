@@ -12,7 +12,7 @@ import type tls from "node:tls";
 import { log } from "../observability/logger.ts";
 import type { ListenerObserver } from "../observability/metrics.ts";
 import { upgradeServerSocket } from "../tls/mod.ts";
-import type { ConnectionRateLimiter } from "../policy/connection_rate.ts";
+import type { ConnectionRateLimiter, ConnectionSlots } from "../policy/connection_rate.ts";
 import { normalizeAddress, SocketStream, type TlsInfo } from "./byte_stream.ts";
 import {
   acceptProxyConnection,
@@ -52,6 +52,8 @@ export interface SmtpServerOptions {
   connectionRate?: ConnectionRateLimiter;
   /** Told of each accepted connection and failed SMTPS handshake (metrics). */
   observer?: ListenerObserver;
+  /** Concurrent connections per client address across all nodes (shared state). */
+  connectionSlots?: ConnectionSlots;
 }
 
 /** A bound listener's address. */
@@ -227,6 +229,13 @@ export class SmtpServer {
     const rate = this.#options.connectionRate;
     if (!refusal && rate && !await rate.allow(ip)) {
       refusal = Replies.connectionRateExceeded(this.#options.session.hostname, ip);
+    }
+    const release = refusal ? undefined : await this.#options.connectionSlots?.acquire(ip);
+    if (release === null) {
+      refusal = Replies.tooManyConnectionsFromIp(this.#options.session.hostname, ip);
+    } else if (release) {
+      if (socket.destroyed) release();
+      else socket.once("close", release);
     }
     if (refusal) {
       this.#refuse(kind, socket, ip, refusal);

@@ -24,7 +24,7 @@
  *
  * @module
  */
-import type { StateStore } from "./state_store.ts";
+import type { StateStore, WindowHit } from "./state_store.ts";
 
 /** Options for {@link MemoryStateStore}. */
 export interface MemoryStateStoreOptions {
@@ -37,8 +37,18 @@ export interface MemoryStateStoreOptions {
 }
 
 interface Entry {
-  value: string | number;
+  value: string | number | SlidingCounts | Slots;
   expiresAt: number;
+}
+
+/** Leased slots: member → lease end (ms). */
+type Slots = Map<string, number>;
+
+/** A sliding-window counter: the current window's index and the two counts. */
+interface SlidingCounts {
+  index: number;
+  current: number;
+  previous: number;
 }
 
 /** Default {@link MemoryStateStoreOptions.maxKeys}. */
@@ -90,18 +100,96 @@ export class MemoryStateStore implements StateStore {
         this.#insert(key, { value: by, expiresAt: now + windowMs });
         return by;
       }
-      const current = typeof entry.value === "number" ? entry.value : parseCounter(entry.value);
+      const current = typeof entry.value === "number"
+        ? entry.value
+        : typeof entry.value === "string"
+        ? parseCounter(entry.value)
+        : null;
       if (current === null) throw new TypeError("the value is not a counter");
       entry.value = current + by;
       return entry.value;
     });
   }
 
+  hitWindow(key: string, windowMs: number, by = 1): Promise<WindowHit> {
+    return settle(() => {
+      this.#open();
+      checkTtl(windowMs);
+      if (!Number.isSafeInteger(by) || by < 0) throw new RangeError("by must be >= 0");
+      const now = this.#maintain();
+      const index = Math.floor(now / windowMs);
+      const entry = this.#live(key, now);
+      if (
+        entry !== undefined && (typeof entry.value !== "object" || entry.value instanceof Map)
+      ) {
+        throw new TypeError("the value is not a window counter");
+      }
+      const counts = slide(entry?.value as SlidingCounts | undefined, index);
+      if (by > 0) {
+        counts.current += by;
+        // Gone once it can no longer be the previous window.
+        const expiresAt = (index + 2) * windowMs;
+        if (entry === undefined) this.#insert(key, { value: counts, expiresAt });
+        else Object.assign(entry, { value: counts, expiresAt });
+      }
+      return { current: counts.current, previous: counts.previous, now };
+    });
+  }
+
+  acquireSlot(key: string, member: string, limit: number, leaseMs: number): Promise<boolean> {
+    return settle(() => {
+      this.#open();
+      checkTtl(leaseMs);
+      const now = this.#maintain();
+      const slots = this.#slots(key, now);
+      for (const [held, until] of slots) if (until <= now) slots.delete(held);
+      if (!slots.has(member) && slots.size >= limit) return false;
+      slots.set(member, now + leaseMs);
+      this.#entries.get(key)!.expiresAt = now + leaseMs;
+      return true;
+    });
+  }
+
+  renewSlot(key: string, member: string, leaseMs: number): Promise<void> {
+    return settle(() => {
+      this.#open();
+      checkTtl(leaseMs);
+      const now = this.#maintain();
+      const slots = this.#slots(key, now);
+      if (!slots.has(member)) return;
+      slots.set(member, now + leaseMs);
+      const entry = this.#entries.get(key)!;
+      entry.expiresAt = Math.max(entry.expiresAt, now + leaseMs);
+    });
+  }
+
+  releaseSlot(key: string, member: string): Promise<void> {
+    return settle(() => {
+      this.#open();
+      const entry = this.#live(key, this.#maintain());
+      if (entry?.value instanceof Map) entry.value.delete(member);
+    });
+  }
+
+  /** The slots at `key`, created (empty, expiring now) when missing. */
+  #slots(key: string, now: number): Slots {
+    const entry = this.#live(key, now);
+    if (entry === undefined) {
+      const slots: Slots = new Map();
+      this.#insert(key, { value: slots, expiresAt: now });
+      return slots;
+    }
+    if (!(entry.value instanceof Map)) throw new TypeError("the value is not a slot set");
+    return entry.value;
+  }
+
   get(key: string): Promise<string | null> {
     return settle(() => {
       this.#open();
       const entry = this.#live(key, this.#maintain());
-      return entry === undefined ? null : String(entry.value);
+      if (entry === undefined) return null;
+      if (typeof entry.value === "object") throw new TypeError("the value is not a plain value");
+      return String(entry.value);
     });
   }
 
@@ -185,6 +273,13 @@ export class MemoryStateStore implements StateStore {
     }
     this.#entries.set(key, entry);
   }
+}
+
+/** The counts as of window `index`, moved on from what was stored. */
+function slide(stored: SlidingCounts | undefined, index: number): SlidingCounts {
+  if (stored === undefined || stored.index < index - 1) return { index, current: 0, previous: 0 };
+  if (stored.index === index - 1) return { index, current: 0, previous: stored.current };
+  return { ...stored };
 }
 
 function checkTtl(ms: number): void {

@@ -81,7 +81,55 @@ Deno.test("MemoryStateStore increments by an amount, and gives back with a negat
   const store = new MemoryStateStore();
   assert.equal(await store.increment("r", 1000, 7), 7);
   assert.equal(await store.increment("r", 1000, 3), 10);
-  assert.equal(await store.increment("r", 1000, -4), 6);
-  await assert.rejects(store.increment("r", 1000, 0.5), RangeError);
+  assert.equal(await store.increment("r", 1000, -4), 6, "a negative amount releases");
+  await assert.rejects(store.increment("r", 1000, 1.5), RangeError);
+  await store.close();
+});
+
+Deno.test("MemoryStateStore hitWindow counts the current and previous window on its clock", async () => {
+  const c = clock(60_000 * 100); // the start of window 100
+  const store = new MemoryStateStore({ now: c.now });
+  assert.deepEqual(await store.hitWindow("w", 60_000, 0), {
+    current: 0,
+    previous: 0,
+    now: c.now(),
+  });
+  assert.equal(await store.get("w"), null, "a read creates nothing");
+  assert.equal((await store.hitWindow("w", 60_000)).current, 1);
+  assert.equal((await store.hitWindow("w", 60_000, 2)).current, 3);
+  c.advance(60_000);
+  assert.deepEqual(await store.hitWindow("w", 60_000), { current: 1, previous: 3, now: c.now() });
+  c.advance(120_000);
+  assert.deepEqual(await store.hitWindow("w", 60_000, 0), {
+    current: 0,
+    previous: 0,
+    now: c.now(),
+  });
+  await store.set("s", "1", 1000);
+  await assert.rejects(store.hitWindow("s", 60_000), TypeError);
+  await store.close();
+});
+
+Deno.test("MemoryStateStore slots: a limit of live leases, renewed, released, expired", async () => {
+  const c = clock();
+  const store = new MemoryStateStore({ now: c.now });
+  assert.equal(await store.acquireSlot("ip", "a", 2, 1000), true);
+  assert.equal(await store.acquireSlot("ip", "b", 2, 1000), true);
+  assert.equal(await store.acquireSlot("ip", "c", 2, 1000), false, "two live leases");
+  assert.equal(
+    await store.acquireSlot("ip", "a", 2, 1000),
+    true,
+    "a holder may take its own again",
+  );
+  await store.releaseSlot("ip", "b");
+  assert.equal(await store.acquireSlot("ip", "c", 2, 1000), true);
+  c.advance(600);
+  await store.renewSlot("ip", "a", 1000);
+  c.advance(600);
+  // c's lease ran out (a crashed holder); a's was renewed.
+  assert.equal(await store.acquireSlot("ip", "d", 2, 1000), true);
+  assert.equal(await store.acquireSlot("ip", "e", 2, 1000), false);
+  await store.set("v", "1", 1000);
+  await assert.rejects(store.acquireSlot("v", "a", 1, 1000), TypeError);
   await store.close();
 });

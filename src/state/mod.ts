@@ -1,16 +1,20 @@
 /**
  * Shared state: counters and short-lived values that every relay node must
- * see alike. {@link MemoryStateStore} serves one node; a Redis store
- * implementing {@link StateStore} serves many (see `state_store.ts` for the
- * command mapping). {@link SlidingWindow} and {@link FixedWindow} build rate
- * windows on top of any store.
+ * see alike. {@link MemoryStateStore} serves one node; {@link RedisStateStore}
+ * serves many (see `state_store.ts` for the command mapping), behind
+ * {@link FailModeStateStore} for when Redis is away. {@link SlidingWindow}
+ * and {@link FixedWindow} build rate windows on top of any store.
  *
  * @module
  */
-export type { StateStore } from "./state_store.ts";
+export { type StateStore, StateUnavailableError, type WindowHit } from "./state_store.ts";
 export {
   DEFAULT_MAX_KEYS,
   MemoryStateStore,
   type MemoryStateStoreOptions,
 } from "./memory_store.ts";
+export { type RedisClient, RedisConnection, type RedisConnectionOptions } from "./redis_client.ts";
+export { RedisStateStore } from "./redis_store.ts";
+export { type FailMode, FailModeStateStore, type FailModeStateStoreOptions } from "./fail_mode.ts";
+export { openSharedState, type OpenSharedStateOptions, type SharedState } from "./open.ts";
 export { FixedWindow, SlidingWindow, type WindowCount } from "./window.ts";

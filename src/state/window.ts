@@ -6,8 +6,9 @@
  * do. The estimate never lets a client burst twice the limit across a window
  * boundary, and costs two keys per counter instead of one per hit.
  *
- * Window boundaries come from the caller's clock, so nodes sharing a Redis
- * agree on them; counters are keyed `<key>:<window index>`.
+ * Sliding windows count on the store's clock ({@link StateStore.hitWindow}:
+ * Redis `TIME` on several nodes), one atomic step per hit; fixed windows take
+ * the caller's clock and key their counters `<key>:<window index>`.
  *
  * @example
  * ```ts
@@ -16,14 +17,14 @@
  *
  * const store = new MemoryStateStore();
  * const perMinute = new SlidingWindow(store, 60_000);
- * const count = await perMinute.hit("auth:ip:192.0.2.1", Date.now());
+ * const count = await perMinute.hit("auth:ip:192.0.2.1");
  * if (count.estimate > 5) console.log("too many");
  * await store.close();
  * ```
  *
  * @module
  */
-import type { StateStore } from "./state_store.ts";
+import type { StateStore, WindowHit } from "./state_store.ts";
 
 /** A sliding-window count at one moment. */
 export interface WindowCount {
@@ -57,34 +58,19 @@ export class SlidingWindow {
     this.windowMs = windowMs;
   }
 
-  /** Counts one hit for `key` at `now` and returns the new estimate. */
-  async hit(key: string, now: number): Promise<WindowCount> {
-    const index = Math.floor(now / this.windowMs);
-    // Kept for two windows: it is the "previous" counter during the next one.
-    const [current, previous] = await Promise.all([
-      this.#store.increment(`${key}:${index}`, 2 * this.windowMs),
-      this.#store.get(`${key}:${index - 1}`),
-    ]);
-    return this.#count(current, toCount(previous), index, now);
+  /** Counts one hit for `key` (on the store's clock) and returns the new estimate. */
+  async hit(key: string): Promise<WindowCount> {
+    return this.#count(await this.#store.hitWindow(key, this.windowMs, 1));
   }
 
-  /** The estimate for `key` at `now`, without counting a hit. */
-  async peek(key: string, now: number): Promise<WindowCount> {
-    const index = Math.floor(now / this.windowMs);
-    const [current, previous] = await Promise.all([
-      this.#store.get(`${key}:${index}`),
-      this.#store.get(`${key}:${index - 1}`),
-    ]);
-    return this.#count(toCount(current), toCount(previous), index, now);
+  /** The estimate for `key` now, without counting a hit. */
+  async peek(key: string): Promise<WindowCount> {
+    return this.#count(await this.#store.hitWindow(key, this.windowMs, 0));
   }
 
   /** Forgets every hit of `key`. */
-  async reset(key: string, now: number): Promise<void> {
-    const index = Math.floor(now / this.windowMs);
-    await Promise.all([
-      this.#store.delete(`${key}:${index}`),
-      this.#store.delete(`${key}:${index - 1}`),
-    ]);
+  async reset(key: string): Promise<void> {
+    await this.#store.delete(key);
   }
 
   /**
@@ -106,8 +92,8 @@ export class SlidingWindow {
     return Math.max(1, Math.ceil(until - now) + 1);
   }
 
-  #count(current: number, previous: number, index: number, now: number): WindowCount {
-    const windowStart = index * this.windowMs;
+  #count({ current, previous, now }: WindowHit): WindowCount {
+    const windowStart = Math.floor(now / this.windowMs) * this.windowMs;
     const overlap = 1 - (now - windowStart) / this.windowMs;
     return { estimate: current + previous * overlap, current, previous, windowStart, now };
   }

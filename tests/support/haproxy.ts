@@ -20,6 +20,7 @@
  * @module
  */
 import { join } from "node:path";
+import { freePort } from "./ports.ts";
 
 /** One frontend → backend pair. */
 export interface HaproxyRoute {
@@ -27,6 +28,8 @@ export interface HaproxyRoute {
   name: string;
   /** The relay listener's port on 127.0.0.1. */
   backendPort: number;
+  /** More relay listeners (other nodes) behind the same frontend, balanced round robin. */
+  moreBackendPorts?: number[];
   /** Options on the `server` line, e.g. `send-proxy-v2` or `send-proxy-v2-ssl`. */
   server: string;
   /** Terminate TLS on the frontend with this PEM file (certificate and key concatenated). */
@@ -73,14 +76,6 @@ export async function haproxyPem(certDir: string, outDir: string): Promise<strin
   return path;
 }
 
-/** A port that was free a moment ago (HAProxy needs numbers in its file; bind failures retry). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
 function renderConfig(routes: HaproxyRoute[], ports: Map<string, number>, ready: number): string {
   const lines = [
     "global",
@@ -105,6 +100,12 @@ function renderConfig(routes: HaproxyRoute[], ports: Map<string, number>, ready:
       `backend be_${route.name}`,
       `  server relay 127.0.0.1:${route.backendPort} ${route.server}`,
     );
+    if (route.moreBackendPorts?.length) {
+      lines.push("  balance roundrobin");
+      route.moreBackendPorts.forEach((port, i) => {
+        lines.push(`  server relay${i + 2} 127.0.0.1:${port} ${route.server}`);
+      });
+    }
   }
   return lines.join("\n") + "\n";
 }

@@ -24,6 +24,10 @@ export async function signInOverHttp(options: {
   email: string;
   password: string;
   clientId?: string;
+  /** Post the login form here instead (another node of the same issuer). */
+  loginAt?: string;
+  /** Exchange the code here instead (another node of the same issuer). */
+  tokenAt?: string;
 }): Promise<TokenSet> {
   const { issuer, redirectUri } = options;
   const clientId = options.clientId ?? "thunderbird-email-client";
@@ -36,9 +40,9 @@ export async function signInOverHttp(options: {
     code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
     code_challenge_method: "S256",
   }).toString();
-  const callback = await submitLogin(authorize, options.email, options.password);
+  const callback = await submitLogin(authorize, options.email, options.password, options.loginAt);
   const code = callback.searchParams.get("code")!;
-  const response = await fetch(`${issuer}/oauth2/token`, {
+  const response = await fetch(`${options.tokenAt ?? issuer}/oauth2/token`, {
     method: "POST",
     headers: { "content-type": "application/x-www-form-urlencoded" },
     body: new URLSearchParams({
@@ -58,13 +62,19 @@ export async function signInOverHttp(options: {
  * (with its CSRF field and cookie) and resolves with the redirect the server
  * answered: the client's callback URL with `code` (or `error`).
  */
-export async function submitLogin(authorize: URL, email: string, password: string): Promise<URL> {
+export async function submitLogin(
+  authorize: URL,
+  email: string,
+  password: string,
+  /** Post the form to this origin instead (another node of the same issuer). */
+  postTo: string = authorize.origin,
+): Promise<URL> {
   const pageResponse = await fetch(authorize);
   const html = await pageResponse.text();
   assert.equal(pageResponse.status, 200, html);
   const field = (name: string) => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)![1];
   const cookie = pageResponse.headers.get("set-cookie")!.split(";")[0];
-  const login = await fetch(authorize.origin + authorize.pathname, {
+  const login = await fetch(postTo + authorize.pathname, {
     method: "POST",
     redirect: "manual",
     headers: { "content-type": "application/x-www-form-urlencoded", cookie },

@@ -186,6 +186,8 @@ export const Replies = {
       `Message exceeds the sending quota for ${quote(who)} (${limit} ${measure} per ${window})`,
     ),
   tooManyRecipients: (): SmtpReply => r(452, "4.5.3", "Error: too many recipients"),
+  quotaUnavailable: (): SmtpReply =>
+    r(451, "4.3.0", "Error: sending quota cannot be checked now, try again later"),
   messageTooBigDeclared: (): SmtpReply =>
     r(552, "5.3.4", "Message size exceeds fixed maximum message size"),
 

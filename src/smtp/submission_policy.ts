@@ -83,7 +83,9 @@ export class SubmissionPolicy implements SessionPolicy {
     }
     const reservation = this.#o.quota?.open(identity) ?? null;
     if (reservation) {
-      const refused = quotaRefusal(client, identity, await reservation.reserveMessage(), false);
+      const decision = await reservation.reserveMessage().catch(storeDown);
+      if (decision === null) return { reply: Replies.quotaUnavailable() };
+      const refused = quotaRefusal(client, identity, decision, false);
       if (refused) return { reply: refused };
     }
     return { transaction: new SubmissionTransaction(this, client, identity, reservation) };
@@ -116,7 +118,9 @@ class SubmissionTransaction implements PolicyTransaction {
 
   async rcpt(): Promise<Verdict> {
     if (!this.#quota) return null;
-    return quotaRefusal(this.#client, this.#identity, await this.#quota.reserveRecipient(), true);
+    const decision = await this.#quota.reserveRecipient().catch(storeDown);
+    if (decision === null) return Replies.quotaUnavailable();
+    return quotaRefusal(this.#client, this.#identity, decision, true);
   }
 
   data(): Promise<Verdict> {
@@ -144,6 +148,15 @@ class SubmissionTransaction implements PolicyTransaction {
       })
     );
   }
+}
+
+/**
+ * The shared store did not answer (Redis down with `fail = "closed"`): the
+ * command gets a temporary refusal, the session goes on.
+ */
+function storeDown(error: unknown): null {
+  logger.error("sending quota unavailable: {error}", { error: String(error) });
+  return null;
 }
 
 /** The reply and audit event for a quota that refuses; `null` when it allows. */

@@ -89,3 +89,17 @@ Deno.test("SubmissionPolicy: a required audit trail that is down stops new mail 
   await tx.end(false);
   await store.close();
 });
+
+Deno.test("SubmissionPolicy: a quota store that fails answers 451 4.3.0 for the command only", async () => {
+  const store = new MemoryStateStore();
+  const policy = new SubmissionPolicy({
+    disabledDomains: new Set(),
+    audit: new MemoryAuditLog(),
+    quota: new SendQuota({ store, limits: quotaSchema.parse({ user_messages_per_hour: 5 }) }),
+  });
+  const client: PolicyClient = { session: "s", ip: "192.0.2.1", port: "smtps", audit: () => {} };
+  await store.close(); // every call now rejects, as a store that is down does
+  assert.deepEqual(await policy.mail(client, alice, "alice@example.com"), {
+    reply: Replies.quotaUnavailable(),
+  });
+});

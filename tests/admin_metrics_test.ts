@@ -79,10 +79,14 @@ Deno.test("/metrics counts a real send, a failed AUTH and a failed TLS handshake
 
     await t.waitForOutbox(1);
     let text = "";
-    await until("the delivery and the handshake failure in /metrics", async () => {
+    // The delivery is counted before its job ends and a session after its socket closes:
+    // wait until the relay is idle again.
+    await until("the delivery and the handshake failure in /metrics, then idle", async () => {
       text = await scrape(admin.url);
       return sample(text, "relay_delivery_attempts_total", { outcome: "delivered" }) === 1 &&
-        sample(text, "relay_tls_handshake_failures_total", { listener: "smtps" }) === 1;
+        sample(text, "relay_tls_handshake_failures_total", { listener: "smtps" }) === 1 &&
+        sample(text, "relay_queue_messages", { state: "active" }) === 0 &&
+        sample(text, "relay_smtp_sessions_active") === 0;
     });
     assert.equal(sample(text, "relay_messages_accepted_total"), 1);
     assert.equal(sample(text, "relay_smtp_connections_total", { listener: "smtps" }), 3);

@@ -10,6 +10,7 @@ import { ldapSchema } from "./ldap_schema.ts";
 import { oauthSchema } from "./oauth_schema.ts";
 import { relaySchema } from "./relay_schema.ts";
 import { quotaSchema, rateLimitSchema, stateSchema } from "./limits_schema.ts";
+import { dkimSchema, policySchema } from "./policy_schema.ts";
 import { listenAddress } from "./listen.ts";
 import { adminSchema, autoconfigSchema } from "./admin_schema.ts";
 
@@ -210,6 +211,8 @@ export const configSchema = z.strictObject({
   log: logSchema,
   admin: adminSchema,
   autoconfig: autoconfigSchema,
+  policy: policySchema,
+  dkim: dkimSchema,
 });
 
 /** A validated configuration, with every default filled in. */

@@ -201,7 +201,6 @@ export const Replies = {
       "5.7.1",
       `From: header address ${quote(from)} is not allowed for this user (must be ${allowed})`,
     ),
-  headerFromMissing: (): SmtpReply => r(550, "5.6.0", "Message has no From: header"),
   headerFromDuplicate: (): SmtpReply => r(550, "5.6.0", "Message has more than one From: header"),
   headerFromMultiple: (): SmtpReply =>
     r(550, "5.6.0", "From: header must name exactly one address"),

@@ -166,7 +166,7 @@ class SubmissionTransaction implements PolicyTransaction {
 
 /** The reply and audit event for a quota that refuses; `null` when it allows. */
 /**
- * The `From:` binding: exactly one From: field naming one address, in the
+ * The `From:` binding: at most one From: field, naming one address, in the
  * user's domain (`domain`) or the user's own address (`address`).
  */
 function headerFromRefusal(
@@ -183,7 +183,8 @@ function headerFromRefusal(
   if (message.from === null) {
     return invalid("header_too_large", Replies.headerTooLarge(HEADER_BLOCK_LIMIT));
   }
-  if (message.from.length === 0) return invalid("missing", Replies.headerFromMissing());
+  // No From: at all names no author to forge: relayed as is (and unsigned).
+  if (message.from.length === 0) return null;
   if (message.from.length > 1) return invalid("duplicate", Replies.headerFromDuplicate());
   const parsed = parseFromMailbox(message.from[0]);
   if (!parsed.ok) {

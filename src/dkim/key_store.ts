@@ -218,9 +218,7 @@ export class DkimKeyStore {
       ? [options.algorithm]
       : ["ed25519", "rsa"];
     for (const algorithm of algorithms) {
-      const current = keys.find((k) =>
-        k.algorithm === algorithm && ["active", "pending"].includes(keyState(k, now))
-      );
+      const current = keys.find((k) => k.algorithm === algorithm && isCurrent(k, now));
       if (current) {
         throw new DkimKeyError(
           `${ascii} already has a ${algorithm} key (selector ${current.selector}); ` +
@@ -253,7 +251,7 @@ export class DkimKeyStore {
     const ascii = checkDomain(domain);
     const now = options.now ?? new Date();
     const keys = await this.keys(ascii);
-    const current = keys.filter((k) => ["active", "pending"].includes(keyState(k, now)));
+    const current = keys.filter((k) => isCurrent(k, now));
     if (current.length === 0) {
       throw new DkimKeyError(`${ascii} has no key to rotate; use relay dkim generate`);
     }
@@ -279,6 +277,11 @@ export class DkimKeyStore {
     await this.#save(ascii, [...keys, ...added]);
     return added.map((k) => ({ domain: ascii, ...k }));
   }
+}
+
+/** A key that signs now or will, and no rotation has replaced yet. */
+function isCurrent(key: DkimKeyInfo, now: Date): boolean {
+  return key.signUntil === undefined && keyState(key, now) !== "expired";
 }
 
 /** `YYYYMMDD` of `now` (UTC): the default selector. */

@@ -306,3 +306,39 @@ Deno.test("relay dkim: keys are 0600, DNS values split in 255-byte strings, erro
     await Deno.remove(keys, { recursive: true });
   }
 });
+
+Deno.test("a header block over 64 KiB: relayed unsigned when From: is not checked, else 552 5.6.0", async () => {
+  const keys = await Deno.makeTempDir({ prefix: "relay-dkim-" });
+  assert.equal((await dkim(keys, "generate", "--domain", "example.com")).code, 0);
+  const sink = await SmtpSink.start();
+  const big = Array.from({ length: 900 }, (_, i) => `X-Filler-${i}: ${"f".repeat(70)}\r\n`)
+    .join("");
+  const data = message("alice@example.com", 2, big);
+  for (const mode of ["any", "domain"] as const) {
+    const relay = await startTestRelay({
+      config: {
+        relay: { url: `smtp://127.0.0.1:${sink.port}?tls=none` },
+        dkim: { dir: keys },
+        policy: { header_from: mode },
+      },
+    });
+    try {
+      const result = await submit(relay, data);
+      if (mode === "any") {
+        assert.equal(result.final?.code, 250);
+        await until("the backend has it", () => sink.messages.length === 1);
+        const text = decoder.decode(sink.messages[0].data);
+        assert.ok(!text.includes("DKIM-Signature:"));
+        assert.ok(text.endsWith(data));
+      } else {
+        assert.equal(result.final?.code, 552);
+        assert.equal(result.final?.enhanced, "5.6.0");
+        assert.equal(sink.messages.length, 1, "the refused message never reached the backend");
+      }
+    } finally {
+      await relay.close();
+    }
+  }
+  await sink.close();
+  await Deno.remove(keys, { recursive: true });
+});

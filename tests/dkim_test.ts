@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runDkimCommand } from "../src/cli/dkim.ts";
 import { parseConfig } from "../src/config/mod.ts";
+import { preflight } from "../src/cli/check.ts";
 import { SmtpSink } from "./support/sink.ts";
 import { connectAs, startTestRelay, type TestRelay, USERS } from "./support/relay.ts";
 import { parseZoneLines, verifyDkim } from "./support/dkim_verify.ts";
@@ -341,4 +342,27 @@ Deno.test("a header block over 64 KiB: relayed unsigned when From: is not checke
   }
   await sink.close();
   await Deno.remove(keys, { recursive: true });
+});
+
+Deno.test("relay check (and serve) name dkim.dir when a key cannot be read", async () => {
+  const keys = await Deno.makeTempDir({ prefix: "relay-dkim-" });
+  try {
+    const made = await dkim(keys, "generate", "--domain", "example.com", "--algorithm", "ed25519");
+    assert.equal(made.code, 0, made.err);
+    const selector = made.out.match(/^; example\.com ed25519 selector (\S+)/m)![1];
+    await Deno.remove(join(keys, "example.com", `${selector}.pem`));
+    const config = parseConfig(
+      { dkim: { dir: keys }, tls: { generate_if_missing: false } },
+      "test",
+    );
+    const issues = (await preflight(config)).filter((issue) => issue.key === "dkim.dir");
+    assert.equal(issues.length, 1);
+    assert.match(issues[0].message, new RegExp(`cannot read the key ${selector} of example\\.com`));
+    await Deno.writeTextFile(join(keys, "example.com", "keys.json"), "{not json");
+    const broken = (await preflight(config)).filter((issue) => issue.key === "dkim.dir");
+    assert.equal(broken.length, 1);
+    assert.match(broken[0].message, /example\.com\/keys\.json: not valid JSON/);
+  } finally {
+    await Deno.remove(keys, { recursive: true });
+  }
 });

@@ -147,7 +147,12 @@ export class DkimKeyStore {
       if (error instanceof Deno.errors.NotFound) return [];
       throw error;
     }
-    const parsed = JSON.parse(text) as { keys?: DkimKeyInfo[] };
+    let parsed: { keys?: DkimKeyInfo[] };
+    try {
+      parsed = JSON.parse(text);
+    } catch (error) {
+      throw new DkimKeyError(`${path}: not valid JSON (${(error as Error).message})`);
+    }
     if (!Array.isArray(parsed.keys)) throw new DkimKeyError(`${path}: no "keys" list`);
     return parsed.keys;
   }

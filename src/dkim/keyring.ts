@@ -35,7 +35,13 @@ export class DkimKeyring {
     const store = new DkimKeyStore(dir);
     const now = new Date();
     const byDomain = new Map<string, LoadedKey[]>();
-    for (const info of await store.all()) {
+    let all;
+    try {
+      all = await store.all();
+    } catch (error) {
+      throw new Error(`dkim.dir: ${dir}: ${error instanceof Error ? error.message : error}`);
+    }
+    for (const info of all) {
       const state = keyState(info, now);
       if (state === "expired" || state === "retired") continue;
       let privateKey;

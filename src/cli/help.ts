@@ -38,7 +38,8 @@ const COMMANDS: Record<string, CommandHelp> = {
 Runs the relay: the SMTPS and submission listeners, the delivery queue and,
 unless [oauth] enabled = false, the OAuth2 authorization server. Every check of
 \`relay check\` runs first; all problems are printed with their keys.
-SIGHUP reloads the TLS certificate; SIGINT/SIGTERM stop gracefully.
+SIGHUP reloads the TLS certificate and the DKIM keys; SIGINT/SIGTERM stop
+gracefully.
 
 options:
 ${CONFIG_OPTION}`,

@@ -7,6 +7,7 @@
  *   certs generate|show   development CA and server certificate
  *   queue list|show|retry|delete|stats   the delivery queue (also while serving)
  *   oauth login|keys|hash-secret   the embedded OAuth2 server's tools
+ *   dkim generate|dns|list|rotate   DKIM signing keys and their DNS records
  *
  * `relay --help`, `relay --version` and `--help` after any command or
  * subcommand are answered before the configuration is read (src/cli/help.ts).
@@ -15,6 +16,7 @@
  */
 import { runCertsCommand } from "./src/cli/certs.ts";
 import { commandHelp, mainHelp, versionText } from "./src/cli/help.ts";
+import { runDkimCommand } from "./src/cli/dkim.ts";
 import { loadCheckedConfig, runCheck } from "./src/cli/check.ts";
 import { runQueueCommand } from "./src/cli/queue.ts";
 import { runOAuthCommand } from "./src/cli/oauth.ts";
@@ -92,6 +94,8 @@ async function main(argv: string[]): Promise<number> {
         return await runQueueCommand(args, config);
       case "oauth":
         return await runOAuthCommand(args, config);
+      case "dkim":
+        return await runDkimCommand(args, config);
       default:
         console.error(`relay: unknown command ${JSON.stringify(command)}\n\n${mainHelp()}`);
         return 2;

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { join } from "node:path";
 import { normalizeDomain } from "./mail/mod.ts";
 import { type AuditLog, FileAuditLog, observeAuditLog } from "./audit/mod.ts";
 import {
@@ -31,6 +32,7 @@ import {
   startAdminServer,
 } from "./observability/admin_server.ts";
 import { QueueManager, queueSettings, Spool } from "./queue/mod.ts";
+import { DkimKeyring } from "./dkim/mod.ts";
 import {
   type BoundListener,
   type ListenerSpec,
@@ -38,6 +40,7 @@ import {
   PassthroughSink,
   type ProxyListenerOptions,
   type SessionPolicy,
+  SigningSink,
   SmtpServer,
   SpoolSink,
   SubmissionPolicy,
@@ -123,6 +126,8 @@ export interface Relay {
    * certificate served afterwards and whether the new files were taken.
    */
   reloadTls(trigger?: string): Promise<{ ok: boolean; info: CertificateInfo }>;
+  /** Re-reads the DKIM keys (on SIGHUP); on an error the loaded ones stay. Never rejects. */
+  reloadDkim(): Promise<void>;
   authenticator: PasswordAuthenticator;
   audit: AuditLog;
   /** The embedded OAuth2 authorization server, when `oauth.enabled`. */
@@ -368,6 +373,25 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     const handoff = hold
       ? () => {}
       : (id: string, hasState: boolean) => hasState ? queue.enqueue(id) : queue.enqueueNew(id);
+    const innerSink = config.relay.mode === "passthrough"
+      ? new PassthroughSink({
+        spool,
+        relay: (envelope, source) =>
+          metrics.observeDelivery(
+            envelope.recipients.length,
+            () => relayPassthrough(backend, envelope, source),
+            (result) => result.recipients,
+          ),
+        handoff,
+      })
+      : new SpoolSink({ spool, handoff });
+    // DKIM keys are read now and on SIGHUP (reloadDkim); a domain without keys goes unsigned.
+    let keyring = config.dkim.enabled
+      ? await DkimKeyring.load(config.dkim.dir)
+      : DkimKeyring.empty();
+    if (keyring.domains.length > 0) {
+      logger.info("DKIM: signing for {domains}", { domains: keyring.domains.join(", ") });
+    }
     const smtp = new SmtpServer({
       listeners,
       secureContext: () => tls.current(),
@@ -399,20 +423,19 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         authLimiter,
         fingerprint: new CredentialFingerprinter(),
         policy: (options.policy ?? ((p) => p))(
-          new SubmissionPolicy({ disabledDomains: disabled, audit, quota }),
+          new SubmissionPolicy({
+            disabledDomains: disabled,
+            audit,
+            quota,
+            headerFrom: config.policy.header_from,
+          }),
         ),
-        sink: config.relay.mode === "passthrough"
-          ? new PassthroughSink({
-            spool,
-            relay: (envelope, source) =>
-              metrics.observeDelivery(
-                envelope.recipients.length,
-                () => relayPassthrough(backend, envelope, source),
-                (result) => result.recipients,
-              ),
-            handoff,
-          })
-          : new SpoolSink({ spool, handoff }),
+        sink: new SigningSink({
+          inner: innerSink,
+          keyring: () => keyring,
+          tmpDir: join(config.spool.dir, "tmp"),
+          onAccepted: (outcome) => metrics.observeDkim(outcome.keys.length > 0),
+        }),
       },
     });
     let closing = false;
@@ -488,6 +511,19 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         );
         const result = await tlsReloader.reload(trigger);
         return { ok: result.ok, info: result.info };
+      },
+      async reloadDkim() {
+        if (!config.dkim.enabled) return;
+        try {
+          keyring = await DkimKeyring.load(config.dkim.dir);
+          logger.info("DKIM: keys reloaded, signing for {domains}", {
+            domains: keyring.domains.join(", ") || "no domain",
+          });
+        } catch (error) {
+          logger.error("DKIM: keys not reloaded, the previous ones stay: {error}", {
+            error: error instanceof Error ? error.message : String(error),
+          });
+        }
       },
       authenticator,
       audit: trail,

@@ -112,6 +112,9 @@ format = "json"
   const users = await cli(cwd, flags, ["user", "list"]);
   assert.match(users.stdout, /^ann@example\.com\tARGON2ID\tconfig\/users\/example\.com\.txt$/m);
   assert.equal((await cli(cwd, flags, ["check"])).code, 0);
+  // DKIM keys written and read under config/ with the same permissions.
+  const keys = await cli(cwd, flags, ["dkim", "generate", "--domain", "example.com"]);
+  assert.equal(keys.code, 0, keys.stderr);
 
   const relay = await startServe({ args: [...flags, MAIN, "serve"], cwd });
   const output = relay.output;
@@ -133,12 +136,16 @@ format = "json"
       const reply = await transaction(client, {
         from: "ann@example.com",
         to: ["bob@dest.example"],
-        data: `Subject: via ${kind}\r\n\r\ncompiled permissions\r\n.\r\n`,
+        data: `From: ann@example.com\r\nSubject: via ${kind}\r\n\r\ncompiled permissions\r\n.\r\n`,
       });
       const id = queueId(reply);
       client.close();
       const stored = decoder.decode(await waitForMessage(join(cwd, "data", "outbox"), id));
       assert.match(stored, new RegExp(`Subject: via ${kind}\r\n\r\ncompiled permissions\r\n$`));
+      assert.match(
+        stored,
+        /^DKIM-Signature: v=1; a=ed25519-sha256;[^]*\r\nDKIM-Signature: v=1; a=rsa-sha256;/,
+      );
     }
     await until(
       "the audit line of the successful AUTH",

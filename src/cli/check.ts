@@ -13,6 +13,7 @@ import type { Config } from "../config/mod.ts";
 import { parseListen } from "../config/listen.ts";
 import { checkDeliveryConfig } from "../delivery/mod.ts";
 import { readLdapCa } from "../auth/ldap/mod.ts";
+import { DkimKeyring } from "../dkim/mod.ts";
 import { loadTlsMaterial, pathExists, SniCertificates, TlsMaterialError } from "../tls/mod.ts";
 
 /** Streams the command writes to (injectable for tests). */
@@ -98,6 +99,13 @@ export async function preflight(config: Config): Promise<ConfigIssue[]> {
       await readLdapCa(config.ldap);
     } catch (error) {
       issues.push({ key: "ldap.ca", message: `cannot read ${config.ldap.ca}: ${reason(error)}` });
+    }
+  }
+  if (config.dkim.enabled) {
+    try {
+      await DkimKeyring.load(config.dkim.dir);
+    } catch (error) {
+      issues.push({ key: "dkim.dir", message: reason(error).replace(/^dkim\.dir: /, "") });
     }
   }
   issues.push(...await checkListenHosts(config));

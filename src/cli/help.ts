@@ -38,7 +38,8 @@ const COMMANDS: Record<string, CommandHelp> = {
 Runs the relay: the SMTPS and submission listeners, the delivery queue and,
 unless [oauth] enabled = false, the OAuth2 authorization server. Every check of
 \`relay check\` runs first; all problems are printed with their keys.
-SIGHUP reloads the TLS certificate; SIGINT/SIGTERM stop gracefully.
+SIGHUP reloads the TLS certificate and the DKIM keys; SIGINT/SIGTERM stop
+gracefully.
 
 options:
 ${CONFIG_OPTION}`,
@@ -152,6 +153,72 @@ Prints subject, names, validity and fingerprint of tls.cert (or PATH).
 
 options:
   --cert PATH              another certificate file
+${CONFIG_OPTION}`,
+    },
+  },
+  dkim: {
+    summary: "DKIM signing keys per domain: generate, DNS records, list, rotate",
+    text: `usage: relay dkim generate|dns|list|rotate [...]
+
+Keys live under [dkim] dir (default config/dkim): <domain>/keys.json and
+<domain>/<selector>.pem (mode 0600). The relay signs the mail of every domain
+with an active key (Ed25519 and RSA-2048 by default, relaxed/relaxed) and
+reads the keys at start and on SIGHUP.
+
+subcommands (relay dkim SUBCOMMAND --help for each):
+  generate   new keys for a domain, signing at once; prints the DNS records
+  dns        the DNS TXT records to publish
+  list       every key and its state
+  rotate     new keys under new selectors, the old ones retired after an overlap
+
+options:
+${CONFIG_OPTION}`,
+    subcommands: {
+      generate: `usage: relay dkim generate --domain D [--selector S] [--algorithm ed25519|rsa]
+                          [--bits 2048]
+
+Creates keys for D that sign at once: an Ed25519 and an RSA key (dual
+signatures, RFC 8463) unless --algorithm picks one. The selector defaults to
+the date (YYYYMMDD); with both algorithms "-ed25519" and "-rsa" are appended.
+Prints the DNS TXT records to publish. Refuses when D already has an active
+key of that algorithm (use rotate).
+
+options:
+  --domain D               the signing domain (d=), the users' domain
+  --selector S             the selector (s=)
+  --algorithm A            ed25519 or rsa (default: both)
+  --bits N                 RSA modulus length (default 2048)
+${CONFIG_OPTION}`,
+      dns: `usage: relay dkim dns [--domain D]
+
+Prints, for every key that is not expired, a comment line and a zone-file
+line: S._domainkey.D. 3600 IN TXT "v=DKIM1; k=...; p=..." split into
+strings of at most 255 bytes.
+
+options:
+  --domain D               only this domain
+${CONFIG_OPTION}`,
+      list: `usage: relay dkim list
+
+Lists every key: domain, selector, algorithm, state (pending: published, not
+signing yet; active: signing; retired: published, not signing; expired: the
+DNS record may be removed) and its dates.
+
+options:
+${CONFIG_OPTION}`,
+      rotate: `usage: relay dkim rotate --domain D [--wait HOURS] [--overlap DAYS] [--bits N]
+
+Creates new keys for D under new selectors, of the same algorithms as its
+current ones. The new keys sign after --wait hours (default 48: publish
+their records first); the old keys stop signing then and stay published
+--overlap days longer (default 7) for mail still queued or read later.
+Reload the relay (SIGHUP) so it reads the new keys.
+
+options:
+  --domain D               the signing domain
+  --wait HOURS             hours until the new keys sign (default 48)
+  --overlap DAYS           days the old records stay published after (default 7)
+  --bits N                 RSA modulus length (default: the old key's)
 ${CONFIG_OPTION}`,
     },
   },

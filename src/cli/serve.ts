@@ -61,8 +61,11 @@ export async function runServe(config: Config, configPath: string | null): Promi
     Deno.addSignalListener(signal, handler);
     return [signal, handler] as const;
   });
-  // SIGHUP re-reads the certificate and key; the outcome is logged, the server keeps running.
-  const onHangup = () => void relay.reloadTls("SIGHUP");
+  // SIGHUP re-reads the certificate and key, and the DKIM keys; the outcome is logged, the server keeps running.
+  const onHangup = () => {
+    void relay.reloadTls("SIGHUP");
+    void relay.reloadDkim();
+  };
   if (Deno.build.os !== "windows") {
     Deno.addSignalListener("SIGHUP", onHangup);
     handlers.push(["SIGHUP", onHangup]);

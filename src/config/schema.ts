@@ -11,6 +11,7 @@ import { oauthSchema } from "./oauth_schema.ts";
 import { relaySchema } from "./relay_schema.ts";
 import { quotaSchema, rateLimitSchema } from "./limits_schema.ts";
 import { stateSchema } from "./state_schema.ts";
+import { dkimSchema, policySchema } from "./policy_schema.ts";
 import { listenAddress } from "./listen.ts";
 import { adminSchema, autoconfigSchema } from "./admin_schema.ts";
 
@@ -211,6 +212,8 @@ export const configSchema = z.strictObject({
   log: logSchema,
   admin: adminSchema,
   autoconfig: autoconfigSchema,
+  policy: policySchema,
+  dkim: dkimSchema,
 });
 
 /** A validated configuration, with every default filled in. */

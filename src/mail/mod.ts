@@ -26,3 +26,6 @@ export {
   messageNeeds,
 } from "./message_traits.ts";
 export type { RecipientOutcome, StreamedDelivery } from "./outcome.ts";
+export { HEADER_BLOCK_LIMIT, HeaderBlockReader, headerFields } from "./header_block.ts";
+export { type FromMailbox, parseFromMailbox } from "./header_from.ts";
+export { SPILL_MEMORY_BYTES, SpillBuffer } from "./spill_buffer.ts";

@@ -67,6 +67,7 @@ export class RelayMetrics {
   readonly #authAttempts: Counter<"mechanism" | "outcome">;
   readonly #accepted: Counter;
   readonly #refused: Counter<"reason">;
+  readonly #dkim: Counter<"result">;
   readonly #rateLimited: Counter<"scope">;
   readonly #deliveryAttempts: Counter<"outcome">;
   readonly #deliveryDuration: Histogram;
@@ -113,6 +114,14 @@ export class RelayMetrics {
       labelNames: ["reason"],
       registers,
     });
+    this.#dkim = new Counter({
+      name: "relay_dkim_messages_total",
+      help: "Accepted messages by DKIM result: signed, or unsigned (no key for the domain).",
+      labelNames: ["result"],
+      registers,
+    });
+    this.#dkim.inc({ result: "signed" }, 0);
+    this.#dkim.inc({ result: "unsigned" }, 0);
     this.#rateLimited = new Counter({
       name: "relay_rate_limit_refusals_total",
       help: "Refusals by a rate limit or connection cap, by scope.",
@@ -216,6 +225,11 @@ export class RelayMetrics {
         this.#tlsFailures.inc({ listener: label(event.port, "other") });
         break;
     }
+  }
+
+  /** Counts an accepted message as DKIM-signed or unsigned. */
+  observeDkim(signed: boolean): void {
+    this.#dkim.inc({ result: signed ? "signed" : "unsigned" });
   }
 
   /**

@@ -53,7 +53,12 @@ export type {
   SessionPolicy,
   Verdict,
 } from "./policy.ts";
-export { SubmissionPolicy, type SubmissionPolicyOptions } from "./submission_policy.ts";
+export {
+  type HeaderFromPolicy,
+  SubmissionPolicy,
+  type SubmissionPolicyOptions,
+} from "./submission_policy.ts";
+export { type SigningOutcome, SigningSink, type SigningSinkOptions } from "./signing_sink.ts";
 export type { MessageSink, SinkResult, SinkTransaction } from "./sink.ts";
 export { SpoolSink, type SpoolSinkOptions } from "./spool_sink.ts";
 export { PassthroughSink, type PassthroughSinkOptions } from "./passthrough_sink.ts";

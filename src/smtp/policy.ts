@@ -34,6 +34,11 @@ export interface PolicyClient {
 export interface ReceivedMessage {
   /** Size in bytes, our Received: header included. */
   size: number;
+  /**
+   * The unfolded values of the message's `From:` fields, in order; `null`
+   * when the header block was larger than the 64 KiB the session reads.
+   */
+  from: readonly string[] | null;
 }
 
 /** The policy of one MAIL transaction; opened by {@link SessionPolicy.mail}. */

@@ -197,6 +197,18 @@ export const Replies = {
     r(552, "5.3.4", "Message size exceeds fixed maximum message size"),
   bareLineFeed: (): SmtpReply =>
     r(554, "5.6.0", "Message contains bare <LF>; lines must end with <CR><LF>"),
+  headerFromMismatch: (from: string, allowed: string): SmtpReply =>
+    r(
+      550,
+      "5.7.1",
+      `From: header address ${quote(from)} is not allowed for this user (must be ${allowed})`,
+    ),
+  headerFromDuplicate: (): SmtpReply => r(550, "5.6.0", "Message has more than one From: header"),
+  headerFromMultiple: (): SmtpReply =>
+    r(550, "5.6.0", "From: header must name exactly one address"),
+  headerFromMalformed: (): SmtpReply => r(550, "5.6.0", "From: header is malformed"),
+  headerTooLarge: (limit: number): SmtpReply =>
+    r(552, "5.6.0", `Message header exceeds ${limit} bytes`),
   /** The backend's own final reply, passed on in pass-through mode. */
   relayed: (code: number, enhanced: string | undefined, text: string): SmtpReply =>
     r(code, enhanced ?? `${Math.floor(code / 100)}.0.0`, text.slice(0, 400)),

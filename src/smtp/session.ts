@@ -14,7 +14,7 @@
  * @module
  */
 import type { AuditLog } from "../audit/mod.ts";
-import { type Envelope, newQueueId } from "../mail/mod.ts";
+import { type Envelope, HeaderBlockReader, newQueueId } from "../mail/mod.ts";
 import { log } from "../observability/logger.ts";
 import {
   type AuthContext,
@@ -532,6 +532,8 @@ export class Session implements CommandHandlers {
       date: this.#now(),
     }));
     sink.write(header);
+    const headers = new HeaderBlockReader(); // the From: fields, for the policy
+    headers.push(header);
     const max = this.#ctx.maxMessageBytes;
     let size = header.length;
     let tooBig = false;
@@ -542,7 +544,10 @@ export class Session implements CommandHandlers {
         (bytes) => {
           size += bytes.length;
           if (size - header.length > max) tooBig = true;
-          else sink.write(bytes);
+          else {
+            sink.write(bytes);
+            headers.push(bytes);
+          }
         },
         () => sink.drain(),
       );
@@ -563,7 +568,10 @@ export class Session implements CommandHandlers {
       ? Replies.messageTooBig()
       : result.bareLf
       ? Replies.bareLineFeed()
-      : await tx.policy.message({ size });
+      : await tx.policy.message({
+        size,
+        from: headers.overflow ? null : headers.fields("From"),
+      });
     if (!result.complete || refusal) {
       await sink.abort(refusal ? refusal.lines[0] : "client went away");
       await this.#endTransaction(false);

@@ -14,7 +14,7 @@
  * @module
  */
 import type { AuditLog } from "../audit/mod.ts";
-import { parseEmail } from "../mail/mod.ts";
+import { HEADER_BLOCK_LIMIT, parseEmail, parseFromMailbox } from "../mail/mod.ts";
 import { log } from "../observability/logger.ts";
 import type { QuotaDecision, QuotaReservation, SendQuota } from "../policy/mod.ts";
 import type { AuthenticatedIdentity } from "./auth_exchange.ts";
@@ -22,10 +22,11 @@ import type {
   MailVerdict,
   PolicyClient,
   PolicyTransaction,
+  ReceivedMessage,
   SessionPolicy,
   Verdict,
 } from "./policy.ts";
-import { Replies } from "./replies.ts";
+import { Replies, type SmtpReply } from "./replies.ts";
 
 const logger = log("smtp");
 
@@ -37,7 +38,16 @@ export interface SubmissionPolicyOptions {
   audit: AuditLog;
   /** Sending quotas per user and domain; absent: none. */
   quota?: SendQuota;
+  /**
+   * How the `From:` header is bound to the user (`[policy] header_from`):
+   * `domain` (default) in the user's domain, `address` the user's own
+   * address, `any` not checked.
+   */
+  headerFrom?: HeaderFromPolicy;
 }
+
+/** `[policy] header_from`. */
+export type HeaderFromPolicy = "domain" | "address" | "any";
 
 /** See the module documentation. */
 export class SubmissionPolicy implements SessionPolicy {
@@ -91,6 +101,11 @@ export class SubmissionPolicy implements SessionPolicy {
     return { transaction: new SubmissionTransaction(this, client, identity, reservation) };
   }
 
+  /** @internal the From: binding, for the transactions */
+  get headerFrom(): HeaderFromPolicy {
+    return this.#o.headerFrom ?? "domain";
+  }
+
   /** @internal the audit gate, for the transactions */
   gate(): Verdict {
     return this.#auditGate();
@@ -127,10 +142,13 @@ class SubmissionTransaction implements PolicyTransaction {
     return Promise.resolve(this.#policy.gate());
   }
 
-  message(): Promise<Verdict> {
+  message(message: ReceivedMessage): Promise<Verdict> {
     // Checked before the commit: a 451 after queueing or relaying would make
     // the client resend a message that is also delivered.
-    return Promise.resolve(this.#policy.gate());
+    return Promise.resolve(
+      this.#policy.gate() ??
+        headerFromRefusal(this.#policy.headerFrom, this.#client, this.#identity, message),
+    );
   }
 
   async end(accepted: boolean): Promise<void> {
@@ -160,6 +178,50 @@ function storeDown(error: unknown): null {
 }
 
 /** The reply and audit event for a quota that refuses; `null` when it allows. */
+/**
+ * The `From:` binding: at most one From: field, naming one address, in the
+ * user's domain (`domain`) or the user's own address (`address`).
+ */
+function headerFromRefusal(
+  policy: HeaderFromPolicy,
+  client: PolicyClient,
+  identity: AuthenticatedIdentity,
+  message: ReceivedMessage,
+): Verdict {
+  if (policy === "any") return null;
+  const invalid = (reason: string, reply: SmtpReply): Verdict => {
+    client.audit("header_from_invalid", { email: identity.email, reason });
+    return reply;
+  };
+  if (message.from === null) {
+    return invalid("header_too_large", Replies.headerTooLarge(HEADER_BLOCK_LIMIT));
+  }
+  // No From: at all names no author to forge: relayed as is (and unsigned).
+  if (message.from.length === 0) return null;
+  if (message.from.length > 1) return invalid("duplicate", Replies.headerFromDuplicate());
+  const parsed = parseFromMailbox(message.from[0]);
+  if (!parsed.ok) {
+    return parsed.reason === "multiple"
+      ? invalid("multiple", Replies.headerFromMultiple())
+      : invalid("malformed", Replies.headerFromMalformed());
+  }
+  const address = parsed.address;
+  const allowed = policy === "address"
+    ? address.canonical === parseEmail(identity.email)?.canonical
+    : address.domain === identity.domain;
+  if (allowed) return null;
+  client.audit("header_from_mismatch", {
+    email: identity.email,
+    header_from: address.canonical,
+    header_from_domain: address.domain,
+    policy,
+  });
+  return Replies.headerFromMismatch(
+    address.canonical,
+    policy === "address" ? identity.email : `an address in ${identity.domain}`,
+  );
+}
+
 function quotaRefusal(
   client: PolicyClient,
   identity: AuthenticatedIdentity,

@@ -70,7 +70,7 @@ Deno.test("SubmissionPolicy: quota reservations are kept when accepted, given ba
   await tx.end(false); // once only: a second end gives nothing back twice
   const again = await open(policy, client);
   assert.equal(await again.rcpt("a@example.net"), null);
-  assert.equal(await again.message({ size: 100 }), null);
+  assert.equal(await again.message({ size: 100, from: ["alice@example.com"] }), null);
   await again.end(true);
   const refused = await policy.mail(client, alice, "alice@example.com");
   assert.ok("reply" in refused && refused.reply.code === 451);
@@ -82,7 +82,10 @@ Deno.test("SubmissionPolicy: a required audit trail that is down stops new mail 
   audit.required = true;
   const tx = await open(policy, client);
   audit.healthy = false;
-  assert.deepEqual(await tx.message({ size: 10 }), Replies.auditUnavailable());
+  assert.deepEqual(
+    await tx.message({ size: 10, from: ["alice@example.com"] }),
+    Replies.auditUnavailable(),
+  );
   assert.deepEqual(await policy.mail(client, alice, "alice@example.com"), {
     reply: Replies.auditUnavailable(),
   });

@@ -104,6 +104,7 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
     limits: { error_delay_ms: 0 },
     log: { level: "warning", format: "json" },
     admin: { listen: "127.0.0.1:0" },
+    dkim: { dir: join(dir, "dkim") },
   };
   for (const [section, values] of Object.entries(options.config ?? {})) {
     base[section] = { ...(base[section] ?? {}), ...values };

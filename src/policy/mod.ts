@@ -19,6 +19,21 @@ export {
   type RateLimitScope,
 } from "./rate_limit.ts";
 export {
+  type CredentialKind,
+  Lockout,
+  type LockoutBlock,
+  type LockoutOptions,
+  lockoutOptions,
+  type LockoutRefusal,
+  type LockoutScope,
+  type LockoutStatus,
+  type LoginAttempt,
+  type LoginOutcome,
+  type LoginTicket,
+  networkOf,
+} from "./lockout.ts";
+export { oauthLockout, type OAuthLockoutHooks, type OAuthLockoutOptions } from "./oauth_lockout.ts";
+export {
   ConnectionRateLimiter,
   type ConnectionRateLimiterOptions,
   IpRateLimiter,

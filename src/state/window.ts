@@ -78,6 +78,15 @@ export class SlidingWindow {
     return this.#count(toCount(current), toCount(previous), index, now);
   }
 
+  /**
+   * Takes back one hit counted at `at` (a reservation that turned out not to
+   * count); it leaves the window it was counted in, even if a newer one began.
+   */
+  async giveBack(key: string, at: number): Promise<void> {
+    const index = Math.floor(at / this.windowMs);
+    await this.#store.increment(`${key}:${index}`, 2 * this.windowMs, -1);
+  }
+
   /** Forgets every hit of `key`. */
   async reset(key: string, now: number): Promise<void> {
     const index = Math.floor(now / this.windowMs);

@@ -152,6 +152,7 @@ export class SocketStream implements ByteStream {
   #onClose = () => {
     this.#ended = true;
     this.#closed = true;
+    this.#clearTimer();
     this.#wake();
   };
 
@@ -257,6 +258,7 @@ export class SocketStream implements ByteStream {
     } catch (error) {
       this.#ended = true;
       this.#closed = true;
+      this.#clearTimer();
       throw error;
     }
     secure.setNoDelay(true);
@@ -268,6 +270,7 @@ export class SocketStream implements ByteStream {
   }
 
   close(): void {
+    this.#clearTimer();
     if (this.#closed) return;
     this.#closed = true;
     this.#ended = true;

@@ -33,7 +33,12 @@ import {
   VerbCounters,
 } from "./command_table.ts";
 import { type Command, type MailParams, parseCommand } from "./commands.ts";
-import { commandDeadline, dataDeadline, type DeadlineKind, type ReadDeadline } from "./deadlines.ts";
+import {
+  commandDeadline,
+  dataDeadline,
+  type DeadlineKind,
+  type ReadDeadline,
+} from "./deadlines.ts";
 import { LineReader } from "./line_reader.ts";
 import type { PolicyClient, PolicyTransaction, SessionPolicy } from "./policy.ts";
 import { receivedHeader } from "./received.ts";

@@ -7,6 +7,7 @@
  *   certs generate|show   development CA and server certificate
  *   queue list|show|retry|delete|stats   the delivery queue (also while serving)
  *   oauth login|keys|hash-secret   the embedded OAuth2 server's tools
+ *   limits show|clear ADDRESS|ACCOUNT   login lockouts of the running relay
  *
  * `relay --help`, `relay --version` and `--help` after any command or
  * subcommand are answered before the configuration is read (src/cli/help.ts).
@@ -18,6 +19,7 @@ import { commandHelp, mainHelp, versionText } from "./src/cli/help.ts";
 import { loadCheckedConfig, runCheck } from "./src/cli/check.ts";
 import { runQueueCommand } from "./src/cli/queue.ts";
 import { runOAuthCommand } from "./src/cli/oauth.ts";
+import { runLimitsCommand } from "./src/cli/limits.ts";
 import { runServe } from "./src/cli/serve.ts";
 import { runUserCommand } from "./src/cli/user.ts";
 import { runLdapUserCommand } from "./src/cli/user_ldap.ts";
@@ -92,6 +94,8 @@ async function main(argv: string[]): Promise<number> {
         return await runQueueCommand(args, config);
       case "oauth":
         return await runOAuthCommand(args, config);
+      case "limits":
+        return await runLimitsCommand(args, config);
       default:
         console.error(`relay: unknown command ${JSON.stringify(command)}\n\n${mainHelp()}`);
         return 2;

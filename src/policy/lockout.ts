@@ -131,7 +131,12 @@ export interface LockoutStatus {
   /** The address or account asked about, normalized. */
   target: string;
   /** Active blocks, longest first. */
-  blocks: { scope: LockoutScope; key: string; retryAfterSeconds: number }[];
+  blocks: {
+    scope: LockoutScope;
+    /** For a `pair` block: the other side (the account of an address, or the reverse). */
+    with?: string;
+    retryAfterSeconds: number;
+  }[];
 }
 
 /** Maps `[rate_limit]` and `limits.trusted_networks` to {@link LockoutOptions} (no store). */
@@ -279,8 +284,10 @@ export class Lockout {
   async status(target: string): Promise<LockoutStatus> {
     const { name, keys } = await this.#keysFor(target);
     const ttls = await Promise.all(keys.map(([, k]) => this.#store.ttl(k)));
-    const blocks = keys.flatMap(([scope, k], i) =>
-      ttls[i] === null ? [] : [{ scope, key: k, retryAfterSeconds: seconds(ttls[i]!) }]
+    const blocks = keys.flatMap(([scope, , other], i) =>
+      ttls[i] === null
+        ? []
+        : [{ scope, ...(other ? { with: other } : {}), retryAfterSeconds: seconds(ttls[i]!) }]
     ).sort((a, b) => b.retryAfterSeconds - a.retryAfterSeconds);
     return { target: name, blocks };
   }
@@ -488,7 +495,7 @@ export class Lockout {
 
   async #keysFor(target: string): Promise<{
     name: string;
-    keys: [LockoutScope, string][];
+    keys: [LockoutScope, string, string?][];
     counters: string[];
   }> {
     const text = target.trim();
@@ -499,9 +506,11 @@ export class Lockout {
         name: account,
         keys: [
           ["account-unfamiliar", `lock:attack:${account}`],
-          ...addresses.map((
+          ...addresses.map((ip): [LockoutScope, string, string] => [
+            "pair",
+            blockKey("pair", `${ip}|${account}`),
             ip,
-          ): [LockoutScope, string] => ["pair", blockKey("pair", `${ip}|${account}`)]),
+          ]),
         ],
         counters: [
           `lock:account:${account}`,
@@ -517,7 +526,11 @@ export class Lockout {
       keys: [
         ["address", blockKey("address", ip)],
         ["token", blockKey("token", ip)],
-        ...accounts.map((a): [LockoutScope, string] => ["pair", blockKey("pair", `${ip}|${a}`)]),
+        ...accounts.map((a): [LockoutScope, string, string] => [
+          "pair",
+          blockKey("pair", `${ip}|${a}`),
+          a,
+        ]),
       ],
       counters: [
         `lock:spray:${ip}`,

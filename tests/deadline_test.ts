@@ -98,6 +98,36 @@ function atDeadline(startedAt: number, closedAt: number, deadlineMs: number): vo
   );
 }
 
+/**
+ * Authenticates on `kind`, opens DATA and writes `chunk` every `everyMs`
+ * until the relay closes; asserts the 421 text came at `deadlineMs`.
+ */
+async function trickleData(
+  t: TestRelay,
+  kind: PortKind,
+  chunk: string,
+  everyMs: number,
+  expected: { text: string; deadlineMs: number },
+): Promise<void> {
+  const c = await authenticated(t, kind);
+  try {
+    await c.command("MAIL FROM:<alice@example.com>");
+    await c.command("RCPT TO:<x@dest.example>");
+    assert.equal((await c.command("DATA")).code, 354);
+    const started = performance.now();
+    const timer = setInterval(() => c.write(chunk).catch(() => {}), everyMs);
+    try {
+      assert.equal((await c.reply()).text, expected.text);
+      atDeadline(started, performance.now(), expected.deadlineMs);
+    } finally {
+      clearInterval(timer);
+    }
+    await c.expectEof();
+  } finally {
+    c.close();
+  }
+}
+
 const TIMEOUT = "421 4.4.2 relay.test Error: timeout exceeded\r\n";
 
 Deno.test("a 1-byte trickle of a command line is closed at the deadline on both ports", async () => {
@@ -125,26 +155,10 @@ Deno.test("a 1-byte trickle of a command line is closed at the deadline on both 
 Deno.test("DATA trickled a byte at a time is closed at its total deadline; nothing is queued", async () => {
   const t = await startTestRelay({ config: { limits: { data_timeout_seconds: 1 } } });
   try {
-    const c = await authenticated(t, "smtps");
-    try {
-      await c.command("MAIL FROM:<alice@example.com>");
-      await c.command("RCPT TO:<x@dest.example>");
-      assert.equal((await c.command("DATA")).code, 354);
-      const started = performance.now();
-      const timer = setInterval(() => c.write("y").catch(() => {}), 100);
-      try {
-        assert.equal(
-          (await c.reply()).text,
-          "421 4.4.2 relay.test Error: timeout exceeded during DATA",
-        );
-        atDeadline(started, performance.now(), 1000);
-      } finally {
-        clearInterval(timer);
-      }
-      await c.expectEof();
-    } finally {
-      c.close();
-    }
+    await trickleData(t, "smtps", "y", 100, {
+      text: "421 4.4.2 relay.test Error: timeout exceeded during DATA",
+      deadlineMs: 1000,
+    });
     await sendsNormally(t, "after a trickled DATA");
     // Only the normal message was relayed: the trickled one was dropped.
     const files = await t.waitForOutbox(1);
@@ -166,27 +180,11 @@ Deno.test("DATA below the minimum rate after the grace period is closed long bef
     },
   });
   try {
-    const c = await authenticated(t, "submission");
-    try {
-      await c.command("MAIL FROM:<alice@example.com>");
-      await c.command("RCPT TO:<x@dest.example>");
-      assert.equal((await c.command("DATA")).code, 354);
-      const started = performance.now();
-      // 10 bytes every 50 ms: 200 bytes/s, a fifth of the minimum.
-      const timer = setInterval(() => c.write("0123456789").catch(() => {}), 50);
-      try {
-        assert.equal(
-          (await c.reply()).text,
-          "421 4.4.2 relay.test Error: DATA transfer too slow",
-        );
-        atDeadline(started, performance.now(), 1000);
-      } finally {
-        clearInterval(timer);
-      }
-      await c.expectEof();
-    } finally {
-      c.close();
-    }
+    // 10 bytes every 50 ms: 200 bytes/s, a fifth of the minimum.
+    await trickleData(t, "submission", "0123456789", 50, {
+      text: "421 4.4.2 relay.test Error: DATA transfer too slow",
+      deadlineMs: 1000,
+    });
     assert.ok(
       t.audit.events.some((e) => e.event === "security_deadline" && e.deadline === "data_rate"),
     );

@@ -122,7 +122,8 @@ Deno.test("8 parallel connections get no more guesses than the limit", async () 
   }
 });
 
-Deno.test("bogus bearer tokens block tokens from that address, not the password", async () => {
+/** A relay with the embedded OAuth server (login page, bearer tokens) and lockouts on. */
+async function startOAuthRelay(): Promise<TestRelay> {
   const keysDir = await Deno.makeTempDir({ prefix: "relay-lockout-keys-" });
   const t = await startTestRelay({
     config: {
@@ -135,6 +136,65 @@ Deno.test("bogus bearer tokens block tokens from that address, not the password"
       },
     },
   });
+  const close = t.close;
+  t.close = async () => {
+    await close();
+    await Deno.remove(keysDir, { recursive: true });
+  };
+  return t;
+}
+
+/** Posts the OAuth login form once (from 127.0.0.1); the HTTP status. */
+async function loginPage(t: TestRelay, email: string, password: string): Promise<number> {
+  const issuer = t.relay.oauth!.issuer;
+  const authorize = new URL(`${issuer}/oauth2/authorize`);
+  authorize.search = new URLSearchParams({
+    response_type: "code",
+    client_id: "thunderbird-email-client",
+    redirect_uri: "http://127.0.0.1:9/callback",
+    code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+    code_challenge_method: "S256",
+  }).toString();
+  const page = await fetch(authorize);
+  const html = await page.text();
+  assert.equal(page.status, 200, html);
+  const field = (name: string) => new RegExp(`name="${name}" value="([^"]+)"`).exec(html)![1];
+  const response = await fetch(authorize.origin + authorize.pathname, {
+    method: "POST",
+    redirect: "manual",
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      cookie: page.headers.get("set-cookie")!.split(";")[0],
+    },
+    body: new URLSearchParams({ request: field("request"), csrf: field("csrf"), email, password }),
+  });
+  await response.body?.cancel();
+  return response.status;
+}
+
+Deno.test("the OAuth login page and SMTP AUTH share one lockout", async () => {
+  const t = await startOAuthRelay();
+  try {
+    const statuses = [];
+    for (let i = 0; i < 6; i++) statuses.push(await loginPage(t, ALICE.user, `guess-${i}`));
+    assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429]);
+    assert.ok(
+      t.audit.events.some((e) =>
+        e.event === "rate_limit" && e.port === "oauth" && e.scope === "pair" &&
+        e.action === "refused"
+      ),
+    );
+    // The pair (127.0.0.1, alice) is blocked over SMTP too, even with the right password...
+    assert.match(await login(t, "127.0.0.1", ALICE), /^421 4\.7\.0 /);
+    // ...while alice elsewhere logs in on both.
+    assert.equal(await login(t, "127.0.0.2", ALICE), "235");
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("bogus bearer tokens block tokens from that address, not the password", async () => {
+  const t = await startOAuthRelay();
   try {
     const bogus = { type: "OAuth2" as const, user: ALICE.user, accessToken: "bogus.token.value" };
     // nodemailer tries a refused token twice per connection; a block closes the connection.
@@ -149,7 +209,6 @@ Deno.test("bogus bearer tokens block tokens from that address, not the password"
     assert.equal(await login(t, "127.0.10.1", ALICE), "235");
   } finally {
     await t.close();
-    await Deno.remove(keysDir, { recursive: true });
   }
 });
 

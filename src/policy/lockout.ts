@@ -514,9 +514,8 @@ export class Lockout {
         ],
         counters: [
           `lock:account:${account}`,
-          ...addresses.map((ip) => `lock:pair:${ip}|${account}`),
-        ]
-          .flatMap((c) => [`${c}:m`, `${c}:h`]),
+          ...addresses.flatMap((ip) => windowKeys(`lock:pair:${ip}|${account}`)),
+        ],
       };
     }
     const ip = key(text);
@@ -534,12 +533,16 @@ export class Lockout {
       ],
       counters: [
         `lock:spray:${ip}`,
-        `lock:token:${ip}`,
-        ...accounts.map((a) => `lock:pair:${ip}|${a}`),
-      ]
-        .flatMap((c) => [`${c}:m`, `${c}:h`]),
+        ...windowKeys(`lock:token:${ip}`),
+        ...accounts.flatMap((a) => windowKeys(`lock:pair:${ip}|${a}`)),
+      ],
     };
   }
+}
+
+/** The per-minute and per-hour counters of a {@link Window} pair. */
+function windowKeys(counter: string): string[] {
+  return [`${counter}:m`, `${counter}:h`];
 }
 
 function blockKey(scope: LockoutScope, id: string): string {

@@ -81,6 +81,9 @@ Deno.test("Lockout: spraying many accounts blocks the address, except trusted ne
     const lifted = await lockout.clear("192.0.2.9");
     assert.deepEqual(lifted.blocks.map((b) => b.scope), ["address"]);
     assert.equal(await lockout.admitAddress("192.0.2.9"), null);
+    // ...and the failures behind it: one more failure does not block it again.
+    await attempt(lockout, pw("192.0.2.9", "user99@example.com"), "failure");
+    assert.equal(await lockout.admitAddress("192.0.2.9"), null);
   } finally {
     await store.close();
   }

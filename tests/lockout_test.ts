@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import nodemailer from "nodemailer";
-import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { startOAuthTestRelay, startTestRelay, type TestRelay } from "./support/relay.ts";
 
 const ALICE = { user: "alice@example.com", pass: "alice-secret-1" };
 
@@ -123,26 +123,7 @@ Deno.test("8 parallel connections get no more guesses than the limit", async () 
 });
 
 /** A relay with the embedded OAuth server (login page, bearer tokens) and lockouts on. */
-async function startOAuthRelay(): Promise<TestRelay> {
-  const keysDir = await Deno.makeTempDir({ prefix: "relay-lockout-keys-" });
-  const t = await startTestRelay({
-    config: {
-      rate_limit: { enabled: true },
-      oauth: {
-        enabled: true,
-        listen: "127.0.0.1:0",
-        issuer: "http://127.0.0.1:0",
-        keys_file: join(keysDir, "keys.json"),
-      },
-    },
-  });
-  const close = t.close;
-  t.close = async () => {
-    await close();
-    await Deno.remove(keysDir, { recursive: true });
-  };
-  return t;
-}
+const startOAuthRelay = () => startOAuthTestRelay({ rate_limit: { enabled: true } });
 
 /** Posts the OAuth login form once (from 127.0.0.1); the HTTP status. */
 async function loginPage(t: TestRelay, email: string, password: string): Promise<number> {

@@ -8,6 +8,7 @@
  *   queue list|show|retry|delete|stats   the delivery queue (also while serving)
  *   oauth login|keys|hash-secret   the embedded OAuth2 server's tools
  *   dkim generate|dns|list|rotate   DKIM signing keys and their DNS records
+ *   limits show|clear ADDRESS|ACCOUNT   login lockouts of the running relay
  *
  * `relay --help`, `relay --version` and `--help` after any command or
  * subcommand are answered before the configuration is read (src/cli/help.ts).
@@ -20,6 +21,7 @@ import { runDkimCommand } from "./src/cli/dkim.ts";
 import { loadCheckedConfig, runCheck } from "./src/cli/check.ts";
 import { runQueueCommand } from "./src/cli/queue.ts";
 import { runOAuthCommand } from "./src/cli/oauth.ts";
+import { runLimitsCommand } from "./src/cli/limits.ts";
 import { runServe } from "./src/cli/serve.ts";
 import { runUserCommand } from "./src/cli/user.ts";
 import { runLdapUserCommand } from "./src/cli/user_ldap.ts";
@@ -96,6 +98,8 @@ async function main(argv: string[]): Promise<number> {
         return await runOAuthCommand(args, config);
       case "dkim":
         return await runDkimCommand(args, config);
+      case "limits":
+        return await runLimitsCommand(args, config);
       default:
         console.error(`relay: unknown command ${JSON.stringify(command)}\n\n${mainHelp()}`);
         return 2;

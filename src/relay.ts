@@ -55,14 +55,13 @@ import {
 import { openSharedState } from "./state/mod.ts";
 import { readStateFiles } from "./config/state_schema.ts";
 import {
-  AuthRateLimiter,
-  authRateLimiterOptions,
   ConnectionRateLimiter,
   ConnectionSlots,
   CredentialFingerprinter,
   IpRateLimiter,
-  oauthRateLimitHook,
-  observeOAuthLogins,
+  Lockout,
+  lockoutOptions,
+  oauthLockout,
   SendQuota,
 } from "./policy/mod.ts";
 import { LdapAuthenticator, readLdapCa } from "./auth/ldap/mod.ts";
@@ -245,9 +244,10 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       );
     }
     const state = shared.store;
-    const authLimiter = new AuthRateLimiter({
+    const trustedNetworks = new TrustedProxies(config.limits.trusted_networks);
+    const lockout = new Lockout({
       store: state,
-      ...authRateLimiterOptions(config.rate_limit),
+      ...lockoutOptions(config.rate_limit, (ip) => trustedNetworks.has(ip)),
     });
     const quota = new SendQuota({ store: state, limits: config.quota });
     const connectionRate = config.rate_limit.connections_per_ip_per_minute > 0
@@ -269,11 +269,21 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     // Filled in once the SMTP listeners are bound (autoconfig tells clients their ports).
     let boundListeners: BoundListener[] = [];
     if (config.oauth.enabled) {
+      // The login page shares the SMTP lockouts (same scopes, same store).
+      const loginHooks = oauthLockout({
+        lockout,
+        record: (event) => audit.record({ ...event, event: "rate_limit" }),
+        register: new IpRateLimiter({
+          store: state,
+          limit: config.rate_limit.oauth_registrations_per_ip_per_hour,
+          windowMs: 3_600_000,
+          name: "oauth_register",
+        }),
+      });
       oauth = await startOAuthServer({
         config: config.oauth,
         authenticator,
-        audit: observeOAuthLogins(
-          authLimiter,
+        audit: loginHooks.observe(
           // Login-page attempts are auth attempts like SMTP AUTH; the rest are OAuth events.
           (event) =>
             event.event === "oauth.login"
@@ -285,15 +295,7 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
               })
               : audit.record({ ...event, event: `security_${String(event.event)}` }),
         ),
-        rateLimit: oauthRateLimitHook({
-          login: authLimiter,
-          register: new IpRateLimiter({
-            store: state,
-            limit: config.rate_limit.oauth_registrations_per_ip_per_hour,
-            windowMs: 3_600_000,
-            name: "oauth_register",
-          }),
-        }),
+        rateLimit: loginHooks.rateLimit,
         domainEnabled: (domain) => !disabled.has(domain),
         autoconfig: config.autoconfig.enabled
           ? {
@@ -414,13 +416,16 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         },
         commandTimeoutMs: config.limits.command_timeout_seconds * 1000,
         dataTimeoutMs: config.limits.data_timeout_seconds * 1000,
+        dataMinBytesPerSecond: config.limits.data_min_bytes_per_second,
+        dataRateGraceMs: config.limits.data_rate_grace_seconds * 1000,
+        sessionMaxMs: config.limits.session_max_seconds * 1000,
         postmaster: config.server.postmaster ?? `postmaster@${config.server.hostname}`,
         authenticator,
         bearer: bearer?.verifier,
         bearerMechanisms: bearer?.mechanisms,
         bearerFailureChallenge: bearer?.failureChallenge,
         audit,
-        authLimiter,
+        lockout,
         fingerprint: new CredentialFingerprinter(),
         policy: (options.policy ?? ((p) => p))(
           new SubmissionPolicy({
@@ -452,6 +457,7 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         listen: config.admin.listen,
         token,
         metrics,
+        limits: lockout,
         ready: [
           spoolWritableCheck(config.spool.dir),
           auditCheck(audit, config.audit.file),

@@ -1,12 +1,11 @@
 /**
  * Protocol abuse, as Postfix's smtpd handles it: error replies are delayed
  * past a soft limit and the session ends at a hard limit; commands that do
- * no work (NOOP, RSET, VRFY...) count toward a junk limit; a slowloris crowd
- * does not keep a normal client out; an AUTH flood from one address is
- * blocked while a user elsewhere still logs in. The server keeps serving.
+ * no work (NOOP, RSET, VRFY...) count toward a junk limit; an AUTH flood
+ * from one address is blocked while a user elsewhere still logs in
+ * (slowloris: deadline_test.ts; lockouts: lockout_test.ts). The server keeps serving.
  */
 import assert from "node:assert/strict";
-import net from "node:net";
 import nodemailer from "nodemailer";
 import { connectTo, greeted, plain } from "./support/raw_client.ts";
 import { connectAs, startTestRelay, type TestRelay } from "./support/relay.ts";
@@ -68,37 +67,6 @@ Deno.test("NOOP/RSET/VRFY without a message count toward the junk limit", async 
   }
 });
 
-Deno.test("500 slowloris connections do not keep a normal client out", async () => {
-  const t = await startTestRelay({
-    config: { limits: { max_connections: 2000, max_connections_per_ip: 1000 } },
-  });
-  const sockets: net.Socket[] = [];
-  try {
-    const rssBefore = Deno.memoryUsage().rss;
-    await Promise.all(
-      Array.from({ length: 500 }, () =>
-        new Promise<void>((resolve, reject) => {
-          const s = net.connect({ host: "127.0.0.1", port: t.submissionPort }, () => resolve());
-          s.on("error", reject);
-          s.on("data", () => {});
-          sockets.push(s);
-        })),
-    );
-    // Each trickles one byte a second of an endless command line.
-    for (let second = 0; second < 3; second++) {
-      for (const s of sockets) s.write("X");
-      if (second === 1) await sendsNormally(t);
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-    }
-    const grewMiB = (Deno.memoryUsage().rss - rssBefore) / 2 ** 20;
-    console.log(`slowloris: 500 connections, RSS grew ${grewMiB.toFixed(1)} MiB`);
-    assert.ok(grewMiB < 200, `RSS grew ${grewMiB} MiB`);
-  } finally {
-    for (const s of sockets) s.destroy();
-    await t.close();
-  }
-});
-
 Deno.test("an AUTH flood from one address is blocked; a user on another address logs in", async () => {
   const t = await startTestRelay({
     config: { rate_limit: { enabled: true, per_minute: 5, per_hour: 50, block_seconds: 60 } },
@@ -113,8 +81,11 @@ Deno.test("an AUTH flood from one address is blocked; a user on another address 
       if (reply.code === 421) blocked = reply;
       else {
         assert.equal(reply.code, 535);
-        const extra = await flood.silentFor(50) ? null : await flood.reply();
-        if (extra?.code === 421) blocked = extra;
+        // A block that this failure set follows as a 421 at once; else NOOP's 250 comes next.
+        await flood.send("NOOP");
+        const next = await flood.reply();
+        if (next.code === 421) blocked = next;
+        else assert.equal(next.code, 250);
       }
     }
     assert.match(
@@ -149,7 +120,7 @@ Deno.test("an AUTH flood from one address is blocked; a user on another address 
     } finally {
       transport.close();
     }
-    assert.ok(t.audit.events.some((e) => e.event === "rate_limit" && e.scope === "ip"));
+    assert.ok(t.audit.events.some((e) => e.event === "rate_limit" && e.scope === "address"));
   } finally {
     await t.close();
   }

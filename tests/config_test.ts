@@ -60,3 +60,18 @@ Deno.test("a missing explicit --config file is an error; the default path may be
     await Deno.remove(syntax);
   }
 });
+
+Deno.test("limits: deadline keys and trusted_networks are validated with the key named", () => {
+  const config = parseConfigText('[limits]\ntrusted_networks = ["10.0.0.0/8", "::1"]\n', "t.toml");
+  assert.deepEqual(config.limits.trusted_networks, ["10.0.0.0/8", "::1"]);
+  assert.equal(config.limits.data_min_bytes_per_second, 500);
+  assert.equal(config.limits.session_max_seconds, 3600);
+  assert.throws(
+    () => parseConfigText('[limits]\ntrusted_networks = ["office"]\n', "t.toml"),
+    /limits\.trusted_networks/,
+  );
+  assert.throws(
+    () => parseConfigText("[limits]\ndata_min_bytes_per_second = -1\n", "t.toml"),
+    /limits\.data_min_bytes_per_second/,
+  );
+});

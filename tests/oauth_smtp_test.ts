@@ -6,7 +6,6 @@
  * RFC 7628 / Google's XOAUTH2: a 334 with a JSON status, then 535.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import nodemailer from "nodemailer";
 import * as oauth from "oauth4webapi";
 import { launchBrowser } from "./support/browser.ts";
@@ -17,7 +16,7 @@ import {
   signInOverHttp,
   startCallbackListener,
 } from "./support/oauth_flow.ts";
-import { connectClient, startTestRelay, type TestRelay } from "./support/relay.ts";
+import { connectClient, startOAuthTestRelay } from "./support/relay.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -26,25 +25,7 @@ function b64(text: string): string {
   return encoder.encode(text).toBase64();
 }
 
-async function startOAuthRelay(): Promise<TestRelay> {
-  const keysDir = await Deno.makeTempDir({ prefix: "relay-oauth-keys-" });
-  const t = await startTestRelay({
-    config: {
-      oauth: {
-        enabled: true,
-        listen: "127.0.0.1:0",
-        issuer: "http://127.0.0.1:0",
-        keys_file: join(keysDir, "keys.json"),
-      },
-    },
-  });
-  const close = t.close;
-  t.close = async () => {
-    await close();
-    await Deno.remove(keysDir, { recursive: true });
-  };
-  return t;
-}
+const startOAuthRelay = () => startOAuthTestRelay();
 
 Deno.test("OAuth2: browser sign-in, then XOAUTH2 (nodemailer) and OAUTHBEARER over SMTP", async (t) => {
   const relay = await startOAuthRelay();

@@ -275,6 +275,24 @@ options:
 ${CONFIG_OPTION}`,
     },
   },
+  limits: {
+    summary: "see and lift login lockouts of the running relay",
+    text: `usage: relay limits show|clear ADDRESS|ACCOUNT [--url URL] [--json]
+
+relay limits show ADDRESS|ACCOUNT    the lockouts in force (pair, address, token,
+                                     account-unfamiliar) and their seconds left
+relay limits clear ADDRESS|ACCOUNT   lift them and forget the failures behind them
+
+The counters live in the running relay (its [state] store), so the command asks
+it through the admin listener (GET/DELETE /limits/...), sending the token of
+admin.token_file when one is set. A relay with [admin] enabled = false cannot
+be asked.
+
+options:
+  --url URL                the admin listener (default http://<admin.listen>)
+  --json                   the answer as JSON
+${CONFIG_OPTION}`,
+  },
   oauth: {
     summary: "the embedded OAuth2 server's tools: login, signing keys, client secrets",
     text: `usage: relay oauth login|keys|hash-secret [...]

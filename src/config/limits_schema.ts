@@ -6,11 +6,18 @@
  *
  * ```toml
  * [rate_limit]
- * per_minute = 5                 # failed AUTH per client address and per user
+ * per_minute = 5                 # failed logins per (address, account) pair
  * per_hour = 20
  * block_seconds = 300            # refused this long once a limit is reached
- * per_domain_per_minute = 60     # failed AUTH for all users of one domain
+ * accounts_per_address_per_hour = 10   # spraying: distinct accounts failing from one address
+ * account_failures_per_hour = 10 # then only familiar addresses may try the account
+ * account_attack_seconds = 900
+ * familiar_days = 30
+ * token_per_minute = 5           # failed bearer tokens per address
+ * token_per_hour = 20
+ * per_domain_per_minute = 60     # failed logins for one domain: slow down, never refuse
  * per_domain_per_hour = 600
+ * domain_delay_ms = 2000
  * connections_per_ip_per_minute = 0
  *
  * [quota]
@@ -38,24 +45,45 @@ const count = z.number().int().min(0).max(1_000_000_000);
 export const rateLimitSchema = z.strictObject({
   /** Turns authentication rate limiting off altogether (tests, trusted networks). */
   enabled: z.boolean().default(true),
-  /** Failed AUTH attempts per client address, and per user, in any minute (sliding). */
+  /** Failed logins per (client address, account) pair in any minute (sliding). */
   per_minute: count.default(5),
-  /** Failed AUTH attempts per client address, and per user, in any hour (sliding). */
+  /** Failed logins per (client address, account) pair in any hour (sliding). */
   per_hour: count.default(20),
   /**
-   * Seconds a client address, user or domain is refused once a limit is reached
-   * (longer if the hourly count needs longer to fall back under its limit).
+   * Seconds a pair, an address or an address's bearer tokens are refused once a
+   * limit is reached (longer if the hourly count needs longer to fall back).
    */
   block_seconds: z.number().int().min(1).max(86_400).default(300),
   /**
-   * Failed AUTH attempts for all users of one domain in any minute: catches a
-   * password spray across a tenant's users from many addresses. Reaching it
-   * refuses logins for the whole domain for `block_seconds`, so keep it well
-   * above what a domain's users mistype.
+   * Distinct accounts that may fail from one client address in any hour
+   * (password spraying, unknown users included) before that address is refused
+   * for every account for `block_seconds`. `limits.trusted_networks` are exempt.
+   */
+  accounts_per_address_per_hour: count.default(10),
+  /**
+   * Failed logins of one account from all addresses in any hour that put the
+   * account under attack: then only familiar addresses (whose /24 or /64
+   * logged in as it within `familiar_days`) may keep trying.
+   */
+  account_failures_per_hour: count.default(10),
+  /** Seconds an account stays under attack after the last failure that kept it there. */
+  account_attack_seconds: z.number().int().min(1).max(86_400).default(900),
+  /** Days a network stays familiar for an account after a successful login. */
+  familiar_days: z.number().int().min(1).max(365).default(30),
+  /** Failed bearer tokens (XOAUTH2, OAUTHBEARER) per client address in any minute. */
+  token_per_minute: count.default(5),
+  /** Failed bearer tokens per client address in any hour. */
+  token_per_hour: count.default(20),
+  /**
+   * Failed logins for all accounts of one domain in any minute past which
+   * attempts from unfamiliar addresses are delayed by `domain_delay_ms`
+   * (a slow-down, never a refusal: a spray cannot lock a domain out).
    */
   per_domain_per_minute: count.default(60),
-  /** Failed AUTH attempts for all users of one domain in any hour. */
+  /** Failed logins for all accounts of one domain in any hour past which attempts are delayed. */
   per_domain_per_hour: count.default(600),
+  /** Milliseconds of delay once a domain limit is reached. */
+  domain_delay_ms: z.number().int().min(0).max(30_000).default(2000),
   /** New connections from one client address in any minute (0: no limit, as in Postfix). */
   connections_per_ip_per_minute: count.default(0),
   /** Dynamic client registrations at the OAuth server per client address and hour. */

@@ -17,6 +17,12 @@ import { adminSchema, autoconfigSchema } from "./admin_schema.ts";
 
 const positiveInt = z.number().int().positive();
 
+/** An IPv4/IPv6 address or CIDR range. */
+const cidrOrAddress = z.string().refine(
+  (text) => z.union([z.cidrv4(), z.cidrv6(), z.ipv4(), z.ipv6()]).safeParse(text).success,
+  'expected an IP address or CIDR range, e.g. "10.0.0.0/8" or "::1/128"',
+);
+
 const serverSchema = z.strictObject({
   /** Name used in the banner, EHLO reply and Received: headers. */
   hostname: z.string().min(1).default("localhost"),
@@ -43,12 +49,7 @@ const listenerSchema = (listen: string) =>
      */
     proxy_protocol: z.boolean().default(false),
     /** Addresses or CIDR ranges (IPv4, IPv6) allowed to send that header. */
-    trusted_proxies: z.array(
-      z.string().refine(
-        (text) => z.union([z.cidrv4(), z.cidrv6(), z.ipv4(), z.ipv6()]).safeParse(text).success,
-        'expected an IP address or CIDR range, e.g. "10.0.0.0/8" or "::1/128"',
-      ),
-    ).default(["127.0.0.1/32", "::1/128"]),
+    trusted_proxies: z.array(cidrOrAddress).default(["127.0.0.1/32", "::1/128"]),
     /**
      * The proxy terminates TLS (HAProxy `ssl` bind + `send-proxy-v2-ssl`): a
      * header whose SSL TLV says the client used TLS counts as TLS. Plain
@@ -166,10 +167,29 @@ const limitsSchema = z.strictObject({
   max_connections: positiveInt.max(1_000_000).default(1000),
   /** Concurrent connections from one client address. */
   max_connections_per_ip: positiveInt.max(1_000_000).default(50),
-  /** Seconds to wait for the next command (RFC 5321 4.5.3.2.7: 5 minutes). */
+  /**
+   * Seconds a command line (or SASL response) has to arrive complete, counted
+   * from when the server starts waiting for it: a deadline, not restarted by
+   * trickling bytes (RFC 5321 4.5.3.2.7: 5 minutes).
+   */
   command_timeout_seconds: z.number().positive().max(86400).default(300),
-  /** Seconds to wait for more DATA bytes (RFC 5321 4.5.3.2.5-6: 3 minutes per block). */
-  data_timeout_seconds: z.number().positive().max(86400).default(180),
+  /** Seconds the whole DATA section has to arrive in, counted from the 354 (a deadline). */
+  data_timeout_seconds: z.number().positive().max(86400).default(600),
+  /**
+   * Least average DATA rate in bytes per second once `data_rate_grace_seconds`
+   * have passed (Postfix's smtpd_min_data_rate: 500); 0: no minimum.
+   */
+  data_min_bytes_per_second: z.number().int().min(0).max(1_000_000_000).default(500),
+  /** Seconds of DATA before the minimum rate applies. */
+  data_rate_grace_seconds: z.number().positive().max(86400).default(30),
+  /** Longest SMTP session in seconds, however busy; 0: unlimited. */
+  session_max_seconds: z.number().min(0).max(7 * 86400).default(3600),
+  /**
+   * Client addresses or CIDR ranges exempt from address-wide authentication
+   * blocks (an office NAT, a webmail host). Their (address, account) pairs are
+   * still limited, so a guesser behind them cannot go on forever.
+   */
+  trusted_networks: z.array(cidrOrAddress).default([]),
   /** Errors in a session after which each error reply is delayed (Postfix: 10). */
   soft_error_limit: z.number().int().min(0).max(1000).default(10),
   /** Errors in a session after which it is closed with 421 4.7.0 (Postfix: 20). */

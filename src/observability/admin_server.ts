@@ -6,7 +6,10 @@
  * - `GET /healthz/live`: 200 while the process answers;
  * - `GET /healthz/ready`: 200 when every readiness check passes, else 503
  *   naming each failing check. The health endpoints never need the token, so
- *   load balancers and orchestrators can probe them.
+ *   load balancers and orchestrators can probe them;
+ * - `GET /limits/<address or account>`: the login lockouts in force, as JSON;
+ *   `DELETE /limits/<address or account>` lifts them (what `relay limits
+ *   show|clear` calls). Like `/metrics`, they need the token when one is set.
  *
  * @module
  */
@@ -32,6 +35,16 @@ export interface AdminServerOptions {
   token: string | null;
   metrics: RelayMetrics;
   ready: ReadinessCheck[];
+  /** Login lockouts to show and lift (`/limits/...`); absent: 404. */
+  limits?: LimitsAdmin;
+}
+
+/** What the admin listener can do with login lockouts (a `Lockout` fits). */
+export interface LimitsAdmin {
+  /** The blocks in force for an address or account. */
+  status(target: string): Promise<unknown>;
+  /** Lifts them; resolves what was lifted. */
+  clear(target: string): Promise<unknown>;
 }
 
 /** A running admin listener. */
@@ -142,15 +155,17 @@ async function readiness(checks: ReadinessCheck[]): Promise<Response> {
 
 /** Builds the admin request handler. */
 export function adminHandler(
-  options: Pick<AdminServerOptions, "token" | "metrics" | "ready">,
+  options: Pick<AdminServerOptions, "token" | "metrics" | "ready" | "limits">,
 ): (request: Request) => Promise<Response> {
   return async (request) => {
     await request.body?.cancel();
     const { pathname } = new URL(request.url);
     const known = ["/metrics", "/healthz/live", "/healthz/ready"];
-    if (!known.includes(pathname)) return text(404, "not found\n");
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      return text(405, "method not allowed\n", { allow: "GET, HEAD" });
+    const limits = pathname.startsWith("/limits/") && options.limits ? options.limits : null;
+    if (!known.includes(pathname) && !limits) return text(404, "not found\n");
+    const methods = limits ? ["GET", "HEAD", "DELETE"] : ["GET", "HEAD"];
+    if (!methods.includes(request.method)) {
+      return text(405, "method not allowed\n", { allow: methods.join(", ") });
     }
     if (pathname === "/healthz/live") return text(200, "live\n");
     if (pathname === "/healthz/ready") return await readiness(options.ready);
@@ -161,6 +176,21 @@ export function adminHandler(
           "www-authenticate": 'Bearer realm="relay-admin"',
         });
       }
+    }
+    if (limits) {
+      let target: string;
+      try {
+        target = decodeURIComponent(pathname.slice("/limits/".length));
+      } catch {
+        return text(400, "bad address or account\n");
+      }
+      if (target === "" || target.length > 320) return text(400, "bad address or account\n");
+      const answer = request.method === "DELETE"
+        ? await limits.clear(target)
+        : await limits.status(target);
+      return new Response(JSON.stringify(answer) + "\n", {
+        headers: { "content-type": "application/json", "cache-control": "no-store" },
+      });
     }
     return new Response(await options.metrics.text(), {
       headers: { "content-type": options.metrics.contentType, "cache-control": "no-store" },

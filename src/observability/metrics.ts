@@ -217,6 +217,8 @@ export class RelayMetrics {
         this.#refused.inc({ reason: label(event.reason, "other") });
         break;
       case "rate_limit":
+        // Lockouts also audit the blocks they set and the delays; only refusals count here.
+        if (event.action !== undefined && event.action !== "refused") break;
         this.#rateLimited.inc({
           scope: event.reason === "connection_limit" ? "connection" : label(event.scope, "other"),
         });

@@ -1,23 +1,32 @@
 /**
- * What a user may do: address and domain rules, failed-authentication rate
- * limits, sending quotas and connection-rate limits. Counters live in a
+ * What a user may do: address and domain rules, login lockouts (by
+ * address and account, with familiar networks exempt), sending quotas and
+ * connection-rate limits. Counters live in a
  * `state/` store, so several relay nodes share them.
  *
  * @module
  */
 export {
-  type AuthAttempt,
-  type AuthFailure,
-  AuthRateLimiter,
-  type AuthRateLimiterOptions,
-  authRateLimiterOptions,
   CredentialFingerprinter,
-  oauthRateLimitHook,
-  type OAuthRateLimitOptions,
-  observeOAuthLogins,
-  type RateLimitDecision,
-  type RateLimitScope,
+  type LoginLimitHook,
+  type LoginRequest,
+  type SecurityEventHook,
 } from "./rate_limit.ts";
+export {
+  type CredentialKind,
+  Lockout,
+  type LockoutBlock,
+  type LockoutOptions,
+  lockoutOptions,
+  type LockoutRefusal,
+  type LockoutScope,
+  type LockoutStatus,
+  type LoginAttempt,
+  type LoginOutcome,
+  type LoginTicket,
+  networkOf,
+} from "./lockout.ts";
+export { oauthLockout, type OAuthLockoutHooks, type OAuthLockoutOptions } from "./oauth_lockout.ts";
 export {
   ConnectionRateLimiter,
   type ConnectionRateLimiterOptions,

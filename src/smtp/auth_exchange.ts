@@ -13,7 +13,14 @@ import type {
   PasswordAuthenticator,
 } from "../auth/authenticator.ts";
 import { log } from "../observability/logger.ts";
-import type { AuthRateLimiter, CredentialFingerprinter } from "../policy/rate_limit.ts";
+import type {
+  Lockout,
+  LockoutRefusal,
+  LoginAttempt,
+  LoginOutcome,
+  LoginTicket,
+} from "../policy/lockout.ts";
+import type { CredentialFingerprinter } from "../policy/rate_limit.ts";
 import { createLogin } from "../sasl/login.ts";
 import type { SaslCredentials, SaslMechanism } from "../sasl/mechanism.ts";
 import { createPlain } from "../sasl/plain.ts";
@@ -37,8 +44,8 @@ export interface AuthContext {
   bearerMechanisms?: Record<string, MechanismSpec>;
   /** Builds the failure challenge sent before 535 for a bearer mechanism. */
   bearerFailureChallenge?: (mechanism: string, status: string, scope: string) => Uint8Array;
-  /** Failed-authentication limits per address, user and domain. */
-  authLimiter?: AuthRateLimiter;
+  /** Login lockouts (pair, address, account, token, domain slow-down). */
+  lockout?: Lockout;
   /** Keyed fingerprints of wrong passwords (a repeated stale password counts once). */
   fingerprint?: CredentialFingerprinter;
 }
@@ -89,7 +96,11 @@ export async function runAuthExchange(
   ctx: AuthContext,
   command: { mechanism: string; initial: string | null },
 ): Promise<AuthenticatedIdentity | null> {
-  if (await authBlocked(port, ctx, "")) return null;
+  const early = await ctx.lockout?.admitAddress(port.ip);
+  if (early) {
+    refuse(port, early, "");
+    return null;
+  }
   const mechanism = createMechanism(ctx, command.mechanism);
   if (!mechanism) {
     port.reply(Replies.authMechanismUnknown());
@@ -129,23 +140,48 @@ export async function runAuthExchange(
   return await verify(port, ctx, mechanism.name, step.credentials);
 }
 
-/** Replies 421 and closes when the limiter refuses this address or user. */
-async function authBlocked(port: AuthPort, ctx: AuthContext, email: string): Promise<boolean> {
-  const limiter = ctx.authLimiter;
-  if (!limiter) return false;
-  const decision = await limiter.check({ ip: port.ip, email }).catch(storeDown);
-  if (decision === null) {
-    port.reply(Replies.authTemporaryFailure());
-    return true;
-  }
-  if (decision.allowed) return false;
+/** Audits a lockout refusal (`rate_limit` naming its scope) and replies 421. */
+function refuse(port: AuthPort, refusal: LockoutRefusal, email: string): void {
   port.audit("rate_limit", {
-    email: email || undefined,
-    scope: decision.scope,
-    retry_after: decision.retryAfterSeconds,
+    email: email.slice(0, 254) || undefined,
+    scope: refusal.scope,
+    action: "refused",
+    retry_after: refusal.retryAfterSeconds,
   });
-  port.reply(Replies.authRateLimited(decision.retryAfterSeconds));
-  return true;
+  port.reply(Replies.authRateLimited(refusal.retryAfterSeconds));
+}
+
+/**
+ * Reserves an attempt with the lockout: `null` after a refusal (replied and
+ * audited); a slowed-down attempt waits here first.
+ */
+async function admit(
+  port: AuthPort,
+  ctx: AuthContext,
+  attempt: LoginAttempt,
+): Promise<LoginTicket | "unlimited" | null> {
+  const lockout = ctx.lockout;
+  if (!lockout) return "unlimited";
+  const decision = await lockout.begin(attempt).catch(storeDown);
+  if (decision === null) {
+    // The shared state is unreachable and `[state] fail = "closed"`: no login now.
+    port.reply(Replies.authTemporaryFailure());
+    return null;
+  }
+  if (!decision.allowed) {
+    refuse(port, decision, attempt.account);
+    return null;
+  }
+  if (decision.delayMs > 0) {
+    port.audit("rate_limit", {
+      email: attempt.account.slice(0, 254),
+      scope: decision.scope,
+      action: "delayed",
+      delay_ms: decision.delayMs,
+    });
+    await new Promise((resolve) => setTimeout(resolve, decision.delayMs));
+  }
+  return decision;
 }
 
 /** A limiter whose shared state is unreachable (`[state] fail = "closed"`): `null`, logged. */
@@ -181,7 +217,13 @@ async function verify(
       port.reply(Replies.authzidMismatch());
       return null;
     }
-    if (await authBlocked(port, ctx, authcid)) return null;
+    const ticket = await admit(port, ctx, {
+      ip: port.ip,
+      account: authcid,
+      kind: "password",
+      credentialFingerprint: ctx.fingerprint?.fingerprint(authcid, password),
+    });
+    if (!ticket) return null;
     let result;
     try {
       result = await ctx.authenticator.verifyPassword(authcid, password);
@@ -189,21 +231,19 @@ async function verify(
       logger.error("authenticator failed: {error}", { error: String(error) });
       result = { ok: false as const, reason: "temporary_failure" as const };
     }
-    return await finishAuth(
-      port,
-      ctx,
-      mechanism,
-      authcid,
-      result,
-      ctx.fingerprint?.fingerprint(authcid, password),
-    );
+    return await finishAuth(port, mechanism, authcid, result, ticket);
   }
   const bearer = ctx.bearer;
   if (!bearer) {
     port.reply(Replies.authMechanismUnknown());
     return null;
   }
-  if (await authBlocked(port, ctx, credentials.user ?? "")) return null;
+  const ticket = await admit(port, ctx, {
+    ip: port.ip,
+    account: credentials.user ?? "",
+    kind: "token",
+  });
+  if (!ticket) return null;
   let result;
   try {
     result = await bearer.verifyBearer(credentials.user, credentials.token);
@@ -228,26 +268,57 @@ async function verify(
     const scope = "scope" in result && result.scope ? result.scope : "smtp.send";
     const challenge = ctx.bearerFailureChallenge(mechanism, status, scope);
     port.reply(Replies.authChallenge(challenge.toBase64()));
-    const response = await port.readResponse();
-    if (response === "eof") return null;
+    const response = await port.readResponse().catch(async (error) => {
+      await settle(port, ticket, "failure", "");
+      throw error;
+    });
+    if (response === "eof") {
+      await settle(port, ticket, "failure", "");
+      return null;
+    }
   }
-  return await finishAuth(port, ctx, mechanism, credentials.user ?? "", result);
+  return await finishAuth(port, mechanism, credentials.user ?? "", result, ticket);
+}
+
+/** Settles a reservation and audits the blocks it set; the refusal the next attempt gets. */
+async function settle(
+  port: AuthPort,
+  ticket: LoginTicket | "unlimited",
+  outcome: LoginOutcome,
+  user: string,
+): Promise<LockoutRefusal | "unavailable" | null> {
+  if (ticket === "unlimited") return null;
+  const finished = await ticket.finish(outcome).catch(storeDown);
+  if (finished === null) return "unavailable";
+  const { blocks, next } = finished;
+  for (const block of blocks) {
+    port.audit("rate_limit", {
+      email: user.slice(0, 254) || undefined,
+      scope: block.scope,
+      action: "blocked",
+      block_seconds: block.seconds,
+    });
+  }
+  return next;
 }
 
 /** Replies, audits and counts the outcome of a verification. */
 async function finishAuth(
   port: AuthPort,
-  ctx: AuthContext,
   mechanism: string,
   user: string,
   result: AuthResult,
-  credentialFingerprint?: string,
+  ticket: LoginTicket | "unlimited",
 ): Promise<AuthenticatedIdentity | null> {
-  const limiter = ctx.authLimiter;
-  const ip = port.ip;
   if (result.ok) {
     const identity = { email: result.email, domain: result.domain, mechanism };
-    const refused = await port.approve(identity);
+    let refused: SmtpReply | null;
+    try {
+      refused = await port.approve(identity);
+    } catch (error) {
+      await settle(port, ticket, "neutral", user);
+      throw error;
+    }
     port.audit("auth_attempt", {
       method: mechanism,
       email: result.email,
@@ -256,12 +327,14 @@ async function finishAuth(
       success: refused === null,
       ...(refused ? { reason: "policy" } : {}),
     });
+    // The credentials were right either way: not a guess.
+    const settled = await settle(port, ticket, refused ? "neutral" : "success", user);
     if (refused) {
       port.reply(refused);
       return null;
     }
-    // With the shared store down and `fail = "closed"`, no login goes through.
-    if (limiter && await limiter.recordSuccess({ ip, email: user }).catch(storeDown) === null) {
+    if (settled === "unavailable") {
+      // The shared state went away meanwhile and `fail = "closed"`: no login now.
       port.reply(Replies.authTemporaryFailure());
       return null;
     }
@@ -286,19 +359,8 @@ async function finishAuth(
     default:
       port.reply(Replies.authFailed());
   }
-  if (
-    limiter && (result.reason === "invalid_credentials" || result.reason === "account_disabled")
-  ) {
-    const next = await limiter.recordFailure({ ip, email: user, credentialFingerprint })
-      .catch(storeDown);
-    if (next !== null && !next.allowed) {
-      port.audit("rate_limit", {
-        email: user.slice(0, 254),
-        scope: next.scope,
-        retry_after: next.retryAfterSeconds,
-      });
-      port.reply(Replies.authRateLimited(next.retryAfterSeconds));
-    }
-  }
+  const guessed = result.reason === "invalid_credentials" || result.reason === "account_disabled";
+  const next = await settle(port, ticket, guessed ? "failure" : "neutral", user);
+  if (next && next !== "unavailable") refuse(port, next, user);
   return null;
 }

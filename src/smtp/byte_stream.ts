@@ -31,8 +31,14 @@ export interface ByteStream {
   write(data: Uint8Array): Promise<void>;
   /** Starts server-side TLS in place (STARTTLS). Unread bytes are discarded first. */
   upgrade(): Promise<void>;
-  /** Sets how long `read` may wait (ms) before it rejects. */
-  setReadTimeout(ms: number): void;
+  /**
+   * Sets a read deadline `ms` from now (`null`: none). Unlike an idle timer
+   * it is not restarted by arriving bytes: once it passes, a waiting `read`
+   * (and any later one that would have to wait) rejects with
+   * {@link StreamTimeoutError}, however slowly bytes trickled in meanwhile.
+   * Bytes already received are still returned. A new call replaces the old one.
+   */
+  setReadDeadline(ms: number | null): void;
   /** Closes the stream; pending reads resolve `null`. Idempotent. */
   close(): void;
   /**
@@ -50,10 +56,10 @@ export interface ByteStream {
   readonly closed: boolean;
 }
 
-/** A read waited longer than the configured timeout. */
+/** A read deadline passed. */
 export class StreamTimeoutError extends Error {
   constructor() {
-    super("read timed out");
+    super("read deadline passed");
     this.name = "StreamTimeoutError";
   }
 }
@@ -90,7 +96,7 @@ export class SocketStream implements ByteStream {
   #error: Error | null = null;
   #waiter: { resolve: (c: Uint8Array | null) => void; reject: (e: Error) => void } | null = null;
   #interrupted: Error | null = null;
-  #timeoutMs = 0;
+  #expired = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #tls: TlsInfo | null = null;
   #closed = false;
@@ -124,7 +130,6 @@ export class SocketStream implements ByteStream {
     if (this.#waiter) {
       const w = this.#waiter;
       this.#waiter = null;
-      this.#clearTimer();
       w.resolve(chunk);
       return;
     }
@@ -147,6 +152,7 @@ export class SocketStream implements ByteStream {
   #onClose = () => {
     this.#ended = true;
     this.#closed = true;
+    this.#clearTimer();
     this.#wake();
   };
 
@@ -168,7 +174,6 @@ export class SocketStream implements ByteStream {
     if (!this.#waiter) return;
     const w = this.#waiter;
     this.#waiter = null;
-    this.#clearTimer();
     // A reset connection is an ordinary end for the session.
     w.resolve(null);
   }
@@ -180,8 +185,19 @@ export class SocketStream implements ByteStream {
     }
   }
 
-  setReadTimeout(ms: number): void {
-    this.#timeoutMs = ms;
+  setReadDeadline(ms: number | null): void {
+    this.#clearTimer();
+    this.#expired = false;
+    if (ms === null) return;
+    const expire = () => {
+      this.#timer = undefined;
+      this.#expired = true;
+      const w = this.#waiter;
+      this.#waiter = null;
+      w?.reject(new StreamTimeoutError());
+    };
+    if (ms <= 0) expire();
+    else this.#timer = setTimeout(expire, ms);
   }
 
   read(): Promise<Uint8Array | null> {
@@ -197,17 +213,10 @@ export class SocketStream implements ByteStream {
       return Promise.resolve(chunk);
     }
     if (this.#ended || this.#closed) return Promise.resolve(null);
+    if (this.#expired) return Promise.reject(new StreamTimeoutError());
     if (this.#waiter) return Promise.reject(new Error("concurrent read"));
     return new Promise((resolve, reject) => {
       this.#waiter = { resolve, reject };
-      if (this.#timeoutMs > 0) {
-        this.#timer = setTimeout(() => {
-          this.#timer = undefined;
-          const w = this.#waiter;
-          this.#waiter = null;
-          w?.reject(new StreamTimeoutError());
-        }, this.#timeoutMs);
-      }
     });
   }
 
@@ -220,7 +229,6 @@ export class SocketStream implements ByteStream {
       return;
     }
     this.#waiter = null;
-    this.#clearTimer();
     w.reject(reason);
   }
 
@@ -250,6 +258,7 @@ export class SocketStream implements ByteStream {
     } catch (error) {
       this.#ended = true;
       this.#closed = true;
+      this.#clearTimer();
       throw error;
     }
     secure.setNoDelay(true);
@@ -261,6 +270,7 @@ export class SocketStream implements ByteStream {
   }
 
   close(): void {
+    this.#clearTimer();
     if (this.#closed) return;
     this.#closed = true;
     this.#ended = true;

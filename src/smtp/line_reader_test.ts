@@ -31,7 +31,7 @@ class ScriptedStream implements ByteStream {
     return Promise.reject(new Error("not supported"));
   }
 
-  setReadTimeout(): void {}
+  setReadDeadline(): void {}
 
   close(): void {
     this.closed = true;

@@ -56,6 +56,13 @@ function quote(text: string, max = 64): string {
 }
 
 /** Every reply the server sends. */
+const TIMEOUT_TEXT: Record<string, string> = {
+  command: "timeout exceeded",
+  data: "timeout exceeded during DATA",
+  data_rate: "DATA transfer too slow",
+  session: "session lasted too long",
+};
+
 export const Replies = {
   // Connection
   greeting: (host: string): SmtpReply => r(220, undefined, `${host} ESMTP relay ready`),
@@ -66,7 +73,9 @@ export const Replies = {
     r(421, "4.7.0", `${host} Error: too many connections from ${ip}, try again later`, true),
   tooManyConnectionsFromIp: (host: string, ip: string): SmtpReply =>
     r(421, "4.7.0", `${host} Error: too many connections from ${ip}`, true),
-  timeout: (host: string): SmtpReply => r(421, "4.4.2", `${host} Error: timeout exceeded`, true),
+  /** A read deadline passed (`kind`: which one; see `deadlines.ts`). */
+  timeout: (host: string, kind = "command"): SmtpReply =>
+    r(421, "4.4.2", `${host} Error: ${TIMEOUT_TEXT[kind] ?? TIMEOUT_TEXT.command}`, true),
   shuttingDown: (host: string): SmtpReply =>
     r(421, "4.3.2", `${host} Service shutting down, closing transmission channel`, true),
   tooManyJunkCommands: (host: string): SmtpReply =>

@@ -33,6 +33,12 @@ import {
   VerbCounters,
 } from "./command_table.ts";
 import { type Command, type MailParams, parseCommand } from "./commands.ts";
+import {
+  commandDeadline,
+  dataDeadline,
+  type DeadlineKind,
+  type ReadDeadline,
+} from "./deadlines.ts";
 import { LineReader } from "./line_reader.ts";
 import type { PolicyClient, PolicyTransaction, SessionPolicy } from "./policy.ts";
 import { receivedHeader } from "./received.ts";
@@ -80,8 +86,18 @@ export interface SessionContext extends AuthContext {
   tlsAvailable: boolean;
   maxMessageBytes: number;
   maxRecipients: number;
+  /** A command line must be complete within this many ms (a deadline, not an idle timer). */
   commandTimeoutMs: number;
+  /** The whole DATA section must arrive within this many ms. */
   dataTimeoutMs: number;
+  /** Least average DATA rate (bytes/s) after {@link dataRateGraceMs}; 0/absent: none. */
+  dataMinBytesPerSecond?: number;
+  /** How long DATA may take before the minimum rate applies (ms); default 30 s. */
+  dataRateGraceMs?: number;
+  /** Longest session (ms); 0/absent: unlimited. */
+  sessionMaxMs?: number;
+  /** Monotonic clock in ms for the deadlines; default `performance.now`. */
+  clock?: () => number;
   /** The address `RCPT TO:<Postmaster>` goes to (RFC 5321 4.5.1). */
   postmaster: string;
   /** Protocol-level security events (junk, errors, TLS failures, refusals). */
@@ -138,6 +154,10 @@ export class Session implements CommandHandlers {
   #verbs = new VerbCounters();
   /** The verb being handled, for the refusal log lines. */
   #verb = "CONNECT";
+  /** When the connection was accepted (deadline clock). */
+  #started = 0;
+  /** Which limit the current read deadline comes from. */
+  #deadlineKind: DeadlineKind = "command";
 
   /** @param stream the connection, TLS already up on the SMTPS port */
   constructor(stream: ByteStream, ctx: SessionContext) {
@@ -176,6 +196,43 @@ export class Session implements CommandHandlers {
 
   #now(): Date {
     return this.#ctx.now?.() ?? new Date();
+  }
+
+  #clock(): number {
+    return this.#ctx.clock?.() ?? performance.now();
+  }
+
+  #limits() {
+    const ctx = this.#ctx;
+    return {
+      commandMs: ctx.commandTimeoutMs,
+      dataMs: ctx.dataTimeoutMs,
+      minBytesPerSecond: ctx.dataMinBytesPerSecond ?? 0,
+      dataGraceMs: ctx.dataRateGraceMs ?? 30_000,
+      sessionMs: ctx.sessionMaxMs ?? 0,
+    };
+  }
+
+  #setDeadline(deadline: ReadDeadline): void {
+    this.#deadlineKind = deadline.kind;
+    this.#stream.setReadDeadline(Math.max(0, deadline.ms));
+  }
+
+  /** Arms the deadline for the command line (or SASL response) about to be read. */
+  #awaitLine(): void {
+    this.#setDeadline(commandDeadline(this.#limits(), this.#started, this.#clock()));
+  }
+
+  /** 421 4.4.2 for a passed deadline, audited with the limit that passed. */
+  #deadlinePassed(): void {
+    const kind = this.#deadlineKind;
+    logger.info("session {session}: {kind} deadline passed for [{ip}], closing", {
+      session: this.id,
+      kind,
+      ip: this.#stream.remoteAddress,
+    });
+    this.#audit("security_deadline", { deadline: kind, command: this.#verb });
+    this.reply(Replies.timeout(this.#ctx.hostname, kind));
   }
 
   #audit(event: string, fields: Record<string, unknown>): void {
@@ -237,8 +294,8 @@ export class Session implements CommandHandlers {
       ip: stream.remoteAddress,
       port: this.#ctx.kind,
     });
+    this.#started = this.#clock();
     try {
-      stream.setReadTimeout(this.#ctx.commandTimeoutMs);
       const refused = await this.#ctx.policy.connect?.(this.#client);
       this.reply(refused ?? Replies.greeting(this.#ctx.hostname));
       while (!this.#closing) {
@@ -246,7 +303,10 @@ export class Session implements CommandHandlers {
           this.reply(Replies.shuttingDown(this.#ctx.hostname));
           break;
         }
-        if (!this.#reader.hasBufferedLine()) await this.#flush();
+        if (!this.#reader.hasBufferedLine()) {
+          await this.#flush();
+          this.#awaitLine();
+        }
         const errorsBefore = this.#errors;
         // AUTH may carry an initial response up to MAX_AUTH_LINE; other commands are shorter.
         const result = await this.#reader.readLine(MAX_AUTH_LINE);
@@ -264,7 +324,7 @@ export class Session implements CommandHandlers {
       }
     } catch (error) {
       if (error instanceof StreamTimeoutError) {
-        this.reply(Replies.timeout(this.#ctx.hostname));
+        this.#deadlinePassed();
       } else if (error instanceof ShutdownError) {
         this.reply(Replies.shuttingDown(this.#ctx.hostname));
       } else {
@@ -431,6 +491,7 @@ export class Session implements CommandHandlers {
 
   async #readSaslResponse(): Promise<Uint8Array | "cancel" | "bad" | "eof" | "too_long"> {
     await this.#flush();
+    this.#awaitLine();
     const result = await this.#reader.readLine(MAX_AUTH_LINE);
     if (result.kind === "eof") return "eof";
     if (result.kind === "too_long") return "too_long";
@@ -537,7 +598,14 @@ export class Session implements CommandHandlers {
     const max = this.#ctx.maxMessageBytes;
     let size = header.length;
     let tooBig = false;
-    this.#stream.setReadTimeout(this.#ctx.dataTimeoutMs);
+    // A total deadline and a minimum average rate, re-armed as bytes arrive.
+    const limits = this.#limits();
+    const dataStart = this.#clock();
+    const armData = () =>
+      this.#setDeadline(
+        dataDeadline(limits, this.#started, dataStart, size - header.length, this.#clock()),
+      );
+    armData();
     let result;
     try {
       result = await this.#reader.readData(
@@ -549,7 +617,11 @@ export class Session implements CommandHandlers {
             headers.push(bytes);
           }
         },
-        () => sink.drain(),
+        () => {
+          // Once per chunk read: more bytes move the minimum-rate deadline on.
+          if (limits.minBytesPerSecond > 0) armData();
+          return sink.drain();
+        },
       );
     } catch (error) {
       // Timeout, shutdown, a broken connection: nothing of it stays behind.
@@ -557,7 +629,7 @@ export class Session implements CommandHandlers {
       this.#inData = false;
       throw error;
     } finally {
-      this.#stream.setReadTimeout(this.#ctx.commandTimeoutMs);
+      this.#stream.setReadDeadline(null);
     }
     this.#inData = false;
     // Everything that can refuse the message is asked before the sink commits:

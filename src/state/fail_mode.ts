@@ -54,8 +54,8 @@ export class FailModeStateStore implements StateStore {
     return this.#call((s) => s.increment(key, windowMs, by));
   }
 
-  hitWindow(key: string, windowMs: number, by?: number): Promise<WindowHit> {
-    return this.#call((s) => s.hitWindow(key, windowMs, by));
+  hitWindow(key: string, windowMs: number, by?: number, at?: number): Promise<WindowHit> {
+    return this.#call((s) => s.hitWindow(key, windowMs, by, at));
   }
 
   acquireSlot(key: string, member: string, limit: number, leaseMs: number): Promise<boolean> {

@@ -111,11 +111,14 @@ export class MemoryStateStore implements StateStore {
     });
   }
 
-  hitWindow(key: string, windowMs: number, by = 1): Promise<WindowHit> {
+  hitWindow(key: string, windowMs: number, by = 1, at?: number): Promise<WindowHit> {
     return settle(() => {
       this.#open();
       checkTtl(windowMs);
-      if (!Number.isSafeInteger(by) || by < 0) throw new RangeError("by must be >= 0");
+      if (!Number.isSafeInteger(by)) throw new RangeError("by must be an integer");
+      if (by < 0 && (at === undefined || !Number.isFinite(at))) {
+        throw new RangeError("a give-back needs the time of the hit (at)");
+      }
       const now = this.#maintain();
       const index = Math.floor(now / windowMs);
       const entry = this.#live(key, now);
@@ -125,7 +128,12 @@ export class MemoryStateStore implements StateStore {
         throw new TypeError("the value is not a window counter");
       }
       const counts = slide(entry?.value as SlidingCounts | undefined, index);
-      if (by > 0) {
+      if (by < 0 && entry !== undefined) {
+        const hitIndex = Math.floor(at! / windowMs);
+        if (hitIndex === index) counts.current = Math.max(0, counts.current + by);
+        else if (hitIndex === index - 1) counts.previous = Math.max(0, counts.previous + by);
+        entry.value = counts;
+      } else if (by > 0) {
         counts.current += by;
         // Gone once it can no longer be the previous window.
         const expiresAt = (index + 2) * windowMs;

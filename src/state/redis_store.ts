@@ -49,6 +49,10 @@ if by > 0 then
   c = c + by
   redis.call('HSET', KEYS[1], 'i', index, 'c', c, 'p', p)
   redis.call('PEXPIRE', KEYS[1], (index + 2) * w - now)
+elseif by < 0 and i ~= nil then
+  local hit = math.floor(tonumber(ARGV[3]) / w)
+  if hit == index then c = math.max(0, c + by) elseif hit == index - 1 then p = math.max(0, p + by) end
+  redis.call('HSET', KEYS[1], 'i', index, 'c', c, 'p', p)
 end
 return {c, p, now}`;
 
@@ -92,12 +96,19 @@ export class RedisStateStore implements StateStore {
     return Number(await this.#redis.eval(INCREMENT, [key], [Math.ceil(windowMs), by]));
   }
 
-  async hitWindow(key: string, windowMs: number, by = 1): Promise<WindowHit> {
+  async hitWindow(key: string, windowMs: number, by = 1, at = 0): Promise<WindowHit> {
     if (!Number.isInteger(windowMs) || windowMs < 1) {
       throw new RangeError("windowMs must be a positive integer");
     }
-    if (!Number.isSafeInteger(by) || by < 0) throw new RangeError("by must be >= 0");
-    const [current, previous, now] = await this.#redis.eval(HIT_WINDOW, [key], [windowMs, by]) as [
+    if (!Number.isSafeInteger(by)) throw new RangeError("by must be an integer");
+    if (by < 0 && !Number.isFinite(at)) {
+      throw new RangeError("a give-back needs the time of the hit");
+    }
+    const [current, previous, now] = await this.#redis.eval(HIT_WINDOW, [key], [
+      windowMs,
+      by,
+      Math.floor(at),
+    ]) as [
       number,
       number,
       number,

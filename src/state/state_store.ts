@@ -54,13 +54,18 @@ export interface StateStore {
    */
   increment(key: string, windowMs: number, by?: number): Promise<number>;
   /**
+   * A negative `by` gives hits back (a reservation that did not count): they
+   * come off the window that holds `at` (the `now` of the hit being given
+   * back, on the store's clock) while that is the current or the previous
+   * window, never below 0; otherwise nothing changes.
+   *
    * Counts `by` (default 1; 0 only reads) hits in the sliding-window counter
    * `key` of width `windowMs`, atomically, on the store's clock, and returns
    * the counts of the current and the previous fixed window. The key expires
    * once both windows are over. {@link "./window.ts"} turns the counts into
    * an estimate.
    */
-  hitWindow(key: string, windowMs: number, by?: number): Promise<WindowHit>;
+  hitWindow(key: string, windowMs: number, by?: number, at?: number): Promise<WindowHit>;
   /**
    * Takes one of `limit` slots of `key` (concurrent connections of one
    * client address, say) for `member`, leased for `leaseMs` on the store's

@@ -68,6 +68,15 @@ export class SlidingWindow {
     return this.#count(await this.#store.hitWindow(key, this.windowMs, 0));
   }
 
+  /**
+   * Takes back one hit counted at `at` (the `now` of its {@link hit}, on the
+   * store's clock): a reservation that turned out not to count. It leaves
+   * the window it was counted in, even if a newer one began.
+   */
+  async giveBack(key: string, at: number): Promise<void> {
+    await this.#store.hitWindow(key, this.windowMs, -1, at);
+  }
+
   /** Forgets every hit of `key`. */
   async reset(key: string): Promise<void> {
     await this.#store.delete(key);

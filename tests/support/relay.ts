@@ -162,6 +162,34 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
   };
 }
 
+/**
+ * {@link startTestRelay} with the embedded OAuth2 server on a free port (its
+ * signing keys in a temporary folder removed at close); `config` is merged in.
+ */
+export async function startOAuthTestRelay(
+  config: Record<string, Record<string, unknown>> = {},
+): Promise<TestRelay> {
+  const keysDir = await Deno.makeTempDir({ prefix: "relay-oauth-keys-" });
+  const t = await startTestRelay({
+    config: {
+      ...config,
+      oauth: {
+        enabled: true,
+        listen: "127.0.0.1:0",
+        issuer: "http://127.0.0.1:0",
+        keys_file: join(keysDir, "keys.json"),
+        ...config.oauth,
+      },
+    },
+  });
+  const close = t.close;
+  t.close = async () => {
+    await close();
+    await Deno.remove(keysDir, { recursive: true });
+  };
+  return t;
+}
+
 /** Connects our SMTP client to a test relay: SMTPS (or STARTTLS), trusting its CA. */
 export async function connectClient(
   t: { smtpsPort: number; submissionPort: number; caPem: string },

@@ -42,6 +42,11 @@ Deno.test("RedisStateStore: counters, releases, values and expiry on a real redi
     );
     const peek = await window.peek("w");
     assert.equal(peek.current, 20);
+    // A reservation given back leaves the window it went into (on the Redis clock).
+    await window.giveBack("w", hits[0].now);
+    assert.equal((await window.peek("w")).current, 19);
+    await window.giveBack("w", hits[0].now - 10 * 60_000); // a window long gone: nothing
+    assert.equal((await window.peek("w")).current, 19);
     assert.ok(Math.abs(peek.now - Date.now()) < 5_000, "Redis TIME is the clock");
     await assert.rejects(store.get("w"), TypeError, "a window is not a plain value");
     await window.reset("w");

@@ -105,6 +105,17 @@ Deno.test("MemoryStateStore hitWindow counts the current and previous window on 
     previous: 0,
     now: c.now(),
   });
+  // A give-back leaves the window that holds its hit, never below 0, and needs `at`.
+  const hit = await store.hitWindow("w", 60_000, 2);
+  c.advance(60_000);
+  assert.deepEqual(await store.hitWindow("w", 60_000, -1, hit.now), {
+    current: 0,
+    previous: 1,
+    now: c.now(),
+  });
+  await store.hitWindow("w", 60_000, -5, hit.now);
+  assert.equal((await store.hitWindow("w", 60_000, 0)).previous, 0);
+  await assert.rejects(store.hitWindow("w", 60_000, -1), RangeError);
   await store.set("s", "1", 1000);
   await assert.rejects(store.hitWindow("s", 60_000), TypeError);
   await store.close();

@@ -379,7 +379,13 @@ Deno.test("behind HAProxy (round robin, PROXY v2): per-address limits count the 
     server: { hostname: name },
     smtps: { proxy_protocol: true, trusted_proxies: ["127.0.0.2/32"] },
     limits: { max_connections_per_ip: 2 },
-    rate_limit: { enabled: true, per_minute: 3, per_hour: 100, block_seconds: 60 },
+    rate_limit: {
+      enabled: true,
+      per_minute: 3,
+      per_hour: 100,
+      block_seconds: 60,
+      accounts_per_address_per_hour: 3,
+    },
   });
   const a = await startNode(redis, behindProxy("node-a.test"));
   const b = await startNode(redis, behindProxy("node-b.test"));
@@ -438,8 +444,8 @@ Deno.test("behind HAProxy (round robin, PROXY v2): per-address limits count the 
     });
     for (const client of clients.splice(0)) client.close();
 
-    // Failed logins of three different users from one address, spread over both
-    // nodes, block that address (not the users) everywhere.
+    // Failed logins of three different users from one address (a spray), spread over
+    // both nodes, block that address (not the users) everywhere.
     for (let i = 0; i < 3; i++) {
       const [client] = await open();
       await client.command("EHLO client.example");
@@ -460,7 +466,7 @@ Deno.test("behind HAProxy (round robin, PROXY v2): per-address limits count the 
     }
     const blocked = [...a.audit.events, ...b.audit.events].filter((e) => e.event === "rate_limit");
     assert.ok(
-      blocked.some((e) => e.scope === "ip" && e.ip === "127.0.0.1"),
+      blocked.some((e) => e.scope === "address" && e.ip === "127.0.0.1"),
       JSON.stringify(blocked),
     );
   } finally {

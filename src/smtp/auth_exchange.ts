@@ -96,7 +96,15 @@ export async function runAuthExchange(
   ctx: AuthContext,
   command: { mechanism: string; initial: string | null },
 ): Promise<AuthenticatedIdentity | null> {
-  const early = await ctx.lockout?.admitAddress(port.ip);
+  const early = await ctx.lockout?.admitAddress(port.ip).catch((error) => {
+    storeDown(error);
+    return "unavailable" as const;
+  });
+  if (early === "unavailable") {
+    // The shared state is unreachable and `[state] fail = "closed"`: no login now.
+    port.reply(Replies.authTemporaryFailure());
+    return null;
+  }
   if (early) {
     refuse(port, early, "");
     return null;

@@ -7,13 +7,7 @@ import assert from "node:assert/strict";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { issuerMismatch, oauthIssuer } from "../src/config/oauth_schema.ts";
 import { startTestRelay } from "./support/relay.ts";
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
+import { freePort } from "./support/ports.ts";
 
 async function discovery(port: number, path: string): Promise<Record<string, string>> {
   const response = await fetch(`http://127.0.0.1:${port}${path}`);

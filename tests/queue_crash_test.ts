@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { SmtpClient } from "../src/delivery/mod.ts";
 import { SmtpSink } from "./support/sink.ts";
 import { until } from "./support/until.ts";
+import { accepts, freePort } from "./support/ports.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -17,22 +18,6 @@ const TOTAL = 500;
 const WORKERS = 16;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-async function accepts(port: number): Promise<boolean> {
-  try {
-    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 interface Server {
   child: Deno.ChildProcess;

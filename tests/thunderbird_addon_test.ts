@@ -11,7 +11,8 @@
  */
 import assert from "node:assert/strict";
 import * as oauth from "oauth4webapi";
-import { connectClient, freePort, startTestRelay, USERS } from "./support/relay.ts";
+import { connectClient, startTestRelay, USERS } from "./support/relay.ts";
+import { freePort } from "./support/ports.ts";
 import { submitLogin } from "./support/oauth_flow.ts";
 
 interface OAuthProvider {

@@ -14,6 +14,7 @@ import { RawClient } from "./support/raw_client.ts";
 import { startTestRelay, type TestRelay } from "./support/relay.ts";
 import { startServe } from "./support/serve_process.ts";
 import { until } from "./support/until.ts";
+import { freePort } from "./support/ports.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -196,13 +197,6 @@ Deno.test('TLS 1.2 and 1.3 by default; min_version = "1.3" refuses a TLS 1.2 cli
     await strict.close();
   }
 });
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 Deno.test("relay serve: SIGHUP reloads the certificate and the server keeps running", async () => {
   const dir = await Deno.makeTempDir({ prefix: "relay_sighup_" });

@@ -12,6 +12,7 @@ import { hashPassword } from "../../src/auth/password_hash.ts";
 import { type Config, parseConfig } from "../../src/config/mod.ts";
 import { type Relay, startRelay, type StartRelayOptions } from "../../src/relay.ts";
 import { SmtpClient } from "../../src/delivery/smtp_client.ts";
+import { freePort } from "./ports.ts";
 
 /** Cheap argon2id parameters for tests (production default is m=19456, t=2). */
 export const TEST_ARGON2 = { memory_kib: 64, iterations: 1, parallelism: 1 };
@@ -53,14 +54,6 @@ export interface TestRelayOptions {
   config?: Record<string, Record<string, unknown>>;
   users?: TestUser[];
   start?: StartRelayOptions;
-}
-
-/** A TCP port that was free a moment ago, for configs that must name their port up front. */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /** Starts a relay with test defaults. */

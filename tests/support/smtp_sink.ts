@@ -17,6 +17,7 @@
  * @module
  */
 import { join } from "node:path";
+import { accepts, freePort } from "./ports.ts";
 
 /** Where Debian installs it. */
 export const SMTP_SINK = "/usr/sbin/smtp-sink";
@@ -51,23 +52,6 @@ export interface PostfixSink {
   waitForMessages(count: number, timeoutMs?: number): Promise<DumpedMessage[]>;
   /** Stops smtp-sink and removes the dump folder. */
   close(): Promise<void>;
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
-async function accepts(port: number): Promise<boolean> {
-  try {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    conn.close();
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Parses one dump file; null while smtp-sink is still writing it. */

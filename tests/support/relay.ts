@@ -12,7 +12,6 @@ import { hashPassword } from "../../src/auth/password_hash.ts";
 import { type Config, parseConfig } from "../../src/config/mod.ts";
 import { type Relay, startRelay, type StartRelayOptions } from "../../src/relay.ts";
 import { SmtpClient } from "../../src/delivery/smtp_client.ts";
-import { freePort } from "./ports.ts";
 
 /** Cheap argon2id parameters for tests (production default is m=19456, t=2). */
 export const TEST_ARGON2 = { memory_kib: 64, iterations: 1, parallelism: 1 };

@@ -260,6 +260,8 @@ format = "json"
     await until("the new certificate", () => smtpsGreets(port, next.ca));
     assert.equal(relay.exited(), false, "SIGHUP does not stop the relay");
     assert.equal(await smtpsGreets(port, oldCa), false);
+    // Log lines are written in batches (up to 50 ms later): wait for this one.
+    await until("the reload log line", () => stderr().includes("TLS certificate reloaded"));
     const records = stderr().trim().split("\n").map((line) => JSON.parse(line));
     const reloaded = records.find((r) => r.message.startsWith("TLS certificate reloaded"));
     assert.equal(reloaded?.trigger, "SIGHUP", stderr());

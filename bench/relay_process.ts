@@ -19,6 +19,8 @@ export interface StartRelayOptions {
   oauth?: boolean;
   /** Keep accepted mail in the spool (`spool.hold`): measures the accept path alone. */
   hold?: boolean;
+  /** Where accepted mail goes (`[relay] url`; default a `file:` outbox in the temp dir). */
+  relayUrl?: string;
   /** Log level for the relay (default `warning`). */
   logLevel?: string;
   /** How long to wait for the listeners (default 60 s). */
@@ -42,8 +44,10 @@ export interface RelayProcess {
   password: string;
   /** The OAuth2 server's base URL (issuer), when started with `oauth`. */
   oauthUrl?: string;
-  /** The outbox directory (`relay.url = "file:..."`). */
+  /** The outbox directory (`relay.url = "file:..."`, unless `relayUrl` was given). */
   outbox: string;
+  /** Messages in the spool now (`spool/queue/*.msg`): 0 once everything is delivered. */
+  spooled(): Promise<number>;
   /** The last output of the relay (stdout and stderr), for diagnostics. */
   output(): string;
   /** Stops the relay (SIGTERM, then SIGKILL after 10 s) and removes the temp dir. */
@@ -117,7 +121,7 @@ dir = ${q(`${dir}/spool`)}
 hold = ${options.hold ? "true" : "false"}
 
 [relay]
-url = ${q(`file:${outbox}`)}
+url = ${q(options.relayUrl ?? `file:${outbox}`)}
 
 [audit]
 file = ${q(`${dir}/audit.jsonl`)}
@@ -211,6 +215,13 @@ ${options.extraToml ?? ""}
     password,
     ...(options.oauth ? { oauthUrl: `http://127.0.0.1:${oauthPort}` } : {}),
     outbox,
+    spooled: async () => {
+      let n = 0;
+      for await (const entry of Deno.readDir(`${dir}/spool/queue`)) {
+        if (entry.name.endsWith(".msg")) n++;
+      }
+      return n;
+    },
     output: () => tail,
     stop,
   };

@@ -27,6 +27,8 @@ export interface StartRelayOptions {
   startTimeoutMs?: number;
   /** Keep the temp dir after `stop()` (default false). */
   keepDir?: boolean;
+  /** Extra `deno run` flags before the main module (e.g. `--v8-flags=--perf-basic-prof`). */
+  denoFlags?: string[];
 }
 
 /** A running relay. */
@@ -151,7 +153,15 @@ ${options.extraToml ?? ""}
   );
 
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, "serve", "--config", configPath],
+    args: [
+      "run",
+      "--allow-all",
+      ...(options.denoFlags ?? []),
+      MAIN,
+      "serve",
+      "--config",
+      configPath,
+    ],
     cwd: dir,
     stdin: "null",
     stdout: "piped",

@@ -12,6 +12,7 @@
  */
 /// <reference lib="deno.worker" />
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { setImmediate } from "node:timers";
 
 interface Insert {
   seq: number;
@@ -63,9 +64,10 @@ self.onmessage = (event: MessageEvent) => {
     return;
   }
   pending.push(message as Insert);
-  // Messages that arrive before this task runs (and during its commit) form the next group.
+  // Messages already waiting (those that arrived during the last commit) are dispatched
+  // before an immediate runs: they form the next group. (setTimeout(0) would add ~1 ms.)
   if (!scheduled) {
     scheduled = true;
-    setTimeout(commitPending, 0);
+    setImmediate(commitPending);
   }
 };

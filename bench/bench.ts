@@ -37,8 +37,15 @@ import { parseArgs } from "node:util";
 import { makeTestCertificates } from "../src/delivery/_smtp_test_server.ts";
 import { startCeiling } from "./ceiling_server.ts";
 import { readCpuMs } from "./cpu.ts";
-import { type LoadResult, percentile, runPooled, runTasks } from "./load.ts";
-import { type RelayProcess, startRelay } from "./relay_process.ts";
+import {
+  alignTable,
+  fixedOrDash,
+  type LoadResult,
+  percentile,
+  runPooled,
+  runTasks,
+} from "./load.ts";
+import { type RelayProcess, relayTarget, startRelay } from "./relay_process.ts";
 import { formatRelayPathReport, runRelayPath } from "./relay_path.ts";
 import { startSmtpSink } from "./smtp_sink_backend.ts";
 import { signInOverHttp } from "../tests/support/oauth_flow.ts";
@@ -339,17 +346,7 @@ async function startSystem(name: SystemName, options: StartOptions): Promise<Sys
     pid: relay.pid,
     relay,
     settle: name === "relay-hold" ? undefined : () => untilSpoolEmpty(relay),
-    target: {
-      host: "127.0.0.1",
-      port: options.mode === "smtps" ? relay.smtpsPort : relay.submissionPort,
-      security,
-      servername: options.servername ?? "localhost",
-      caCerts: [relay.caCert],
-      username: relay.username,
-      password: relay.password,
-      from: options.from ?? relay.username,
-      to: [options.to ?? "rcpt@example.net"],
-    },
+    target: relayTarget(relay, options),
   };
 }
 
@@ -517,8 +514,6 @@ export function formatTable(reports: ScenarioReport[]): string {
     "CPU × ceiling",
     "client CPU ms/msg",
   ];
-  const fixed = (n: number | null, digits: number) =>
-    n === null || Number.isNaN(n) ? "-" : n.toFixed(digits);
   const rows = reports.map((r) => [
     r.system,
     r.scenario,
@@ -526,22 +521,18 @@ export function formatTable(reports: ScenarioReport[]): string {
     String(r.concurrency),
     String(r.ok),
     String(r.failed),
-    fixed(r.msgPerSecond, 0),
-    fixed(r.rateVsCeiling, 2),
-    fixed(r.p50Ms, 1),
-    fixed(r.p99Ms, 1),
-    fixed(r.serverCpuMsPerMsg, 2),
-    fixed(r.cpuVsCeiling, 2),
-    fixed(r.clientCpuMsPerMsg, 2),
+    fixedOrDash(r.msgPerSecond, 0),
+    fixedOrDash(r.rateVsCeiling, 2),
+    fixedOrDash(r.p50Ms, 1),
+    fixedOrDash(r.p99Ms, 1),
+    fixedOrDash(r.serverCpuMsPerMsg, 2),
+    fixedOrDash(r.cpuVsCeiling, 2),
+    fixedOrDash(r.clientCpuMsPerMsg, 2),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join("  ");
   const note = "CPU from /proc (10 ms ticks), per message (per connection in the new-connection " +
     "rows),\nfor delivering relays until their spool is empty again; × ceiling: against the " +
     "zero-work smtp-server row of the same scenario.";
-  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line), note]
-    .join("\n");
+  return `${alignTable(header, rows, 3)}\n${note}`;
 }
 
 class UsageError extends Error {}

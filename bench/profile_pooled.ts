@@ -15,7 +15,7 @@
  */
 import { parseArgs } from "node:util";
 import { runScenario } from "./bench.ts";
-import { startRelay } from "./relay_process.ts";
+import { relayTarget, startRelay } from "./relay_process.ts";
 import { startSmtpSink } from "./smtp_sink_backend.ts";
 
 const { values } = parseArgs({
@@ -35,17 +35,8 @@ const relay = await startRelay({
 });
 const data = `${relay.dir}/perf.data`;
 try {
-  const target = {
-    host: "127.0.0.1",
-    port: relay.smtpsPort,
-    security: "implicit" as const,
-    servername: "localhost",
-    caCerts: [relay.caCert],
-    username: relay.username,
-    password: relay.password,
-    from: relay.username,
-    to: ["rcpt@example.net"],
-  };
+  const target = relayTarget(relay);
+
   const settle = async () => {
     while ((await relay.spooled()) > 0) await new Promise((r) => setTimeout(r, 20));
   };

@@ -8,6 +8,7 @@
  */
 import { hashPassword } from "../src/auth/mod.ts";
 import { makeTestCertificates } from "../src/delivery/_smtp_test_server.ts";
+import type { SmtpTarget } from "./smtp_target.ts";
 
 /** Options for {@linkcode startRelay}. */
 export interface StartRelayOptions {
@@ -234,6 +235,28 @@ ${options.extraToml ?? ""}
     },
     output: () => tail,
     stop,
+  };
+}
+
+/**
+ * How the bench submits to a started relay: its SMTPS or submission port, its
+ * test CA, its bench user as sender, `rcpt@example.net` as recipient.
+ */
+export function relayTarget(
+  relay: RelayProcess,
+  options: { mode?: "smtps" | "starttls"; servername?: string; from?: string; to?: string } = {},
+): SmtpTarget {
+  const smtps = (options.mode ?? "smtps") === "smtps";
+  return {
+    host: "127.0.0.1",
+    port: smtps ? relay.smtpsPort : relay.submissionPort,
+    security: smtps ? "implicit" : "starttls",
+    servername: options.servername ?? "localhost",
+    caCerts: [relay.caCert],
+    username: relay.username,
+    password: relay.password,
+    from: options.from ?? relay.username,
+    to: [options.to ?? "rcpt@example.net"],
   };
 }
 

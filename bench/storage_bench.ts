@@ -29,7 +29,7 @@ import { join } from "node:path";
 import { Spool } from "../src/queue/spool.ts";
 import { type Envelope, newQueueId } from "../src/mail/mod.ts";
 import { readCpuMs } from "./cpu.ts";
-import { runTasks } from "./load.ts";
+import { alignTable, fixedOrDash, runTasks } from "./load.ts";
 
 /** A way of making one message durable. */
 interface Store {
@@ -264,20 +264,16 @@ export async function measureStore(
 /** Formats the reports as an aligned table. */
 export function formatStorageTable(reports: StorageReport[]): string {
   const header = ["store", "size", "writers", "records", "records/s", "CPU ms/record", "per sync"];
-  const fixed = (n: number | null, d: number) => n === null ? "-" : n.toFixed(d);
   const rows = reports.map((r) => [
     r.store,
     String(r.size),
     String(r.writers),
     String(r.records),
-    fixed(r.recordsPerSecond, 0),
-    fixed(r.cpuMsPerRecord, 3),
-    fixed(r.recordsPerSync, 1),
+    fixedOrDash(r.recordsPerSecond, 0),
+    fixedOrDash(r.cpuMsPerRecord, 3),
+    fixedOrDash(r.recordsPerSync, 1),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join("  ");
-  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+  return alignTable(header, rows, 1);
 }
 
 async function main(args: string[]): Promise<number> {

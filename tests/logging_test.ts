@@ -7,47 +7,16 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { RawClient } from "./support/raw_client.ts";
 import { freePort } from "./support/ports.ts";
-import { startServe } from "./support/serve_process.ts";
+import { serveConfig, startServe } from "./support/serve_process.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
 
 Deno.test("relay serve: the lines logged just before a SIGTERM are all in the output, 'stopped' last", async () => {
   const dir = await Deno.makeTempDir({ prefix: "relay_logging_" });
-  const q = JSON.stringify;
   const port = freePort();
   const configPath = join(dir, "relay.toml");
-  await Deno.writeTextFile(
-    configPath,
-    `[server]
-hostname = "relay.test"
-shutdown_grace_seconds = 1
-[smtps]
-enabled = false
-[submission]
-listen = ${q(`127.0.0.1:${port}`)}
-[oauth]
-enabled = false
-[admin]
-listen = "127.0.0.1:0"
-[tls]
-cert = ${q(join(dir, "certs", "server.crt"))}
-key = ${q(join(dir, "certs", "server.key"))}
-generate_if_missing = true
-[auth.file]
-users = ${q(join(dir, "users.txt"))}
-users_dir = ${q(join(dir, "users"))}
-[spool]
-dir = ${q(join(dir, "spool"))}
-[relay]
-url = ${q(`file:${join(dir, "outbox")}`)}
-[audit]
-file = ${q(join(dir, "audit.jsonl"))}
-[log]
-level = "info"
-format = "json"
-`,
-  );
+  await Deno.writeTextFile(configPath, serveConfig(dir, { listener: "submission", port }));
   const relay = await startServe({
     args: ["-A", MAIN, "serve", "--config", configPath],
     cwd: ROOT,

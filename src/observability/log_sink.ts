@@ -13,9 +13,11 @@
  * `batchBytes` plus one line.
  *
  * A clean stop loses nothing: LogTape's `reset()` disposes the sink, which
- * writes the rest, and `Deno.exit()` anywhere writes the rest too (the
- * `unload` event). A crash (SIGKILL, out of memory, a V8 abort) loses at
- * most the lines of the last `flushIntervalMs`.
+ * writes the rest, and `Deno.exit()` anywhere, the end of the program and
+ * an uncaught error write the rest too (the `unload`, `error` and
+ * `unhandledrejection` events). A crash the process cannot see (SIGKILL,
+ * out of memory, a V8 abort) loses at most the lines of the last
+ * `flushIntervalMs`.
  *
  * @module
  */
@@ -70,19 +72,25 @@ export function batchedSink(
       // A closed stderr must not take the relay down.
     }
   };
-  globalThis.addEventListener("unload", flush);
+  // Last chances before the process ends: Deno.exit() or the end of the program (unload), and an
+  // uncaught error (error, unhandledrejection; the process still ends as it would have).
+  const lastChances = ["unload", "error", "unhandledrejection"] as const;
+  for (const event of lastChances) globalThis.addEventListener(event, flush);
 
   const sink = ((record: LogRecord) => {
     const line = formatter(record);
     lines.push(line);
     buffered += line.length;
     if (buffered >= batchBytes) flush();
-    else if (timer === undefined) timer = setTimeout(flush, interval);
+    else if (timer === undefined) {
+      timer = setTimeout(flush, interval);
+      Deno.unrefTimer(timer); // a buffered line never keeps the process alive: unload writes it
+    }
   }) as BatchedSink;
   sink.flush = flush;
   sink[Symbol.dispose] = () => {
     flush();
-    globalThis.removeEventListener("unload", flush);
+    for (const event of lastChances) globalThis.removeEventListener(event, flush);
   };
   return sink;
 }

@@ -68,3 +68,35 @@ Deno.test("batched log sink: an output that throws does not throw into the calle
   }, { batchBytes: 1 });
   sink(record("lost, quietly"));
 });
+
+Deno.test("batched log sink: Deno.exit, the end of the program and an uncaught error write the buffer", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "relay_log_sink_" });
+  try {
+    const script = `${dir}/program.ts`;
+    await Deno.writeTextFile(
+      script,
+      `import { batchedSink, stderrOutput } from ${
+        JSON.stringify(import.meta.resolve("./log_sink.ts"))
+      };
+const sink = batchedSink((r) => r.message[0] + "\\n", stderrOutput, { flushIntervalMs: 60_000 });
+sink({ category: [], level: "info", message: ["the last line"], rawMessage: "", timestamp: 0, properties: {} });
+if (Deno.args[0] === "exit") Deno.exit(3);
+if (Deno.args[0] === "throw") throw new Error("boom");
+`,
+    );
+    for (const [how, code] of [["exit", 3], ["end", 0], ["throw", 1]] as const) {
+      const started = performance.now();
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--quiet", "--allow-read", script, how],
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      assert.equal(out.code, code, how);
+      assert.match(decoder.decode(out.stderr), /^the last line\n/, how);
+      // The 60 s flush timer does not keep the process alive.
+      assert.ok(performance.now() - started < 30_000, how);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -361,7 +361,11 @@ async function untilSpoolEmpty(relay: RelayProcess): Promise<void> {
 
 /** The system as seen with `auth` (XOAUTH2: a token from the relay's OAuth2 server). */
 async function withAuth(system: System, auth: string): Promise<System> {
-  if (auth !== "xoauth2" || system.name === "ceiling") return system;
+  if (auth !== "xoauth2") return system;
+  if (system.name === "ceiling") {
+    // The ceiling accepts any token, unchecked.
+    return { ...system, target: { ...system.target, password: undefined, accessToken: "any" } };
+  }
   if (!system.relay?.oauthUrl) throw new UsageError("--auth xoauth2 needs the bench's own relays");
   const tokens = await signInOverHttp({
     issuer: system.relay.oauthUrl,

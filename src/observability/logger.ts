@@ -36,7 +36,7 @@ function safeJson(value: unknown): string {
 }
 
 /** One JSON object per line: time, level, logger, message, then the properties. */
-const jsonFormatter: TextFormatter = (record) =>
+export const jsonFormatter: TextFormatter = (record) =>
   safeJson({
     "@timestamp": new Date(record.timestamp).toISOString(),
     level: record.level.toUpperCase(),

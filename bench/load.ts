@@ -134,6 +134,22 @@ export function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
 }
 
+/**
+ * Aligns a text table: a header, a rule, the rows; the first `leftColumns`
+ * columns flush left, numbers flush right.
+ */
+export function alignTable(header: string[], rows: string[][], leftColumns: number): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => i < leftColumns ? c.padEnd(widths[i]) : c.padStart(widths[i])).join("  ");
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+/** A number with `digits` decimals, or `-` when there is none. */
+export function fixedOrDash(n: number | null, digits: number): string {
+  return n === null || Number.isNaN(n) ? "-" : n.toFixed(digits);
+}
+
 function emptyResult(): LoadResult {
   return { ok: 0, failed: 0, errors: new Map(), latenciesMs: [], wallMs: 0 };
 }

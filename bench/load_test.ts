@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { parseStatCpuMs, readCpuMs } from "./cpu.ts";
 import { percentile, runPooled, runTasks } from "./load.ts";
-import { formatTable } from "./bench.ts";
-import { makeMessage } from "./smtp_target.ts";
+import { formatTable, mergeRounds, runScenario, type ScenarioReport, withRatios } from "./bench.ts";
+import { startCeiling } from "./ceiling_server.ts";
+import { makeMessage, type SmtpTarget } from "./smtp_target.ts";
+import { makeTestCertificates } from "../src/delivery/_smtp_test_server.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -112,22 +114,88 @@ Deno.test("makeMessage builds a CRLF message of the asked size", () => {
   }
 });
 
-Deno.test("formatTable aligns columns and shows missing CPU as -", () => {
-  const table = formatTable([{
+function row(system: string, msgPerSecond: number, cpu: number | null, ok = 200): ScenarioReport {
+  return {
+    system,
     scenario: "pooled",
     mode: "smtps",
     concurrency: 12,
-    ok: 200,
+    ok,
     failed: 0,
-    msgPerSecond: 812.4,
+    msgPerSecond,
     p50Ms: 12.34,
     p99Ms: 40.5,
-    serverCpuMsPerMsg: null,
+    serverCpuMsPerMsg: cpu,
     clientCpuMsPerMsg: 0.5,
+    rateVsCeiling: null,
+    cpuVsCeiling: null,
     errors: {},
-  }]);
-  const [header, rule, row] = table.split("\n");
-  assert.equal(header.length, row.length);
-  assert.equal(rule.length, row.length);
-  assert.match(row, /^pooled\s+smtps\s+12\s+200\s+0\s+812\s+12\.3\s+40\.5\s+-\s+0\.50$/);
+  };
+}
+
+Deno.test("formatTable aligns columns and shows missing values as -", () => {
+  const table = formatTable([row("target", 812.4, null)]);
+  const [header, rule, line] = table.split("\n");
+  assert.equal(header.length, line.length);
+  assert.equal(rule.length, line.length);
+  assert.match(
+    line,
+    /^target\s+pooled\s+smtps\s+12\s+200\s+0\s+812\s+-\s+12\.3\s+40\.5\s+-\s+-\s+0\.50$/,
+  );
+});
+
+Deno.test("mergeRounds sums rounds per system; withRatios divides by the ceiling's row", () => {
+  const merged = withRatios(mergeRounds([
+    row("ceiling", 8000, 0.1, 2000), // 0.25 s
+    row("relay-sink", 1000, 0.8, 2000), // 2 s
+    row("relay-sink", 4000, 0.4, 2000), // 0.5 s
+    row("ceiling", 8000, 0.1, 2000),
+  ]));
+  assert.deepEqual(merged.map((r) => r.system), ["ceiling", "relay-sink"]);
+  const [ceiling, relay] = merged;
+  assert.equal(ceiling.ok, 4000);
+  assert.equal(ceiling.rateVsCeiling, 1);
+  assert.equal(relay.msgPerSecond, 4000 / 2.5);
+  assert.ok(Math.abs(relay.serverCpuMsPerMsg! - 0.6) < 1e-9);
+  assert.equal(relay.rateVsCeiling, 1600 / 8000);
+  assert.ok(Math.abs(relay.cpuVsCeiling! - 6) < 1e-9);
+  // Without a ceiling there is nothing to divide by.
+  assert.equal(withRatios([row("target", 100, 1)])[0].rateVsCeiling, null);
+});
+
+Deno.test("the ceiling server (npm smtp-server, zero work) takes pooled and new-connection mail", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "relay_bench_test_" });
+  const certs = await makeTestCertificates(dir);
+  const ceiling = await startCeiling({ certPath: certs.certPath, keyPath: certs.keyPath });
+  try {
+    const target: SmtpTarget = {
+      host: "127.0.0.1",
+      port: ceiling.port,
+      security: "implicit",
+      servername: "localhost",
+      caCerts: [certs.caCert],
+      username: "bench@example.com",
+      password: "not checked",
+      from: "bench@example.com",
+      to: ["rcpt@example.net"],
+    };
+    for (const scenario of ["pooled", "concurrent"] as const) {
+      const { report } = await runScenario({
+        scenario,
+        mode: "smtps",
+        target,
+        count: 20,
+        size: 1024,
+        concurrency: 4,
+        warmup: 0,
+        serverPid: ceiling.pid,
+      });
+      assert.equal(report.ok, 20, JSON.stringify(report.errors));
+      assert.equal(report.failed, 0);
+      assert.ok(report.serverCpuMsPerMsg !== null && report.serverCpuMsPerMsg >= 0);
+    }
+  } finally {
+    await ceiling.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

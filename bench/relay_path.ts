@@ -21,8 +21,8 @@
 import { SmtpSink } from "../tests/support/sink.ts";
 import { readCpuMs } from "./cpu.ts";
 import { percentile, runPooled } from "./load.ts";
-import { startRelay } from "./relay_process.ts";
-import { makeMessage, openSession, sendOn, type SmtpTarget } from "./smtp_target.ts";
+import { relayTarget, startRelay } from "./relay_process.ts";
+import { makeMessage, openSession, sendOn } from "./smtp_target.ts";
 
 /** Options for {@linkcode runRelayPath}. */
 export interface RelayPathOptions {
@@ -99,17 +99,7 @@ max_messages_per_connection = 1000000
 `,
   });
   try {
-    const target: SmtpTarget = {
-      host: "127.0.0.1",
-      port: mode === "smtps" ? relay.smtpsPort : relay.submissionPort,
-      security: mode === "smtps" ? "implicit" : "starttls",
-      servername: "localhost",
-      caCerts: [relay.caCert],
-      username: relay.username,
-      password: relay.password,
-      from: relay.username,
-      to: ["rcpt@example.net"],
-    };
+    const target = relayTarget(relay, { mode });
     const template = new TextDecoder().decode(
       makeMessage({ from: target.from, to: target.to, size }),
     );

@@ -8,6 +8,7 @@
  */
 import { hashPassword } from "../src/auth/mod.ts";
 import { makeTestCertificates } from "../src/delivery/_smtp_test_server.ts";
+import type { SmtpTarget } from "./smtp_target.ts";
 
 /** Options for {@linkcode startRelay}. */
 export interface StartRelayOptions {
@@ -19,12 +20,16 @@ export interface StartRelayOptions {
   oauth?: boolean;
   /** Keep accepted mail in the spool (`spool.hold`): measures the accept path alone. */
   hold?: boolean;
+  /** Where accepted mail goes (`[relay] url`; default a `file:` outbox in the temp dir). */
+  relayUrl?: string;
   /** Log level for the relay (default `warning`). */
   logLevel?: string;
   /** How long to wait for the listeners (default 60 s). */
   startTimeoutMs?: number;
   /** Keep the temp dir after `stop()` (default false). */
   keepDir?: boolean;
+  /** Extra `deno run` flags before the main module (e.g. `--v8-flags=--perf-basic-prof`). */
+  denoFlags?: string[];
 }
 
 /** A running relay. */
@@ -42,8 +47,10 @@ export interface RelayProcess {
   password: string;
   /** The OAuth2 server's base URL (issuer), when started with `oauth`. */
   oauthUrl?: string;
-  /** The outbox directory (`relay.url = "file:..."`). */
+  /** The outbox directory (`relay.url = "file:..."`, unless `relayUrl` was given). */
   outbox: string;
+  /** Messages in the spool now (`spool/queue/*.msg`): 0 once everything is delivered. */
+  spooled(): Promise<number>;
   /** The last output of the relay (stdout and stderr), for diagnostics. */
   output(): string;
   /** Stops the relay (SIGTERM, then SIGKILL after 10 s) and removes the temp dir. */
@@ -117,7 +124,7 @@ dir = ${q(`${dir}/spool`)}
 hold = ${options.hold ? "true" : "false"}
 
 [relay]
-url = ${q(`file:${outbox}`)}
+url = ${q(options.relayUrl ?? `file:${outbox}`)}
 
 [audit]
 file = ${q(`${dir}/audit.jsonl`)}
@@ -147,7 +154,15 @@ ${options.extraToml ?? ""}
   );
 
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", MAIN, "serve", "--config", configPath],
+    args: [
+      "run",
+      "--allow-all",
+      ...(options.denoFlags ?? []),
+      MAIN,
+      "serve",
+      "--config",
+      configPath,
+    ],
     cwd: dir,
     stdin: "null",
     stdout: "piped",
@@ -211,8 +226,37 @@ ${options.extraToml ?? ""}
     password,
     ...(options.oauth ? { oauthUrl: `http://127.0.0.1:${oauthPort}` } : {}),
     outbox,
+    spooled: async () => {
+      let n = 0;
+      for await (const entry of Deno.readDir(`${dir}/spool/queue`)) {
+        if (entry.name.endsWith(".msg")) n++;
+      }
+      return n;
+    },
     output: () => tail,
     stop,
+  };
+}
+
+/**
+ * How the bench submits to a started relay: its SMTPS or submission port, its
+ * test CA, its bench user as sender, `rcpt@example.net` as recipient.
+ */
+export function relayTarget(
+  relay: RelayProcess,
+  options: { mode?: "smtps" | "starttls"; servername?: string; from?: string; to?: string } = {},
+): SmtpTarget {
+  const smtps = (options.mode ?? "smtps") === "smtps";
+  return {
+    host: "127.0.0.1",
+    port: smtps ? relay.smtpsPort : relay.submissionPort,
+    security: smtps ? "implicit" : "starttls",
+    servername: options.servername ?? "localhost",
+    caCerts: [relay.caCert],
+    username: relay.username,
+    password: relay.password,
+    from: options.from ?? relay.username,
+    to: [options.to ?? "rcpt@example.net"],
   };
 }
 

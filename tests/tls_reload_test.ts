@@ -12,7 +12,7 @@ import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { generateDevCertificates } from "../src/tls/mod.ts";
 import { RawClient } from "./support/raw_client.ts";
 import { startTestRelay, type TestRelay } from "./support/relay.ts";
-import { startServe } from "./support/serve_process.ts";
+import { serveConfig, startServe } from "./support/serve_process.ts";
 import { until } from "./support/until.ts";
 import { freePort } from "./support/ports.ts";
 
@@ -200,39 +200,11 @@ Deno.test('TLS 1.2 and 1.3 by default; min_version = "1.3" refuses a TLS 1.2 cli
 
 Deno.test("relay serve: SIGHUP reloads the certificate and the server keeps running", async () => {
   const dir = await Deno.makeTempDir({ prefix: "relay_sighup_" });
-  const q = JSON.stringify;
   const port = freePort();
   const configPath = join(dir, "relay.toml");
   await Deno.writeTextFile(
     configPath,
-    `[server]
-hostname = "relay.test"
-shutdown_grace_seconds = 1
-[smtps]
-listen = ${q(`127.0.0.1:${port}`)}
-[submission]
-enabled = false
-[oauth]
-enabled = false
-[admin]
-listen = "127.0.0.1:0"
-[tls]
-cert = ${q(join(dir, "certs", "server.crt"))}
-key = ${q(join(dir, "certs", "server.key"))}
-reload = false
-[auth.file]
-users = ${q(join(dir, "users.txt"))}
-users_dir = ${q(join(dir, "users"))}
-[spool]
-dir = ${q(join(dir, "spool"))}
-[relay]
-url = ${q(`file:${join(dir, "outbox")}`)}
-[audit]
-file = ${q(join(dir, "audit.jsonl"))}
-[log]
-level = "info"
-format = "json"
-`,
+    serveConfig(dir, { listener: "smtps", port, tls: "reload = false" }),
   );
   const relay = await startServe({
     args: ["-A", MAIN, "serve", "--config", configPath],
@@ -254,6 +226,8 @@ format = "json"
     await until("the new certificate", () => smtpsGreets(port, next.ca));
     assert.equal(relay.exited(), false, "SIGHUP does not stop the relay");
     assert.equal(await smtpsGreets(port, oldCa), false);
+    // Log lines are written in batches (up to 50 ms later): wait for this one.
+    await until("the reload log line", () => stderr().includes("TLS certificate reloaded"));
     const records = stderr().trim().split("\n").map((line) => JSON.parse(line));
     const reloaded = records.find((r) => r.message.startsWith("TLS certificate reloaded"));
     assert.equal(reloaded?.trigger, "SIGHUP", stderr());

@@ -13,11 +13,9 @@ import {
   type LogLevel,
   type LogRecord,
   reset,
-  type Sink,
   type TextFormatter,
 } from "@logtape/logtape";
-
-const encoder = new TextEncoder();
+import { batchedSink, stderrOutput } from "./log_sink.ts";
 
 /** A message with its values in place; strings bare (no quotes), others as JSON. */
 function renderMessage(record: LogRecord): string {
@@ -38,7 +36,7 @@ function safeJson(value: unknown): string {
 }
 
 /** One JSON object per line: time, level, logger, message, then the properties. */
-const jsonFormatter: TextFormatter = (record) =>
+export const jsonFormatter: TextFormatter = (record) =>
   safeJson({
     "@timestamp": new Date(record.timestamp).toISOString(),
     level: record.level.toUpperCase(),
@@ -47,32 +45,26 @@ const jsonFormatter: TextFormatter = (record) =>
     ...record.properties,
   }) + "\n";
 
-/** Writes each formatted record to stderr (all logs go to stderr; stdout is for command output). */
-function stderrSink(formatter: TextFormatter): Sink {
-  return (record: LogRecord) => {
-    try {
-      Deno.stderr.writeSync(encoder.encode(formatter(record)));
-    } catch {
-      // A closed stderr must not take the relay down.
-    }
-  };
-}
-
 /** Logging options (the `[log]` config section). */
 export interface LogOptions {
   level: LogLevel;
   format: "auto" | "pretty" | "json";
 }
 
-/** Configures logging for the process; call once at start. Writes to stderr. */
+/**
+ * Configures logging for the process; call once at start. Writes to stderr
+ * (stdout is for command output) in batches, off the hot path (see
+ * `log_sink.ts`); {@linkcode teardownLogging} writes what is still buffered.
+ */
 export async function setupLogging(options: LogOptions): Promise<void> {
   const pretty = options.format === "pretty" ||
     (options.format === "auto" && Deno.stderr.isTerminal());
   await configure({
     reset: true,
     sinks: {
-      stderr: stderrSink(
+      stderr: batchedSink(
         pretty ? getAnsiColorFormatter({ timestamp: "time", value: "bare" }) : jsonFormatter,
+        stderrOutput,
       ),
     },
     loggers: [
@@ -82,7 +74,7 @@ export async function setupLogging(options: LogOptions): Promise<void> {
   });
 }
 
-/** Flushes and removes the logging configuration (at exit). */
+/** Writes every buffered line and removes the logging configuration (at exit). */
 export async function teardownLogging(): Promise<void> {
   await reset();
 }

@@ -84,3 +84,50 @@ export async function startServe(options: ServeOptions): Promise<ServeProcess> {
     [Symbol.asyncDispose]: end,
   };
 }
+
+/**
+ * A small `relay serve` config with every file under `dir` (a development
+ * certificate generated there at start), one SMTP listener on 127.0.0.1,
+ * OAuth2 off, the admin listener on a free port, JSON logs at `info`.
+ */
+export function serveConfig(
+  dir: string,
+  options: {
+    listener: "smtps" | "submission";
+    port: number;
+    /** More lines for the `[tls]` table, e.g. `reload = false`. */
+    tls?: string;
+  },
+): string {
+  const q = JSON.stringify;
+  const path = (...parts: string[]) => q([dir, ...parts].join("/"));
+  const other = options.listener === "smtps" ? "submission" : "smtps";
+  return `[server]
+hostname = "relay.test"
+shutdown_grace_seconds = 1
+[${options.listener}]
+listen = ${q(`127.0.0.1:${options.port}`)}
+[${other}]
+enabled = false
+[oauth]
+enabled = false
+[admin]
+listen = "127.0.0.1:0"
+[tls]
+cert = ${path("certs", "server.crt")}
+key = ${path("certs", "server.key")}
+${options.tls ?? ""}
+[auth.file]
+users = ${path("users.txt")}
+users_dir = ${path("users")}
+[spool]
+dir = ${path("spool")}
+[relay]
+url = ${q(`file:${dir}/outbox`)}
+[audit]
+file = ${path("audit.jsonl")}
+[log]
+level = "info"
+format = "json"
+`;
+}

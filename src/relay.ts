@@ -35,6 +35,7 @@ import { QueueManager, queueSettings, Spool } from "./queue/mod.ts";
 import { DkimKeyring } from "./dkim/mod.ts";
 import {
   type BoundListener,
+  type Handoff,
   type ListenerSpec,
   type MechanismSpec,
   PassthroughSink,
@@ -372,9 +373,9 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       });
     }
     // A committed message goes to delivery in memory (unless the queue is held).
-    const handoff = hold
+    const handoff: Handoff = hold
       ? () => {}
-      : (id: string, hasState: boolean) => hasState ? queue.enqueue(id) : queue.enqueueNew(id);
+      : (id, hasState, message) => hasState ? queue.enqueue(id) : queue.enqueueNew(id, message);
     const innerSink = config.relay.mode === "passthrough"
       ? new PassthroughSink({
         spool,

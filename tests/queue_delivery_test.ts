@@ -72,6 +72,30 @@ function mimeParts(text: string): { headers: string; body: string }[] {
   });
 }
 
+Deno.test("queue: a message just accepted is delivered from memory; only a retry reads the spool", async () => {
+  const sink = await SmtpSink.start();
+  const t = await relayTo(sink, { retry_schedule: [3600] });
+  try {
+    for (let i = 0; i < 3; i++) await submit(t, ["bob@dest.org"], `in memory ${i}`);
+    await sink.waitForMessages(3);
+    await until("the spool to empty", async () => (await t.relay.spool.list()).length === 0);
+    assert.equal(t.relay.spool.reads, 0, "the first attempts never read the spool back");
+    // A deferred message is retried from its spool file.
+    sink.rcptReply = () => "451 4.2.0 try later";
+    const id = await submit(t, ["carol@dest.org"], "retried");
+    await until("a deferral", async () => (await readState(t.relay.spool, id)) !== null);
+    assert.equal(t.relay.spool.reads, 0);
+    sink.rcptReply = undefined;
+    assert.equal(t.relay.queue.flush(id), 1);
+    await sink.waitForMessages(4);
+    assert.equal(subjectOf(sink.messages[3]), "retried");
+    assert.equal(t.relay.spool.reads, 1);
+  } finally {
+    await t.close();
+    await sink.close();
+  }
+});
+
 Deno.test("queue: backend down when mail is accepted, delivered once it comes up", async () => {
   const sink = await SmtpSink.start();
   await sink.pause();

@@ -43,7 +43,7 @@ import type { DeliveryBackend } from "../delivery/backend.ts";
 import { log } from "../observability/logger.ts";
 import { writeDeadLetter } from "./dead_letter.ts";
 import { buildDsn } from "./dsn.ts";
-import { type Spool } from "./spool.ts";
+import type { Spool, SpooledMessage } from "./spool.ts";
 import {
   type DeliveryState,
   FLUSH_ALL,
@@ -68,6 +68,11 @@ export interface QueueManagerOptions {
   audit: AuditLog;
   /** Messages in delivery at once (default 16). */
   concurrency?: number;
+  /**
+   * Bytes of just-accepted messages held in memory for their first attempt
+   * (default 32 MiB); past it, a message's first attempt reads the spool.
+   */
+  handoffBytes?: number;
   /** Delays (seconds) before each retry; the last repeats. Default 1 min doubling to 1 h. */
   retrySchedule?: number[];
   /** Give up (and bounce) after this many seconds in the queue (default 5 days). */
@@ -131,6 +136,9 @@ export class QueueManager {
   #scanTimer: ReturnType<typeof setInterval> | undefined;
   /** Messages whose first attempt has not run and that have no state file. */
   #fresh = new Set<string>();
+  /** Messages handed over in memory at acceptance, until their first attempt. */
+  #held = new Map<string, SpooledMessage>();
+  #heldBytes = 0;
   #scanning: Promise<void> | null = null;
   #stopped = false;
   /** States that could not be written, by message: newer than their files. */
@@ -146,6 +154,7 @@ export class QueueManager {
   constructor(options: QueueManagerOptions) {
     this.#o = {
       concurrency: 16,
+      handoffBytes: 32 * 1024 * 1024,
       retrySchedule: [...DEFAULT_RETRY_SCHEDULE],
       maxAgeSeconds: 5 * 86400,
       scanIntervalMs: 5000,
@@ -189,10 +198,25 @@ export class QueueManager {
    * first attempt skips looking for one (a failed lookup costs a syscall and
    * an exception per message on the hot path).
    */
-  enqueueNew(id: string): void {
+  enqueueNew(id: string, message: SpooledMessage | null = null): void {
     if (this.#stopped || this.#queued.has(id)) return;
     this.#fresh.add(id);
+    // Its first attempt starts from memory, within a bound on what is held.
+    if (message && this.#heldBytes + message.data.length <= this.#o.handoffBytes) {
+      this.#held.set(id, message);
+      this.#heldBytes += message.data.length;
+    }
     this.#enqueue(id);
+  }
+
+  /** The message's bytes handed over in memory, if any (given out once). */
+  #takeHeld(id: string): SpooledMessage | undefined {
+    const message = this.#held.get(id);
+    if (message) {
+      this.#held.delete(id);
+      this.#heldBytes -= message.data.length;
+    }
+    return message;
   }
 
   #enqueue(id: string): void {
@@ -236,6 +260,8 @@ export class QueueManager {
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
     this.#ready = [];
+    this.#held.clear(); // on disk anyway: a restart resumes them from the spool
+    this.#heldBytes = 0;
     await this.#scanning;
     await Promise.all(this.#active);
   }
@@ -353,9 +379,10 @@ export class QueueManager {
 
   async #deliver(id: string): Promise<void> {
     const { spool, backend } = this.#o;
-    let message;
+    // A message just accepted comes from memory; retries and recovery read the spool.
+    let message = this.#takeHeld(id);
     try {
-      message = await spool.read(id);
+      message ??= await spool.read(id);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return; // deleted meanwhile
       throw error;

@@ -53,6 +53,7 @@ export class SpoolWriter {
   #flushing: Promise<void> = Promise.resolve();
   #failed: unknown = null;
   #done = false;
+  #committed: Uint8Array | null = null;
 
   /** @internal use {@link Spool.begin} */
   constructor(spool: Spool, envelope: Envelope) {
@@ -155,6 +156,7 @@ export class SpoolWriter {
         all.set(body, header.length);
         this.#file = await Deno.open(this.#tmpPath, { write: true, createNew: true, mode: 0o600 });
         await writeAll(this.#file, all);
+        this.#committed = all.subarray(header.length);
       }
       await this.#file.syncData();
       this.#file.close();
@@ -177,6 +179,17 @@ export class SpoolWriter {
     } finally {
       spool.committing.delete(id);
     }
+  }
+
+  /**
+   * The committed message as it is in the spool, when it is still in memory
+   * (small messages, never spilled to their file): delivery can start from
+   * it without reading the file back. Given out once; `null` otherwise.
+   */
+  takeCommitted(): SpooledMessage | null {
+    const data = this.#committed;
+    this.#committed = null;
+    return data ? { envelope: this.#envelope, data } : null;
   }
 
   /** Discards the message (client vanished, size exceeded, bad data). */
@@ -245,6 +258,9 @@ export class Spool {
    */
   readonly committing: Set<string> = new Set();
 
+  /** Messages read back whole ({@link read}) since the spool was opened (for tests and stats). */
+  reads = 0;
+
   /** Path of a committed message file. */
   messagePath(id: string): string {
     return join(this.dir, "queue", `${this.#checked(id)}.msg`);
@@ -293,6 +309,7 @@ export class Spool {
 
   /** Reads a committed message. */
   async read(id: string): Promise<SpooledMessage> {
+    this.reads++;
     const bytes = await Deno.readFile(this.messagePath(id));
     return parseSpoolFile(bytes);
   }

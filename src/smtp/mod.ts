@@ -60,5 +60,5 @@ export {
 } from "./submission_policy.ts";
 export { type SigningOutcome, SigningSink, type SigningSinkOptions } from "./signing_sink.ts";
 export type { MessageSink, SinkResult, SinkTransaction } from "./sink.ts";
-export { SpoolSink, type SpoolSinkOptions } from "./spool_sink.ts";
+export { type Handoff, SpoolSink, type SpoolSinkOptions } from "./spool_sink.ts";
 export { PassthroughSink, type PassthroughSinkOptions } from "./passthrough_sink.ts";

@@ -27,7 +27,7 @@ import { log } from "../observability/logger.ts";
 import { type DeliveryState, encodeState, type Spool } from "../queue/mod.ts";
 import { Replies } from "./replies.ts";
 import type { MessageSink, SinkResult, SinkTransaction } from "./sink.ts";
-import { commitToSpool } from "./spool_sink.ts";
+import { commitToSpool, type Handoff } from "./spool_sink.ts";
 
 const logger = log("smtp");
 
@@ -37,7 +37,7 @@ export interface PassthroughSinkOptions {
   /** Relays one transaction to the backend, reading the message from `source`. */
   relay: (envelope: Envelope, source: AsyncIterable<Uint8Array>) => Promise<StreamedDelivery>;
   /** Hands a committed copy to delivery (see `SpoolSinkOptions.handoff`). */
-  handoff: (id: string, hasState: boolean) => void;
+  handoff: Handoff;
   /** Clock (ms), injectable for tests. */
   now?: () => number;
 }

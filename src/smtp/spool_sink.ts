@@ -8,7 +8,7 @@
  */
 import type { Envelope } from "../mail/mod.ts";
 import { log } from "../observability/logger.ts";
-import { type Spool, SpoolFullError, type SpoolWriter } from "../queue/mod.ts";
+import { type Spool, type SpooledMessage, SpoolFullError, type SpoolWriter } from "../queue/mod.ts";
 import { Replies, type SmtpReply } from "./replies.ts";
 import type { MessageSink, SinkResult, SinkTransaction } from "./sink.ts";
 
@@ -19,10 +19,14 @@ export interface SpoolSinkOptions {
   spool: Spool;
   /**
    * Hands a committed message to delivery; `hasState` when its delivery
-   * state was committed with it (pass-through, partly relayed).
+   * state was committed with it (pass-through, partly relayed); `message`
+   * when its bytes are still in memory (delivery need not read them back).
    */
-  handoff: (id: string, hasState: boolean) => void;
+  handoff: Handoff;
 }
+
+/** See {@link SpoolSinkOptions.handoff}. */
+export type Handoff = (id: string, hasState: boolean, message: SpooledMessage | null) => void;
 
 /** The reply for a spool commit that failed. */
 export function spoolFailureReply(error: unknown): SmtpReply {
@@ -58,7 +62,7 @@ export class SpoolSink implements MessageSink {
  */
 export async function commitToSpool(
   writer: SpoolWriter,
-  handoff: (id: string, hasState: boolean) => void,
+  handoff: Handoff,
   state?: Uint8Array,
 ): Promise<SinkResult> {
   try {
@@ -70,6 +74,6 @@ export async function commitToSpool(
     });
     return { reply: spoolFailureReply(error), accepted: false };
   }
-  handoff(writer.id, state !== undefined);
+  handoff(writer.id, state !== undefined, writer.takeCommitted());
   return { reply: Replies.queued(writer.id), accepted: true, queued: writer.id };
 }

@@ -63,7 +63,7 @@ async function serve(writeConfig: (port: number) => Promise<string>): Promise<Se
     if (started) return { child, port, output: () => tail, done };
     if (!exited) child.kill("SIGKILL");
     await done;
-    if (attempt < 3 && tail.includes("Address already in use")) continue;
+    if (attempt < 3 && /address already in use/i.test(tail)) continue;
     throw new Error(`relay did not start:\n${tail}`);
   }
 }

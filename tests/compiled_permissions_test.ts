@@ -34,7 +34,10 @@ const ROOT = new URL("../", import.meta.url).pathname;
 const MAIN = join(ROOT, "main.ts");
 const decoder = new TextDecoder();
 
-/** The runtime flags of the `compile` task: everything but `--output X`, `--include X` and the script. */
+/**
+ * The runtime flags of the `compile` task: everything but `--output X`,
+ * `--include X`, `--exclude X` (what goes into the binary) and the script.
+ */
 export async function compileRunFlags(): Promise<string[]> {
   const config = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json")));
   const words: string[] = config.tasks.compile.split(/\s+/);
@@ -42,7 +45,7 @@ export async function compileRunFlags(): Promise<string[]> {
   const flags: string[] = [];
   for (let i = 2; i < words.length; i++) {
     const word = words[i];
-    if (word === "--output" || word === "-o" || word === "--include") i++;
+    if (word === "--output" || word === "-o" || word === "--include" || word === "--exclude") i++;
     else if (word.endsWith(".ts")) break;
     else flags.push(word);
   }

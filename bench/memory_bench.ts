@@ -13,7 +13,15 @@
  * ```sh
  * deno task bench:memory                       # default and minimal config, N = 1000 and 5000
  * deno task bench:memory --counts 200 --json   # quicker, machine-readable
+ * deno task bench:memory --floor               # also: bare node:tls and Deno.listenTls servers
+ * deno task bench:memory --heap --counts 1000  # also: what one connection adds to the JS heap
  * ```
+ *
+ * `--floor` runs bench/tls_floor_server.ts (handshake, greeting, hold) the same
+ * way, as the floor of each TLS stack. `--heap` starts the relay with
+ * `--inspect`, takes a heap snapshot (after a collection) before and after
+ * opening the connections, and lists the object kinds that grew, per
+ * connection: the attribution the RSS figures cannot give.
  *
  * Configs: `default` runs what an empty config enables (the embedded OAuth2
  * server included); `minimal` turns the OAuth2 server off.
@@ -23,11 +31,16 @@
 import { parseArgs } from "node:util";
 import { SmtpClient } from "../src/delivery/smtp_client.ts";
 import { openSession } from "./smtp_target.ts";
-import { type RelayProcess, relayTarget, startRelay } from "./relay_process.ts";
+import { freePort, type RelayProcess, relayTarget, startRelay } from "./relay_process.ts";
+import { makeTestCertificates } from "../src/delivery/_smtp_test_server.ts";
 
 /** One config's figures. */
 export interface MemoryRow {
   config: string;
+  /** RSS once listening, before any login (no hashing worker yet), MiB. */
+  listeningRssMib: number;
+  /** Threads then. */
+  listeningThreads: number;
   /** RSS at start with the hashing workers up, MiB. */
   startRssMib: number;
   /** JS heap used at start, MiB (from the relay's /metrics). */
@@ -126,11 +139,15 @@ export async function measureConfig(
     admin: true,
   });
   try {
+    const listeningRss = await settledRss(relay.pid);
+    const listeningThreads = await procStatus(relay.pid, "Threads");
     await warmHashWorkers(relay, workers);
     const startRss = await settledRss(relay.pid);
     const startHeap = await heapUsed(relay);
     const row: MemoryRow = {
       config,
+      listeningRssMib: round(listeningRss / 1024),
+      listeningThreads,
       startRssMib: round(startRss / 1024),
       startHeapMib: startHeap === null ? null : round(startHeap / 2 ** 20),
       startThreads: await procStatus(relay.pid, "Threads"),
@@ -165,6 +182,145 @@ export async function measureConfig(
   }
 }
 
+/** (RSS after − before) / N of a bare TLS server (bench/tls_floor_server.ts), KiB. */
+export async function measureFloor(mode: "node" | "deno", count: number): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "relay_floor_" });
+  const port = freePort();
+  const certs = await makeTestCertificates(dir);
+  const server = new URL("./tls_floor_server.ts", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", server, mode, String(port), certs.certPath, certs.keyPath],
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  const conns: Deno.TlsConn[] = [];
+  try {
+    const connect = async () => {
+      const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [certs.caCert] });
+      await conn.read(new Uint8Array(64)); // the greeting
+      return conn;
+    };
+    await until(async () => {
+      try {
+        (await connect()).close();
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    const before = await settledRss(child.pid);
+    for (let i = 0; i < count; i += 50) {
+      conns.push(...await Promise.all(Array.from({ length: Math.min(50, count - i) }, connect)));
+    }
+    return round((await settledRss(child.pid) - before) / count);
+  } finally {
+    for (const conn of conns) conn.close();
+    child.kill();
+    await child.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function until(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!await check()) {
+    if (performance.now() > deadline) throw new Error("the floor server did not start");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Bytes and objects one connection adds to the JS heap, by node type and name. */
+export interface HeapGrowth {
+  kind: string;
+  bytesPerConnection: number;
+  objectsPerConnection: number;
+}
+
+/** Minimal Chrome DevTools protocol client for the relay's inspector. */
+async function inspect(port: number) {
+  const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
+  const ws = new WebSocket(targets[0].webSocketDebuggerUrl);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  let nextId = 0;
+  const waiting = new Map<number, () => void>();
+  let chunks: string[] = [];
+  ws.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.method === "HeapProfiler.addHeapSnapshotChunk") chunks.push(message.params.chunk);
+    else if (message.id !== undefined) waiting.get(message.id)?.();
+  };
+  const call = (method: string, params = {}) =>
+    new Promise<void>((resolve) => {
+      const id = ++nextId;
+      waiting.set(id, resolve);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  return {
+    /** Object kinds (type:name) → [count, self bytes], after a full collection. */
+    async snapshot(): Promise<Map<string, [number, number]>> {
+      chunks = [];
+      await call("HeapProfiler.collectGarbage");
+      await call("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
+      const heap = JSON.parse(chunks.join(""));
+      const fields: string[] = heap.snapshot.meta.node_fields;
+      const types: string[] = heap.snapshot.meta.node_types[0];
+      const [typeAt, nameAt, sizeAt] = ["type", "name", "self_size"].map((f) => fields.indexOf(f));
+      const kinds = new Map<string, [number, number]>();
+      for (let i = 0; i < heap.nodes.length; i += fields.length) {
+        const type = types[heap.nodes[i + typeAt]];
+        const name = type.includes("string") ? "" : heap.strings[heap.nodes[i + nameAt]];
+        const key = `${type}:${name.slice(0, 60)}`;
+        const entry = kinds.get(key) ?? [0, 0];
+        entry[0]++;
+        entry[1] += heap.nodes[i + sizeAt];
+        kinds.set(key, entry);
+      }
+      return kinds;
+    },
+    close: () => ws.close(),
+  };
+}
+
+/** What N idle connections of one kind add to the relay's JS heap, largest first. */
+export async function measureHeap(
+  kind: "smtps" | "starttls",
+  count: number,
+): Promise<{ totalKibPerConnection: number; top: HeapGrowth[] }> {
+  const port = freePort();
+  const relay = await startRelay({ denoFlags: [`--inspect=127.0.0.1:${port}`] });
+  try {
+    const inspector = await inspect(port);
+    try {
+      const before = await inspector.snapshot();
+      const clients = await openIdle(relay, kind, count);
+      const after = await inspector.snapshot();
+      for (const client of clients) client.close();
+      const growth: HeapGrowth[] = [];
+      let total = 0;
+      for (const [key, [objects, bytes]] of after) {
+        const [objectsBefore, bytesBefore] = before.get(key) ?? [0, 0];
+        if (bytes <= bytesBefore) continue;
+        total += bytes - bytesBefore;
+        growth.push({
+          kind: key,
+          bytesPerConnection: Math.round((bytes - bytesBefore) / count),
+          objectsPerConnection: round((objects - objectsBefore) / count),
+        });
+      }
+      growth.sort((a, b) => b.bytesPerConnection - a.bytesPerConnection);
+      return { totalKibPerConnection: round(total / 1024 / count), top: growth.slice(0, 25) };
+    } finally {
+      inspector.close();
+    }
+  } finally {
+    await relay.stop();
+  }
+}
+
 function round(n: number): number {
   return Math.round(n * 10) / 10;
 }
@@ -172,7 +328,8 @@ function round(n: number): number {
 function printRow(row: MemoryRow): void {
   const heap = row.startHeapMib === null ? "" : `, JS heap ${row.startHeapMib} MiB`;
   console.log(
-    `${row.config}: start RSS ${row.startRssMib} MiB${heap}, ${row.startThreads} threads`,
+    `${row.config}: listening ${row.listeningRssMib} MiB (${row.listeningThreads} threads); ` +
+      `start with hash workers up ${row.startRssMib} MiB${heap}, ${row.startThreads} threads`,
   );
   for (const idle of row.idle) {
     const heapPart = idle.heapKibPerConnection === null
@@ -194,6 +351,8 @@ if (import.meta.main) {
       kinds: { type: "string", default: "smtps,starttls" },
       workers: { type: "string", default: "2" },
       json: { type: "boolean", default: false },
+      floor: { type: "boolean", default: false },
+      heap: { type: "boolean", default: false },
     },
   });
   const counts = values.counts.split(",").map(Number);
@@ -204,5 +363,43 @@ if (import.meta.main) {
     rows.push(row);
     if (!values.json) printRow(row);
   }
-  if (values.json) console.log(JSON.stringify({ date: new Date().toISOString(), rows }, null, 2));
+  const floor: { mode: string; connections: number; rssKibPerConnection: number }[] = [];
+  if (values.floor) {
+    for (const mode of ["node", "deno"] as const) {
+      for (const count of counts) {
+        const rssKibPerConnection = await measureFloor(mode, count);
+        floor.push({ mode, connections: count, rssKibPerConnection });
+        if (!values.json) {
+          const what = mode === "node" ? "node:tls TLSSocket" : "Deno.listenTls   ";
+          console.log(
+            `floor ${what} ${
+              String(count).padStart(5)
+            } idle: ${rssKibPerConnection} KiB RSS per connection`,
+          );
+        }
+      }
+    }
+  }
+  const heap: { kind: string; connections: number; totalKibPerConnection: number }[] = [];
+  if (values.heap) {
+    for (const kind of kinds) {
+      const result = await measureHeap(kind, counts[0]);
+      heap.push({ kind, connections: counts[0], ...result });
+      if (!values.json) {
+        console.log(
+          `${kind}: JS heap after a collection, ${result.totalKibPerConnection} KiB per connection:`,
+        );
+        for (const item of result.top) {
+          console.log(
+            `  ${String(item.bytesPerConnection).padStart(6)} B ${
+              String(item.objectsPerConnection).padStart(5)
+            } objects  ${item.kind}`,
+          );
+        }
+      }
+    }
+  }
+  if (values.json) {
+    console.log(JSON.stringify({ date: new Date().toISOString(), rows, floor, heap }, null, 2));
+  }
 }

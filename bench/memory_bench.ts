@@ -134,33 +134,37 @@ export async function measureConfig(
   kinds: ("smtps" | "starttls")[],
   workers: number,
 ): Promise<MemoryRow> {
-  const relay = await startRelay({
-    oauth: config === "default",
-    admin: true,
-  });
-  try {
-    const listeningRss = await settledRss(relay.pid);
-    const listeningThreads = await procStatus(relay.pid, "Threads");
-    await warmHashWorkers(relay, workers);
-    const startRss = await settledRss(relay.pid);
-    const startHeap = await heapUsed(relay);
-    const row: MemoryRow = {
-      config,
-      listeningRssMib: round(listeningRss / 1024),
-      listeningThreads,
-      startRssMib: round(startRss / 1024),
-      startHeapMib: startHeap === null ? null : round(startHeap / 2 ** 20),
-      startThreads: await procStatus(relay.pid, "Threads"),
-      idle: [],
-    };
-    for (const kind of kinds) {
-      for (const count of counts) {
+  // A fresh relay for every measurement: memory freed by closed connections is
+  // reused by the next ones without the RSS going down, so a second measurement
+  // in the same process would read near zero.
+  let row: MemoryRow | null = null;
+  const idle: IdleRow[] = [];
+  for (const kind of [null, ...kinds]) {
+    for (const count of kind === null ? [0] : counts) {
+      const relay = await startRelay({ oauth: config === "default", admin: true });
+      let clients: SmtpClient[] = [];
+      try {
+        const listeningRss = await settledRss(relay.pid);
+        const listeningThreads = await procStatus(relay.pid, "Threads");
+        await warmHashWorkers(relay, workers);
         const before = await settledRss(relay.pid);
         const heapBefore = await heapUsed(relay);
-        const clients = await openIdle(relay, kind, count);
+        if (kind === null) {
+          row = {
+            config,
+            listeningRssMib: round(listeningRss / 1024),
+            listeningThreads,
+            startRssMib: round(before / 1024),
+            startHeapMib: heapBefore === null ? null : round(heapBefore / 2 ** 20),
+            startThreads: await procStatus(relay.pid, "Threads"),
+            idle,
+          };
+          continue;
+        }
+        clients = await openIdle(relay, kind, count);
         const after = await settledRss(relay.pid);
         const heapAfter = await heapUsed(relay);
-        row.idle.push({
+        idle.push({
           kind,
           connections: count,
           rssKibPerConnection: round((after - before) / count),
@@ -168,18 +172,16 @@ export async function measureConfig(
             ? null
             : round((heapAfter - heapBefore) / 1024 / count),
         });
+      } catch (error) {
+        console.error(relay.output());
+        throw error;
+      } finally {
         for (const client of clients) client.close();
-        // Let the relay see every close before the next measurement.
-        await new Promise((r) => setTimeout(r, 1_000));
+        await relay.stop();
       }
     }
-    return row;
-  } catch (error) {
-    console.error(relay.output());
-    throw error;
-  } finally {
-    await relay.stop();
   }
+  return row!;
 }
 
 /** (RSS after − before) / N of a bare TLS server (bench/tls_floor_server.ts), KiB. */

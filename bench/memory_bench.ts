@@ -98,22 +98,18 @@ async function openIdle(
   count: number,
   parallel = 50,
 ): Promise<SmtpClient[]> {
-  const target = relayTarget(relay, { mode: kind });
+  // No credentials: connect, EHLO (and STARTTLS, EHLO), no AUTH.
+  const target = {
+    ...relayTarget(relay, { mode: kind }),
+    username: undefined,
+    password: undefined,
+  };
   const clients: SmtpClient[] = [];
   let next = 0;
   const lane = async () => {
     while (next < count) {
       next++;
-      clients.push(
-        await SmtpClient.connect({
-          host: target.host,
-          port: target.port,
-          security: target.security,
-          servername: target.servername,
-          caCerts: target.caCerts,
-          ehloName: "bench.localhost",
-        }),
-      );
+      clients.push(await openSession(target));
     }
   };
   await Promise.all(Array.from({ length: Math.min(parallel, count) }, lane));

@@ -24,7 +24,6 @@ import { runOAuthCommand } from "./src/cli/oauth.ts";
 import { runLimitsCommand } from "./src/cli/limits.ts";
 import { runServe } from "./src/cli/serve.ts";
 import { runUserCommand } from "./src/cli/user.ts";
-import { runLdapUserCommand } from "./src/cli/user_ldap.ts";
 import { ConfigError, loadConfig } from "./src/config/mod.ts";
 import { setupLogging, teardownLogging } from "./src/observability/logger.ts";
 
@@ -88,7 +87,8 @@ async function main(argv: string[]): Promise<number> {
         return await runServe(config, used);
       case "user":
         return args.includes("--ldap")
-          ? await runLdapUserCommand(args, config.ldap)
+          // Loaded on use: npm ldapts stays out of every other command's memory.
+          ? await (await import("./src/cli/user_ldap.ts")).runLdapUserCommand(args, config.ldap)
           : await runUserCommand(args, config);
       case "certs":
         return await runCertsCommand(args, config);

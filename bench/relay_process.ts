@@ -30,6 +30,8 @@ export interface StartRelayOptions {
   keepDir?: boolean;
   /** Extra `deno run` flags before the main module (e.g. `--v8-flags=--perf-basic-prof`). */
   denoFlags?: string[];
+  /** Bind the admin listener (`/metrics`) on a known free port; its URL is `adminUrl`. */
+  admin?: boolean;
 }
 
 /** A running relay. */
@@ -47,6 +49,8 @@ export interface RelayProcess {
   password: string;
   /** The OAuth2 server's base URL (issuer), when started with `oauth`. */
   oauthUrl?: string;
+  /** The admin listener's base URL, when started with `admin`. */
+  adminUrl?: string;
   /** The outbox directory (`relay.url = "file:..."`, unless `relayUrl` was given). */
   outbox: string;
   /** Messages in the spool now (`spool/queue/*.msg`): 0 once everything is delivered. */
@@ -91,6 +95,7 @@ async function launch(dir: string, options: StartRelayOptions): Promise<RelayPro
   const smtpsPort = freePort();
   const submissionPort = freePort();
   const oauthPort = freePort();
+  const adminPort = options.admin ? freePort() : 0;
   const outbox = `${dir}/outbox`;
   const configPath = `${dir}/relay.toml`;
   const q = (s: string) => JSON.stringify(s);
@@ -144,7 +149,7 @@ issuer = ${q(`http://127.0.0.1:${oauthPort}`)}
 keys_file = ${q(`${dir}/oauth-keys.json`)}
 
 [admin]
-listen = "127.0.0.1:0"
+listen = ${q(`127.0.0.1:${adminPort}`)}
 
 [log]
 level = ${q(options.logLevel ?? "warning")}
@@ -225,6 +230,7 @@ ${options.extraToml ?? ""}
     username,
     password,
     ...(options.oauth ? { oauthUrl: `http://127.0.0.1:${oauthPort}` } : {}),
+    ...(options.admin ? { adminUrl: `http://127.0.0.1:${adminPort}` } : {}),
     outbox,
     spooled: async () => {
       let n = 0;

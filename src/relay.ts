@@ -65,7 +65,6 @@ import {
   oauthLockout,
   SendQuota,
 } from "./policy/mod.ts";
-import { LdapAuthenticator, readLdapCa } from "./auth/ldap/mod.ts";
 import {
   type MailSettings,
   type OAuthServer,
@@ -74,6 +73,7 @@ import {
   startOAuthServer,
 } from "./oauth/mod.ts";
 import { createExternalBearerAuthenticator } from "./auth/token_verifier.ts";
+import { readLdapCa } from "./auth/ldap/ca.ts";
 import {
   createOAuthBearer,
   createXoauth2,
@@ -191,13 +191,22 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     // Counters follow the audit events: every part records through this tee.
     const audit = observeAuditLog(trail, (event) => metrics.observeAuditEvent(event));
 
-    // The LDAP backend needs its CA file read before the (synchronous) chain is built.
-    const ldapCa = config.auth.backends.includes("ldap") && !options.authenticator
-      ? await readLdapCa(config.ldap)
+    // The LDAP backend (npm ldapts, loaded only when configured) needs its CA file read
+    // before the (synchronous) chain is built.
+    const ldap = config.auth.backends.includes("ldap") && !options.authenticator
+      ? {
+        module: await import("./auth/ldap/authenticator.ts"),
+        caPem: await readLdapCa(config.ldap),
+      }
       : undefined;
     const authenticator = options.authenticator ??
       createAuthenticator(config, {
-        backends: { ldap: (c) => new LdapAuthenticator(c.ldap, { caPem: ldapCa }) },
+        backends: {
+          ldap: (c) => {
+            if (!ldap) throw new Error("the LDAP backend was not loaded");
+            return new ldap.module.LdapAuthenticator(c.ldap, { caPem: ldap.caPem });
+          },
+        },
         ...options.authOptions,
       });
     if (!options.authenticator) cleanups.push(() => authenticator.close());

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import {
   FailModeStateStore,
-  RedisConnection,
   RedisStateStore,
   SlidingWindow,
   StateUnavailableError,
 } from "../src/state/mod.ts";
+import { RedisConnection } from "../src/state/redis_client.ts";
 import { readStateFiles, stateSchema } from "../src/config/state_schema.ts";
 import { startRedis } from "./support/redis.ts";
 import { generateDevCertificates } from "../src/tls/dev_ca.ts";

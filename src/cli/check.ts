@@ -12,7 +12,7 @@ import { ConfigError, type ConfigIssue, loadConfigLenient } from "../config/mod.
 import type { Config } from "../config/mod.ts";
 import { parseListen } from "../config/listen.ts";
 import { checkDeliveryConfig } from "../delivery/mod.ts";
-import { readLdapCa } from "../auth/ldap/mod.ts";
+import { readLdapCa } from "../auth/ldap/ca.ts";
 import { DkimKeyring } from "../dkim/mod.ts";
 import { loadTlsMaterial, pathExists, SniCertificates, TlsMaterialError } from "../tls/mod.ts";
 

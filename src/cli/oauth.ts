@@ -26,7 +26,7 @@ import {
   THUNDERBIRD_CLIENT_ID,
 } from "../oauth/mod.ts";
 import { readStateFiles, type StateConfig } from "../config/state_schema.ts";
-import { RedisConnection } from "../state/mod.ts";
+import type { RedisConnection } from "../state/mod.ts";
 
 /** Where the command writes and how it reaches the world; injectable for tests. */
 export interface OAuthCommandIo {
@@ -126,6 +126,7 @@ async function keys(
   let redis: RedisConnection | null = null;
   if (state?.backend === "redis") {
     const files = await readStateFiles(state);
+    const { RedisConnection } = await import("../state/redis_client.ts");
     redis = RedisConnection.open({
       url: state.url,
       password: files.password,

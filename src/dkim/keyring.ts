@@ -6,6 +6,7 @@
  * @module
  */
 import { type DkimKeyInfo, DkimKeyStore, keyState } from "./key_store.ts";
+import { loadMailauth } from "./mailauth.ts";
 import type { SigningKey } from "./signer.ts";
 
 interface LoadedKey {
@@ -66,6 +67,8 @@ export class DkimKeyring {
       });
       byDomain.set(info.domain, list);
     }
+    // Signing needs mailauth; a relay without keys never loads it.
+    if (byDomain.size > 0) await loadMailauth();
     return new DkimKeyring(byDomain);
   }
 

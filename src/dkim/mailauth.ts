@@ -5,13 +5,14 @@
  * library's; we call its pieces one by one so that the body hash can be fed
  * while DATA streams in and the signature made once the body has ended.
  *
+ * The library (~15 MB resident with its dependencies) is loaded by
+ * {@link loadMailauth}, which {@link ./keyring.ts} calls once it holds a key:
+ * a relay that signs nothing never loads it. The other functions throw until
+ * it has been loaded.
+ *
  * @module
  */
 import { Buffer } from "node:buffer";
-// The library's internals are CommonJS without type declarations.
-import bodyModule from "mailauth/lib/dkim/body/index.js";
-import headerModule from "mailauth/lib/dkim/header/index.js";
-import toolsModule from "mailauth/lib/tools.js";
 
 /** One parsed header field, as mailauth keeps it. */
 export interface ParsedHeader {
@@ -63,21 +64,53 @@ interface MailauthTools {
   defaultDKIMFieldNames: string;
 }
 
-const body = bodyModule as unknown as MailauthBody;
-const header = headerModule as unknown as MailauthHeader;
-const tools = toolsModule as unknown as MailauthTools;
+interface Mailauth {
+  body: MailauthBody;
+  header: MailauthHeader;
+  tools: MailauthTools;
+}
+
+let loaded: Promise<Mailauth> | null = null;
+let lib: Mailauth | null = null;
+
+/** Loads mailauth's pieces once; later calls return at once. */
+export function loadMailauth(): Promise<void> {
+  // String literals, so that `deno compile` embeds the modules.
+  // The library's internals are CommonJS without type declarations.
+  loaded ??= Promise.all([
+    import("mailauth/lib/dkim/body/index.js"),
+    import("mailauth/lib/dkim/header/index.js"),
+    import("mailauth/lib/tools.js"),
+  ]).then(([body, header, tools]) => ({
+    body: body.default as unknown as MailauthBody,
+    header: header.default as unknown as MailauthHeader,
+    tools: tools.default as unknown as MailauthTools,
+  }));
+  return loaded.then((value) => {
+    lib = value;
+  });
+}
+
+function mailauth(): Mailauth {
+  if (lib === null) throw new Error("mailauth is not loaded: await loadMailauth() first");
+  return lib;
+}
 
 /** mailauth's default list of signed header fields (From, Subject, Date, To, MIME fields, List-*...). */
-export const DEFAULT_SIGNED_FIELDS: string = tools.defaultDKIMFieldNames;
+export function defaultSignedFields(): string {
+  return mailauth().tools.defaultDKIMFieldNames;
+}
 
 /** A new relaxed (or simple) SHA-256 body hash. */
 export function bodyHash(canonicalization: "relaxed" | "simple"): BodyHash {
-  return body.dkimBody(canonicalization, "sha256", false);
+  return mailauth().body.dkimBody(canonicalization, "sha256", false);
 }
 
 /** Splits a header block (without the empty line) into fields. */
 export function parseHeaders(block: Uint8Array): ParsedHeaders {
-  return tools.parseHeaders(Buffer.from(block.buffer, block.byteOffset, block.byteLength));
+  return mailauth().tools.parseHeaders(
+    Buffer.from(block.buffer, block.byteOffset, block.byteLength),
+  );
 }
 
 /** The present fields named in `fieldNames` (colon-separated), bottom-up. */
@@ -85,7 +118,7 @@ export function signingHeaderLines(
   headers: ParsedHeaders,
   fieldNames: string,
 ): SigningHeaderLines {
-  return tools.getSigningHeaderLines(headers.parsed, fieldNames);
+  return mailauth().tools.getSigningHeaderLines(headers.parsed, fieldNames);
 }
 
 /** The bytes a signature signs (relaxed header canonicalization) and its tags. */
@@ -93,7 +126,7 @@ export function canonicalizedHeader(
   lines: SigningHeaderLines,
   options: Record<string, unknown>,
 ): { canonicalizedHeader: Buffer; dkimHeaderOpts: SignatureTags } {
-  return header.generateCanonicalizedHeader("DKIM", lines, {
+  return mailauth().header.generateCanonicalizedHeader("DKIM", lines, {
     ...options,
     canonicalization: "relaxed/relaxed",
   });
@@ -101,5 +134,5 @@ export function canonicalizedHeader(
 
 /** The folded `DKIM-Signature:` field for these tags (no final CRLF). */
 export function formatSignatureHeader(tags: SignatureTags): string {
-  return tools.formatSignatureHeaderLine("DKIM", tags, true);
+  return mailauth().tools.formatSignatureHeaderLine("DKIM", tags, true);
 }

@@ -14,7 +14,7 @@ import {
   type BodyHash,
   bodyHash,
   canonicalizedHeader,
-  DEFAULT_SIGNED_FIELDS,
+  defaultSignedFields,
   formatSignatureHeader,
   parseHeaders,
   signingHeaderLines,
@@ -91,7 +91,7 @@ export interface SignOptions {
  */
 export function signHeaderBlock(options: SignOptions): Signatures {
   const parsed = parseHeaders(options.header);
-  const lines = signingHeaderLines(parsed, DEFAULT_SIGNED_FIELDS);
+  const lines = signingHeaderLines(parsed, defaultSignedFields());
   const out: Signatures = { header: "", signed: [], errors: [] };
   if (!lines.headers.some((h) => h.key === "from")) {
     out.errors.push("no From: header field");

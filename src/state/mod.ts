@@ -13,7 +13,9 @@ export {
   MemoryStateStore,
   type MemoryStateStoreOptions,
 } from "./memory_store.ts";
-export { type RedisClient, RedisConnection, type RedisConnectionOptions } from "./redis_client.ts";
+// Types only: the Redis client (npm:redis, ~17 MB resident) loads when `backend = "redis"`
+// asks for it (open.ts); import `RedisConnection` itself from `./redis_client.ts`.
+export type { RedisClient, RedisConnection, RedisConnectionOptions } from "./redis_client.ts";
 export { RedisStateStore } from "./redis_store.ts";
 export { type FailMode, FailModeStateStore, type FailModeStateStoreOptions } from "./fail_mode.ts";
 export { openSharedState, type OpenSharedStateOptions, type SharedState } from "./open.ts";

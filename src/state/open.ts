@@ -8,7 +8,7 @@
 import type { StateConfig, StateFiles } from "../config/state_schema.ts";
 import { FailModeStateStore } from "./fail_mode.ts";
 import { MemoryStateStore } from "./memory_store.ts";
-import { RedisConnection } from "./redis_client.ts";
+import type { RedisConnection } from "./redis_client.ts";
 import { RedisStateStore } from "./redis_store.ts";
 import type { StateStore, StateUnavailableError } from "./state_store.ts";
 
@@ -44,6 +44,8 @@ export async function openSharedState(
     const store = new MemoryStateStore({ maxKeys: config.max_keys });
     return { store, redis: null, close: () => store.close() };
   }
+  // Loaded here, not at start: a single-node relay never pays for the Redis client.
+  const { RedisConnection } = await import("./redis_client.ts");
   const redis = RedisConnection.open({
     url: config.url,
     password: files.password,

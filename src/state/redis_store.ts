@@ -6,7 +6,8 @@
  *
  * @example
  * ```ts ignore
- * import { RedisConnection, RedisStateStore } from "./mod.ts";
+ * import { RedisConnection } from "./redis_client.ts";
+ * import { RedisStateStore } from "./mod.ts";
  *
  * const redis = RedisConnection.open({
  *   url: "redis://127.0.0.1:6379/0",

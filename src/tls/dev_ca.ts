@@ -7,8 +7,7 @@
  *
  * @module
  */
-import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
+import type * as X509 from "@peculiar/x509";
 import { isIP } from "node:net";
 import { basename, dirname, join } from "node:path";
 
@@ -28,6 +27,16 @@ const DEFAULT_NAMES: readonly string[] = ["localhost", "127.0.0.1", "::1"];
 
 const EC_P256: EcKeyGenParams = { name: "ECDSA", namedCurve: "P-256" };
 const SIGN_P256: EcdsaParams = { name: "ECDSA", hash: "SHA-256" };
+
+/**
+ * npm `@peculiar/x509` (with its `reflect-metadata` polyfill, ~9 MB resident),
+ * loaded only when a certificate is made or a CA read: a relay whose
+ * certificate exists never loads it.
+ */
+async function loadX509(): Promise<typeof X509> {
+  await import("reflect-metadata");
+  return await import("@peculiar/x509");
+}
 
 /** Where the development CA and server certificate live, and what happened to the CA. */
 export interface DevCertificatePaths {
@@ -139,6 +148,7 @@ export function subjectAltNames(hostnames: readonly string[] = []): SubjectAltNa
 export async function generateDevCertificates(
   options: GenerateDevCertificatesOptions,
 ): Promise<DevCertificatePaths> {
+  const x509 = await loadX509();
   const now = options.now ?? new Date();
   const sans = subjectAltNames(options.hostnames);
   const paths: DevCertificatePaths = {
@@ -233,12 +243,13 @@ export async function ensureDevCertificates(
 }
 
 interface CertificateAuthority {
-  cert: x509.X509Certificate;
+  cert: X509.X509Certificate;
   keys: { privateKey: CryptoKey };
   signingAlgorithm: EcdsaParams;
 }
 
 async function createCertificateAuthority(now: Date): Promise<CertificateAuthority> {
+  const x509 = await loadX509();
   const keys = await crypto.subtle.generateKey(EC_P256, true, ["sign", "verify"]);
   // A short random tag tells CAs generated on different machines apart in trust stores.
   const tag = Array.from(crypto.getRandomValues(new Uint8Array(4)))
@@ -267,7 +278,8 @@ async function loadCertificateAuthority(
   keyPath: string,
   now: Date,
 ): Promise<CertificateAuthority> {
-  let cert: x509.X509Certificate;
+  const x509 = await loadX509();
+  let cert: X509.X509Certificate;
   try {
     cert = new x509.X509Certificate(await Deno.readTextFile(certPath));
   } catch (error) {
@@ -323,6 +335,7 @@ async function loadCertificateAuthority(
 }
 
 async function exportPrivateKeyPem(key: CryptoKey): Promise<string> {
+  const x509 = await loadX509();
   const der = await crypto.subtle.exportKey("pkcs8", key);
   return x509.PemConverter.encode(der, "PRIVATE KEY") + "\n";
 }

@@ -11,6 +11,7 @@ import { getLogger, type Logger } from "@logtape/logtape";
 import { type Client, type Entry, FilterParser } from "ldapts";
 import type { AuthResult, PasswordAuthenticator } from "../authenticator.ts";
 import type { LdapConfig } from "../../config/ldap_schema.ts";
+import { readLdapCa } from "./ca.ts";
 import { domainDcChain, escapeDnValue, escapeFilterValue, fillTemplate } from "./escape.ts";
 import {
   ACCOUNT_STATE_ATTRIBUTES,
@@ -103,10 +104,7 @@ export function endpointFor(config: LdapConfig, caPem?: string): LdapEndpoint {
   return { url: config.url, starttls: config.starttls, caPem, timeoutMs: config.timeout_ms };
 }
 
-/** Reads `config.ca` (when set) for {@linkcode LdapAuthenticatorOptions.caPem}. */
-export async function readLdapCa(config: LdapConfig): Promise<string | undefined> {
-  return config.ca === "" ? undefined : await Deno.readTextFile(config.ca);
-}
+export { readLdapCa };
 
 /**
  * Checks passwords against an LDAP directory.

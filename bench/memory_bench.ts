@@ -1,0 +1,403 @@
+/**
+ * What the relay costs in memory: its resident set at start (after the
+ * password-hashing workers are up) and per idle TLS connection.
+ *
+ * For each config it starts `main.ts serve` as a child (bench/relay_process.ts),
+ * logs in `auth.workers` times at once so every hashing worker is running, waits
+ * for the RSS to settle and reads it from `/proc/<pid>/status` (VmRSS), with the
+ * JS heap from the relay's own `/metrics` (prom-client's `nodejs_heap_*`). Then
+ * it opens N idle TLS connections from this process (SMTPS after the greeting
+ * and EHLO; submission after STARTTLS and the second EHLO), waits for the RSS
+ * to settle again and reports (after − before) / N.
+ *
+ * ```sh
+ * deno task bench:memory                       # default and minimal config, N = 1000 and 5000
+ * deno task bench:memory --counts 200 --json   # quicker, machine-readable
+ * deno task bench:memory --floor               # also: bare node:tls and Deno.listenTls servers
+ * deno task bench:memory --heap --counts 1000  # also: what one connection adds to the JS heap
+ * ```
+ *
+ * `--floor` runs bench/tls_floor_server.ts (handshake, greeting, hold) the same
+ * way, as the floor of each TLS stack. `--heap` starts the relay with
+ * `--inspect`, takes a heap snapshot (after a collection) before and after
+ * opening the connections, and lists the object kinds that grew, per
+ * connection: the attribution the RSS figures cannot give.
+ *
+ * Configs: `default` runs what an empty config enables (the embedded OAuth2
+ * server included); `minimal` turns the OAuth2 server off.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { SmtpClient } from "../src/delivery/smtp_client.ts";
+import { openSession } from "./smtp_target.ts";
+import { freePort, type RelayProcess, relayTarget, startRelay } from "./relay_process.ts";
+import { makeTestCertificates } from "../src/delivery/_smtp_test_server.ts";
+
+/** One config's figures. */
+export interface MemoryRow {
+  config: string;
+  /** RSS once listening, before any login (no hashing worker yet), MiB. */
+  listeningRssMib: number;
+  /** Threads then. */
+  listeningThreads: number;
+  /** RSS at start with the hashing workers up, MiB. */
+  startRssMib: number;
+  /** JS heap used at start, MiB (from the relay's /metrics). */
+  startHeapMib: number | null;
+  /** Threads of the relay process at start (each Worker adds some). */
+  startThreads: number;
+  /** Per idle connection, by kind and count. */
+  idle: IdleRow[];
+}
+
+/** The cost of N idle connections of one kind. */
+export interface IdleRow {
+  kind: "smtps" | "starttls";
+  connections: number;
+  /** (RSS after − RSS before) / N, KiB. */
+  rssKibPerConnection: number;
+  /** (heap used after − before) / N, KiB; null without /metrics. */
+  heapKibPerConnection: number | null;
+}
+
+/** Reads a `/proc/<pid>/status` field in KiB (`VmRSS`) or as a number (`Threads`). */
+export async function procStatus(pid: number, field: string): Promise<number> {
+  const text = await Deno.readTextFile(`/proc/${pid}/status`);
+  const match = text.match(new RegExp(`^${field}:\\s+(\\d+)`, "m"));
+  if (!match) throw new Error(`no ${field} in /proc/${pid}/status`);
+  return Number(match[1]);
+}
+
+/** Waits until two readings 500 ms apart differ by less than 0.5% (at most 15 s); KiB. */
+async function settledRss(pid: number): Promise<number> {
+  let last = await procStatus(pid, "VmRSS");
+  const deadline = performance.now() + 15_000;
+  while (performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 500));
+    const now = await procStatus(pid, "VmRSS");
+    if (Math.abs(now - last) < last * 0.005) return now;
+    last = now;
+  }
+  return last;
+}
+
+/** The relay's JS heap in use, bytes, from its `/metrics`; null when unavailable. */
+async function heapUsed(relay: RelayProcess): Promise<number | null> {
+  if (!relay.adminUrl) return null;
+  const response = await fetch(`${relay.adminUrl}/metrics`);
+  const text = await response.text();
+  const match = text.match(/^relay_nodejs_heap_size_used_bytes (\d+(?:\.\d+)?)/m);
+  return match ? Number(match[1]) : null;
+}
+
+/** Opens `count` idle connections, `parallel` at a time. */
+async function openIdle(
+  relay: RelayProcess,
+  kind: "smtps" | "starttls",
+  count: number,
+  parallel = 50,
+): Promise<SmtpClient[]> {
+  // No credentials: connect, EHLO (and STARTTLS, EHLO), no AUTH.
+  const target = {
+    ...relayTarget(relay, { mode: kind }),
+    username: undefined,
+    password: undefined,
+  };
+  const clients: SmtpClient[] = [];
+  let next = 0;
+  const lane = async () => {
+    while (next < count) {
+      next++;
+      clients.push(await openSession(target));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, count) }, lane));
+  return clients;
+}
+
+/** Brings every hashing worker up: `workers` logins at once. */
+async function warmHashWorkers(relay: RelayProcess, workers: number): Promise<void> {
+  const target = relayTarget(relay);
+  const sessions = await Promise.all(Array.from({ length: workers }, () => openSession(target)));
+  for (const session of sessions) session.close();
+}
+
+/** Measures one config. */
+export async function measureConfig(
+  config: string,
+  counts: number[],
+  kinds: ("smtps" | "starttls")[],
+  workers: number,
+): Promise<MemoryRow> {
+  // A fresh relay for every measurement: memory freed by closed connections is
+  // reused by the next ones without the RSS going down, so a second measurement
+  // in the same process would read near zero.
+  let row: MemoryRow | null = null;
+  const idle: IdleRow[] = [];
+  for (const kind of [null, ...kinds]) {
+    for (const count of kind === null ? [0] : counts) {
+      const relay = await startRelay({ oauth: config === "default", admin: true });
+      let clients: SmtpClient[] = [];
+      try {
+        const listeningRss = await settledRss(relay.pid);
+        const listeningThreads = await procStatus(relay.pid, "Threads");
+        await warmHashWorkers(relay, workers);
+        const before = await settledRss(relay.pid);
+        const heapBefore = await heapUsed(relay);
+        if (kind === null) {
+          row = {
+            config,
+            listeningRssMib: round(listeningRss / 1024),
+            listeningThreads,
+            startRssMib: round(before / 1024),
+            startHeapMib: heapBefore === null ? null : round(heapBefore / 2 ** 20),
+            startThreads: await procStatus(relay.pid, "Threads"),
+            idle,
+          };
+          continue;
+        }
+        clients = await openIdle(relay, kind, count);
+        const after = await settledRss(relay.pid);
+        const heapAfter = await heapUsed(relay);
+        idle.push({
+          kind,
+          connections: count,
+          rssKibPerConnection: round((after - before) / count),
+          heapKibPerConnection: heapBefore === null || heapAfter === null
+            ? null
+            : round((heapAfter - heapBefore) / 1024 / count),
+        });
+      } catch (error) {
+        console.error(relay.output());
+        throw error;
+      } finally {
+        for (const client of clients) client.close();
+        await relay.stop();
+      }
+    }
+  }
+  return row!;
+}
+
+/** (RSS after − before) / N of a bare TLS server (bench/tls_floor_server.ts), KiB. */
+export async function measureFloor(mode: "node" | "deno", count: number): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "relay_floor_" });
+  const port = freePort();
+  const certs = await makeTestCertificates(dir);
+  const server = new URL("./tls_floor_server.ts", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", server, mode, String(port), certs.certPath, certs.keyPath],
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  const conns: Deno.TlsConn[] = [];
+  try {
+    const connect = async () => {
+      const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [certs.caCert] });
+      await conn.read(new Uint8Array(64)); // the greeting
+      return conn;
+    };
+    await until(async () => {
+      try {
+        (await connect()).close();
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    const before = await settledRss(child.pid);
+    for (let i = 0; i < count; i += 50) {
+      conns.push(...await Promise.all(Array.from({ length: Math.min(50, count - i) }, connect)));
+    }
+    return round((await settledRss(child.pid) - before) / count);
+  } finally {
+    for (const conn of conns) conn.close();
+    child.kill();
+    await child.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function until(check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!await check()) {
+    if (performance.now() > deadline) throw new Error("the floor server did not start");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Bytes and objects one connection adds to the JS heap, by node type and name. */
+export interface HeapGrowth {
+  kind: string;
+  bytesPerConnection: number;
+  objectsPerConnection: number;
+}
+
+/** Minimal Chrome DevTools protocol client for the relay's inspector. */
+async function inspect(port: number) {
+  const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
+  const ws = new WebSocket(targets[0].webSocketDebuggerUrl);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  let nextId = 0;
+  const waiting = new Map<number, () => void>();
+  let chunks: string[] = [];
+  ws.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.method === "HeapProfiler.addHeapSnapshotChunk") chunks.push(message.params.chunk);
+    else if (message.id !== undefined) waiting.get(message.id)?.();
+  };
+  const call = (method: string, params = {}) =>
+    new Promise<void>((resolve) => {
+      const id = ++nextId;
+      waiting.set(id, resolve);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  return {
+    /** Object kinds (type:name) → [count, self bytes], after a full collection. */
+    async snapshot(): Promise<Map<string, [number, number]>> {
+      chunks = [];
+      await call("HeapProfiler.collectGarbage");
+      await call("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
+      const heap = JSON.parse(chunks.join(""));
+      const fields: string[] = heap.snapshot.meta.node_fields;
+      const types: string[] = heap.snapshot.meta.node_types[0];
+      const [typeAt, nameAt, sizeAt] = ["type", "name", "self_size"].map((f) => fields.indexOf(f));
+      const kinds = new Map<string, [number, number]>();
+      for (let i = 0; i < heap.nodes.length; i += fields.length) {
+        const type = types[heap.nodes[i + typeAt]];
+        const name = type.includes("string") ? "" : heap.strings[heap.nodes[i + nameAt]];
+        const key = `${type}:${name.slice(0, 60)}`;
+        const entry = kinds.get(key) ?? [0, 0];
+        entry[0]++;
+        entry[1] += heap.nodes[i + sizeAt];
+        kinds.set(key, entry);
+      }
+      return kinds;
+    },
+    close: () => ws.close(),
+  };
+}
+
+/** What N idle connections of one kind add to the relay's JS heap, largest first. */
+export async function measureHeap(
+  kind: "smtps" | "starttls",
+  count: number,
+): Promise<{ totalKibPerConnection: number; top: HeapGrowth[] }> {
+  const port = freePort();
+  const relay = await startRelay({ denoFlags: [`--inspect=127.0.0.1:${port}`] });
+  try {
+    const inspector = await inspect(port);
+    try {
+      const before = await inspector.snapshot();
+      const clients = await openIdle(relay, kind, count);
+      const after = await inspector.snapshot();
+      for (const client of clients) client.close();
+      const growth: HeapGrowth[] = [];
+      let total = 0;
+      for (const [key, [objects, bytes]] of after) {
+        const [objectsBefore, bytesBefore] = before.get(key) ?? [0, 0];
+        if (bytes <= bytesBefore) continue;
+        total += bytes - bytesBefore;
+        growth.push({
+          kind: key,
+          bytesPerConnection: Math.round((bytes - bytesBefore) / count),
+          objectsPerConnection: round((objects - objectsBefore) / count),
+        });
+      }
+      growth.sort((a, b) => b.bytesPerConnection - a.bytesPerConnection);
+      return { totalKibPerConnection: round(total / 1024 / count), top: growth.slice(0, 25) };
+    } finally {
+      inspector.close();
+    }
+  } finally {
+    await relay.stop();
+  }
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10;
+}
+
+function printRow(row: MemoryRow): void {
+  const heap = row.startHeapMib === null ? "" : `, JS heap ${row.startHeapMib} MiB`;
+  console.log(
+    `${row.config}: listening ${row.listeningRssMib} MiB (${row.listeningThreads} threads); ` +
+      `start with hash workers up ${row.startRssMib} MiB${heap}, ${row.startThreads} threads`,
+  );
+  for (const idle of row.idle) {
+    const heapPart = idle.heapKibPerConnection === null
+      ? ""
+      : ` (JS heap ${idle.heapKibPerConnection} KiB)`;
+    console.log(
+      `  ${idle.kind.padEnd(8)} ${String(idle.connections).padStart(5)} idle: ` +
+        `${idle.rssKibPerConnection} KiB RSS per connection${heapPart}`,
+    );
+  }
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      configs: { type: "string", default: "default,minimal" },
+      counts: { type: "string", default: "1000,5000" },
+      kinds: { type: "string", default: "smtps,starttls" },
+      workers: { type: "string", default: "2" },
+      json: { type: "boolean", default: false },
+      floor: { type: "boolean", default: false },
+      heap: { type: "boolean", default: false },
+    },
+  });
+  const counts = values.counts.split(",").map(Number);
+  const kinds = values.kinds.split(",") as ("smtps" | "starttls")[];
+  const rows: MemoryRow[] = [];
+  for (const config of values.configs.split(",")) {
+    const row = await measureConfig(config, counts, kinds, Number(values.workers));
+    rows.push(row);
+    if (!values.json) printRow(row);
+  }
+  const floor: { mode: string; connections: number; rssKibPerConnection: number }[] = [];
+  if (values.floor) {
+    for (const mode of ["node", "deno"] as const) {
+      for (const count of counts) {
+        const rssKibPerConnection = await measureFloor(mode, count);
+        floor.push({ mode, connections: count, rssKibPerConnection });
+        if (!values.json) {
+          const what = mode === "node" ? "node:tls TLSSocket" : "Deno.listenTls   ";
+          console.log(
+            `floor ${what} ${
+              String(count).padStart(5)
+            } idle: ${rssKibPerConnection} KiB RSS per connection`,
+          );
+        }
+      }
+    }
+  }
+  const heap: { kind: string; connections: number; totalKibPerConnection: number }[] = [];
+  if (values.heap) {
+    for (const kind of kinds) {
+      const result = await measureHeap(kind, counts[0]);
+      heap.push({ kind, connections: counts[0], ...result });
+      if (!values.json) {
+        console.log(
+          `${kind}: JS heap after a collection, ${result.totalKibPerConnection} KiB per connection:`,
+        );
+        for (const item of result.top) {
+          console.log(
+            `  ${String(item.bytesPerConnection).padStart(6)} B ${
+              String(item.objectsPerConnection).padStart(5)
+            } objects  ${item.kind}`,
+          );
+        }
+      }
+    }
+  }
+  if (values.json) {
+    console.log(JSON.stringify({ date: new Date().toISOString(), rows, floor, heap }, null, 2));
+  }
+}

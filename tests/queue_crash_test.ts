@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { SmtpClient } from "../src/delivery/mod.ts";
 import { SmtpSink } from "./support/sink.ts";
 import { until } from "./support/until.ts";
-import { accepts, freePort } from "./support/ports.ts";
+import { freePort } from "./support/ports.ts";
+import { type ServeProcess, startServe } from "./support/serve_process.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -20,10 +21,8 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 interface Server {
-  child: Deno.ChildProcess;
+  process: ServeProcess;
   port: number;
-  output: () => string;
-  done: Promise<Deno.CommandStatus>;
 }
 
 /**
@@ -34,37 +33,17 @@ async function serve(writeConfig: (port: number) => Promise<string>): Promise<Se
   for (let attempt = 1;; attempt++) {
     const port = freePort();
     const configPath = await writeConfig(port);
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, "serve", "--config", configPath],
-      cwd: ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    let tail = "";
-    const drain = async (stream: ReadableStream<Uint8Array>) => {
-      for await (const chunk of stream) tail = (tail + decoder.decode(chunk)).slice(-8000);
-    };
-    const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
-    const done = child.status.then(async (status) => {
-      await drained;
-      return status;
-    });
-    let exited = false;
-    done.then(() => exited = true);
-    // Stop waiting as soon as the child exits: it will never listen then.
-    const started = await until(
-      "the relay's SMTPS port",
-      async () => exited || await accepts(port),
-      30_000,
-      50,
-    )
-      .then(() => !exited, () => false);
-    if (started) return { child, port, output: () => tail, done };
-    if (!exited) child.kill("SIGKILL");
-    await done;
-    if (attempt < 3 && /address already in use/i.test(tail)) continue;
-    throw new Error(`relay did not start:\n${tail}`);
+    try {
+      const process = await startServe({
+        args: ["-A", MAIN, "serve", "--config", configPath],
+        cwd: ROOT,
+        ready: { port },
+      });
+      return { process, port };
+    } catch (error) {
+      if (attempt < 3 && /address already in use/i.test(String(error))) continue;
+      throw error;
+    }
   }
 }
 
@@ -185,8 +164,8 @@ format = "json"
       .flat();
     assert.equal(acceptedBeforeKill.length, TOTAL);
     await sink.waitForMessages(Math.min(sink.messages.length + 40, TOTAL - 100), 20_000);
-    server.child.kill("SIGKILL");
-    const status = await server.done;
+    server.process.kill("SIGKILL");
+    const status = await server.process.status();
     assert.equal(status.signal, "SIGKILL");
     const deliveredAtKill = sink.messages.length;
     assert.ok(deliveredAtKill < TOTAL - 50, `killed while delivering (${deliveredAtKill} done)`);
@@ -210,14 +189,14 @@ format = "json"
       [...Deno.readDirSync(join(dir, "spool", "queue"))].filter((e) => e.name.endsWith(".msg"));
     await until("an empty spool", () => left().length === 0);
   } catch (error) {
-    if (server) console.error(`relay output:\n${server.output()}`);
+    if (server) console.error(`relay output:\n${server.process.output()}`);
     throw error;
   } finally {
     if (server) {
       try {
-        server.child.kill("SIGTERM");
+        server.process.kill("SIGTERM");
       } catch { /* already gone */ }
-      await server.done;
+      await server.process.status();
     }
     await sink.close();
     await Deno.remove(dir, { recursive: true });

@@ -6,12 +6,10 @@
  * @module
  */
 import { join } from "node:path";
-import { until } from "./until.ts";
-import { accepts } from "./ports.ts";
+import { startServe } from "./serve_process.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
-const decoder = new TextDecoder();
 
 /** A running relay process. */
 export interface RelayProcess {
@@ -40,40 +38,16 @@ export async function startRelayProcess(
 ): Promise<RelayProcess> {
   const path = join(dir, "relay.toml");
   await Deno.writeTextFile(path, toToml(config));
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "serve", "--config", path],
+  const relay = await startServe({
+    args: ["-A", MAIN, "serve", "--config", path],
     cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let tail = "";
-  const drain = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream) tail = (tail + decoder.decode(chunk)).slice(-8000);
-  };
-  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]);
-  let exited = false;
-  const done = child.status.then(async (status) => {
-    exited = true;
-    await drained;
-    return status;
+    ready: { port: waitPort },
   });
-  const kill = async () => {
-    if (!exited) {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already gone */ }
-    }
-    await done;
+  return {
+    output: () => relay.output(),
+    kill: async () => {
+      if (!relay.exited()) relay.kill("SIGKILL");
+      await relay.status();
+    },
   };
-  try {
-    await until(`the relay process listening on ${waitPort}`, async () => {
-      if (exited) throw new Error(`the relay process exited:\n${tail}`);
-      return await accepts(waitPort);
-    }, 30_000);
-  } catch (error) {
-    await kill();
-    throw error;
-  }
-  return { output: () => tail, kill };
 }

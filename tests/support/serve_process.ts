@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { accepts } from "./ports.ts";
 import { until } from "./until.ts";
 
 /** Options for {@link startServe}. */
@@ -20,8 +21,12 @@ export interface ServeOptions {
   /** Everything after `deno run`: permission flags, the main module, `serve`, options. */
   args: string[];
   cwd?: string;
-  /** Output that means "ready"; default: the start log's `listening:` line. */
-  ready?: RegExp;
+  /**
+   * When it is ready: output matching a pattern (default: the start log's
+   * `listening:` line), or a port on 127.0.0.1 that accepts connections
+   * (for a relay that logs only errors).
+   */
+  ready?: RegExp | { port: number };
   /** How long it may take to get ready. */
   timeoutMs?: number;
 }
@@ -36,6 +41,8 @@ export interface ServeProcess extends AsyncDisposable {
   kill(signal: Deno.Signal): void;
   /** SIGTERM, then its exit status (SIGKILL after the dispose on failure). */
   stop(): Promise<Deno.CommandStatus>;
+  /** Its exit status, once it has ended (however it ended). */
+  status(): Promise<Deno.CommandStatus>;
 }
 
 /** Starts `deno run <args>` and waits for `ready` in its output; throws with the output if it exits first. */
@@ -65,9 +72,9 @@ export async function startServe(options: ServeOptions): Promise<ServeProcess> {
   };
   const ready = options.ready ?? /listening: /;
   try {
-    await until("relay serve to be ready", () => {
+    await until("relay serve to be ready", async () => {
       if (exited) throw new Error(`relay serve exited:\n${output}`);
-      return ready.test(output);
+      return ready instanceof RegExp ? ready.test(output) : await accepts(ready.port);
     }, options.timeoutMs ?? 30_000);
   } catch (error) {
     await end();
@@ -81,6 +88,7 @@ export async function startServe(options: ServeOptions): Promise<ServeProcess> {
       if (!exited) child.kill("SIGTERM");
       return await status;
     },
+    status: () => status,
     [Symbol.asyncDispose]: end,
   };
 }

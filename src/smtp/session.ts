@@ -247,10 +247,11 @@ export class Session implements CommandHandlers {
 
   /** Queues a reply; it is written when no pipelined command is waiting. */
   reply(reply: SmtpReply): void {
-    this.#out.push(formatReply(reply));
+    const text = formatReply(reply);
+    this.#out.push(text);
     this.#lastCode = reply.code;
     if (reply.close) this.#closing = true;
-    if (reply.code >= 400) this.#refused(reply);
+    if (reply.code >= 400) this.#refused(reply, text);
   }
 
   /**
@@ -258,9 +259,9 @@ export class Session implements CommandHandlers {
    * 5xx and 421 count as errors; 553/554 (bad addresses, refused content)
    * also go to the audit trail.
    */
-  #refused(reply: SmtpReply): void {
+  #refused(reply: SmtpReply, wire: string): void {
     if (reply.code >= 500 || reply.code === 421) this.#errors++;
-    const text = formatReply(reply).trimEnd();
+    const text = wire.trimEnd();
     logger.info("reject: {verb} from [{ip}]: {reply}; user={user} session={session}", {
       verb: this.#verb,
       ip: this.#stream.remoteAddress,

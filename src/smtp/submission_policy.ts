@@ -58,19 +58,13 @@ export class SubmissionPolicy implements SessionPolicy {
     this.#o = options;
   }
 
-  /** `451 4.3.0` while a required audit trail cannot be written. */
-  #auditGate(): Verdict {
-    const audit = this.#o.audit;
-    return audit.required && !audit.healthy ? Replies.auditUnavailable() : null;
-  }
-
   /** Checks the sender against the identity and reserves the message in the quotas. */
   async mail(
     client: PolicyClient,
     identity: AuthenticatedIdentity,
     sender: string,
   ): Promise<MailVerdict> {
-    const gate = this.#auditGate();
+    const gate = auditGate(this.#o.audit);
     if (gate) return { reply: gate };
     const address = parseEmail(sender);
     if (!address) return { reply: Replies.badSenderSyntax() };
@@ -98,34 +92,29 @@ export class SubmissionPolicy implements SessionPolicy {
       const refused = quotaRefusal(client, identity, decision, false);
       if (refused) return { reply: refused };
     }
-    return { transaction: new SubmissionTransaction(this, client, identity, reservation) };
-  }
-
-  /** @internal the From: binding, for the transactions */
-  get headerFrom(): HeaderFromPolicy {
-    return this.#o.headerFrom ?? "domain";
-  }
-
-  /** @internal the audit gate, for the transactions */
-  gate(): Verdict {
-    return this.#auditGate();
+    return { transaction: new SubmissionTransaction(this.#o, client, identity, reservation) };
   }
 }
 
+/** `451 4.3.0` while a required audit trail cannot be written. */
+function auditGate(audit: AuditLog): Verdict {
+  return audit.required && !audit.healthy ? Replies.auditUnavailable() : null;
+}
+
 class SubmissionTransaction implements PolicyTransaction {
-  readonly #policy: SubmissionPolicy;
+  readonly #o: SubmissionPolicyOptions;
   readonly #client: PolicyClient;
   readonly #identity: AuthenticatedIdentity;
   readonly #quota: QuotaReservation | null;
   #ended = false;
 
   constructor(
-    policy: SubmissionPolicy,
+    options: SubmissionPolicyOptions,
     client: PolicyClient,
     identity: AuthenticatedIdentity,
     quota: QuotaReservation | null,
   ) {
-    this.#policy = policy;
+    this.#o = options;
     this.#client = client;
     this.#identity = identity;
     this.#quota = quota;
@@ -139,15 +128,20 @@ class SubmissionTransaction implements PolicyTransaction {
   }
 
   data(): Promise<Verdict> {
-    return Promise.resolve(this.#policy.gate());
+    return Promise.resolve(auditGate(this.#o.audit));
   }
 
   message(message: ReceivedMessage): Promise<Verdict> {
     // Checked before the commit: a 451 after queueing or relaying would make
     // the client resend a message that is also delivered.
     return Promise.resolve(
-      this.#policy.gate() ??
-        headerFromRefusal(this.#policy.headerFrom, this.#client, this.#identity, message),
+      auditGate(this.#o.audit) ??
+        headerFromRefusal(
+          this.#o.headerFrom ?? "domain",
+          this.#client,
+          this.#identity,
+          message,
+        ),
     );
   }
 

@@ -10,7 +10,7 @@
  *
  * ```text
  * deno run --allow-all bench/cpu_profile.ts [--scenario pooled|concurrent|sequential]
- *   [--count 4000] [--top 25] [--json]
+ *   [--count 4000] [--top 25] [--json] [--callers op_write]
  * ```
  *
  * @module
@@ -45,7 +45,12 @@ export interface FunctionTime {
 export function summarize(
   profile: CpuProfile,
   root = "/src/",
-): { functions: FunctionTime[]; files: { file: string; inclusivePercent: number }[] } {
+  callersOf?: string,
+): {
+  functions: FunctionTime[];
+  files: { file: string; inclusivePercent: number }[];
+  callers: { stack: string; percent: number }[];
+} {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const parent = new Map<number, number>();
   for (const node of profile.nodes) {
@@ -54,6 +59,7 @@ export function summarize(
   const self = new Map<string, number>();
   const files = new Map<string, number>();
   const where = new Map<string, string>();
+  const callers = new Map<string, number>();
   for (const id of profile.samples) {
     const node = byId.get(id)!;
     const frame = node.callFrame;
@@ -68,6 +74,16 @@ export function summarize(
       if (i !== -1) seen.add(url.slice(i + 1));
     }
     for (const file of seen) files.set(file, (files.get(file) ?? 0) + 1);
+    if (callersOf !== undefined && frame.functionName === callersOf) {
+      // The nearest four named frames above it.
+      const stack: string[] = [];
+      for (let at = parent.get(id); at !== undefined && stack.length < 4; at = parent.get(at)) {
+        const f = byId.get(at)!.callFrame;
+        if (f.functionName) stack.push(`${f.functionName} ${shortUrl(f.url)}:${f.lineNumber + 1}`);
+      }
+      const key = stack.join(" < ");
+      callers.set(key, (callers.get(key) ?? 0) + 1);
+    }
   }
   const total = profile.samples.length || 1;
   const percent = (n: number) => Math.round((n / total) * 1000) / 10;
@@ -80,6 +96,10 @@ export function summarize(
     files: [...files].sort((a, b) => b[1] - a[1]).map(([file, n]) => ({
       file,
       inclusivePercent: percent(n),
+    })),
+    callers: [...callers].sort((a, b) => b[1] - a[1]).map(([stack, n]) => ({
+      stack,
+      percent: percent(n),
     })),
   };
 }
@@ -125,6 +145,7 @@ if (import.meta.main) {
       count: { type: "string", default: "4000" },
       top: { type: "string", default: "25" },
       json: { type: "boolean", default: false },
+      callers: { type: "string" },
     },
   });
   const scenario = values.scenario as Scenario;
@@ -161,7 +182,7 @@ if (import.meta.main) {
       await inspector.call("Profiler.start");
       const { report } = await run(Number(values.count));
       const { profile } = await inspector.call<{ profile: CpuProfile }>("Profiler.stop");
-      const summary = summarize(profile);
+      const summary = summarize(profile, "/src/", values.callers);
       if (values.json) {
         console.log(JSON.stringify({ scenario, report, ...summary }, null, 2));
       } else {
@@ -172,6 +193,12 @@ if (import.meta.main) {
         console.log(`main thread, self time (% of samples; (idle) = waiting for I/O):`);
         for (const f of summary.functions.slice(0, Number(values.top))) {
           console.log(`${f.selfPercent.toFixed(1).padStart(6)}%  ${f.name.padEnd(40)} ${f.where}`);
+        }
+        if (values.callers !== undefined) {
+          console.log(`callers of ${values.callers}:`);
+          for (const c of summary.callers.slice(0, 10)) {
+            console.log(`${c.percent.toFixed(1).padStart(6)}%  ${c.stack}`);
+          }
         }
         console.log(`our files, inclusive:`);
         for (const f of summary.files.slice(0, Number(values.top))) {

@@ -79,8 +79,10 @@ export interface ScenarioReport {
   errors: Record<string, number>;
 }
 
-const SCENARIOS = ["pooled", "concurrent", "sequential"] as const;
-type Scenario = typeof SCENARIOS[number];
+/** The load shapes: many messages per connection, a new connection per message, one client. */
+export const SCENARIOS = ["pooled", "concurrent", "sequential"] as const;
+/** One of {@link SCENARIOS}. */
+export type Scenario = typeof SCENARIOS[number];
 const SYSTEMS = ["ceiling", "relay-sink", "relay-file", "relay-hold"] as const;
 type SystemName = typeof SYSTEMS[number];
 

@@ -5,7 +5,7 @@
  * send, and the top self-time entries are printed.
  *
  * ```text
- * deno run --allow-all bench/profile_pooled.ts [--count 6000] [--top 10] [--keep]
+ * deno run --allow-all bench/profile_pooled.ts [--count 6000] [--top 10] [--keep] [--scenario concurrent]
  * ```
  *
  * Needs `perf` (Debian `linux-perf`) and permission to sample (root, or
@@ -14,7 +14,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { runScenario } from "./bench.ts";
+import { runScenario, type Scenario, SCENARIOS } from "./bench.ts";
 import { relayTarget, startRelay } from "./relay_process.ts";
 import { startSmtpSink } from "./smtp_sink_backend.ts";
 
@@ -24,8 +24,11 @@ const { values } = parseArgs({
     count: { type: "string", default: "6000" },
     top: { type: "string", default: "10" },
     keep: { type: "boolean", default: false },
+    scenario: { type: "string", default: "pooled" },
   },
 });
+const scenario = values.scenario as Scenario;
+if (!SCENARIOS.includes(scenario)) throw new Error(`--scenario: one of ${SCENARIOS.join(", ")}`);
 const sink = await startSmtpSink();
 const relay = await startRelay({
   relayUrl: `smtp://127.0.0.1:${sink.port}?tls=none`,
@@ -58,7 +61,7 @@ try {
   }).spawn();
   await new Promise((r) => setTimeout(r, 500)); // perf attaches
   const { report } = await runScenario({
-    scenario: "pooled",
+    scenario,
     mode: "smtps",
     target,
     count: Number(values.count),
@@ -72,7 +75,7 @@ try {
   const perfOut = await perf.output();
   console.error(new TextDecoder().decode(perfOut.stderr).trim());
   console.log(
-    `pooled: ${report.ok} messages, ${report.msgPerSecond.toFixed(0)} msg/s, ` +
+    `${scenario}: ${report.ok} messages, ${report.msgPerSecond.toFixed(0)} msg/s, ` +
       `${report.serverCpuMsPerMsg?.toFixed(2)} ms relay CPU per message (while sampled)`,
   );
   const out = await new Deno.Command("perf", {

@@ -321,7 +321,10 @@ export class UserStore {
   async #load(path: string, domain: string | null): Promise<ParsedUserFile> {
     let info: Deno.FileInfo;
     try {
-      info = await Deno.stat(path);
+      // Every AUTH stats the files: a synchronous stat of a cached inode takes
+      // microseconds, the async one a trip through the blocking thread pool
+      // (measured: 4% of the main thread with a new connection per message).
+      info = Deno.statSync(path);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) {
         this.#cache.delete(path);

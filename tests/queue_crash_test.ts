@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { SmtpClient } from "../src/delivery/mod.ts";
+import { Spool } from "../src/queue/mod.ts";
 import { SmtpSink } from "./support/sink.ts";
 import { until } from "./support/until.ts";
 import { freePort } from "./support/ports.ts";
@@ -185,9 +186,15 @@ format = "json"
     const duplicates = sink.messages.length - seen.size;
     assert.ok(duplicates <= WORKERS, `${duplicates} duplicates, at most one per worker`);
     // Everything delivered: the spool holds no message.
-    const left = () =>
-      [...Deno.readDirSync(join(dir, "spool", "queue"))].filter((e) => e.name.endsWith(".msg"));
-    await until("an empty spool", () => left().length === 0);
+    const left = async () => {
+      const spool = await Spool.attach(join(dir, "spool"));
+      try {
+        return spool.count();
+      } finally {
+        await spool.close();
+      }
+    };
+    await until("an empty spool", async () => (await left()) === 0);
   } catch (error) {
     if (server) console.error(`relay output:\n${server.process.output()}`);
     throw error;

@@ -10,6 +10,7 @@ import { MemoryAuditLog } from "../src/audit/mod.ts";
 import { SmtpBackend } from "../src/delivery/mod.ts";
 import {
   type DeliveryState,
+  listDeadLetters,
   QueueManager,
   readState,
   Spool,
@@ -256,7 +257,7 @@ async function withManager(
     dir: string;
     audit: MemoryAuditLog;
     put: (env: Partial<Envelope>, body: string) => Promise<string>;
-    start: (now?: () => number) => Promise<QueueManager>;
+    start: (now?: () => number, scanIntervalMs?: number) => Promise<QueueManager>;
   }) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "relay_queue_mgr_" });
@@ -292,13 +293,13 @@ async function withManager(
         await writer.commit();
         return id;
       },
-      start: async (now) => {
+      start: async (now, scanIntervalMs = 0) => {
         const manager = new QueueManager({
           spool,
           backend,
           audit,
           retrySchedule: [0.2],
-          scanIntervalMs: 0,
+          scanIntervalMs,
           hostname: "relay.test",
           now,
         });
@@ -310,6 +311,7 @@ async function withManager(
   } finally {
     for (const m of managers) await m.stop();
     await backend.close();
+    await spool.close();
     await Deno.remove(dir, { recursive: true });
   }
 }
@@ -345,6 +347,31 @@ Deno.test("queue: a null-sender failure and a DSN that fails go to the dead-lett
       assert.deepEqual(dsnEnvelope.recipients, ["alice@example.com"]);
       assert.match(dsnFile, new RegExp(`X-Relay-Queue-ID: ${bounced}`));
       await until("an empty queue", async () => (await spool.list()).length === 0);
+    });
+  } finally {
+    await sink.close();
+  }
+});
+
+Deno.test("queue: a dead letter put back into queue/ is imported and delivered while the relay runs", async () => {
+  const sink = await SmtpSink.start();
+  try {
+    sink.rcptReply = () => "550 5.1.1 nobody here";
+    await withManager(sink, async ({ spool, dir, put, start }) => {
+      const id = await put({ from: "", recipients: ["x@dest.org"] }, "Subject: again\r\n\r\nb\r\n");
+      await start(undefined, 50);
+      const dead = join(dir, "spool", "dead");
+      await until("the dead letter", async () => (await listDeadLetters(dead)).includes(id));
+      await until("an empty queue", async () => (await spool.list()).length === 0);
+      // The recipient exists now; the operator moves the message back.
+      sink.rcptReply = undefined;
+      await Deno.mkdir(join(dir, "spool", "queue"));
+      await Deno.rename(join(dead, `${id}.msg`), join(dir, "spool", "queue", `${id}.msg`));
+      await sink.waitForMessages(1, 5000);
+      assert.deepEqual(sink.messages[0].recipients, ["x@dest.org"]);
+      assert.match(sink.texts()[0], /Subject: again/);
+      await until("an empty queue", async () => (await spool.list()).length === 0);
+      assert.deepEqual([...Deno.readDirSync(join(dir, "spool", "queue"))], []);
     });
   } finally {
     await sink.close();

@@ -123,6 +123,14 @@ export async function runQueueCommand(
     spool = await Spool.attach(spoolDir);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
+    const legacy = await Deno.stat(join(spoolDir, "queue")).then(() => true, () => false);
+    if (legacy) {
+      // A spool of the file-per-message format: the relay imports it when it starts.
+      err(
+        `relay queue: ${spoolDir} is a spool of an earlier version; start the relay once to import it`,
+      );
+      return 1;
+    }
     if (sub === "list" || sub === "stats") {
       // No spool yet: an empty queue.
       if (values.json) out(sub === "list" ? "[]" : JSON.stringify({ messages: 0 }));

@@ -311,3 +311,19 @@ Deno.test({
     }
   },
 });
+
+Deno.test("spool: readiness fails once the writer is gone, and commits answer with an error", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "spool-gone-" });
+  try {
+    const spool = await Spool.open(dir);
+    assert.equal(await spool.probe(), null);
+    await spool.close();
+    assert.match(String(await spool.probe()), /spool closed/);
+    const writer = spool.begin(envelope());
+    writer.write(message(10));
+    await assert.rejects(writer.commit(), /spool closed/);
+    assert.deepEqual(await spool.list(), [], "reads still work on a closed spool");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -39,6 +39,9 @@ import {
 import type { WriteResult } from "./spool_worker.ts";
 import { SPOOL_WORKER_BASE64 } from "./spool_worker_bundle.ts";
 import type { DeliveryState } from "./state.ts";
+import { log } from "../observability/logger.ts";
+
+const logger = log("queue");
 
 export { BODY_FILE_BYTES } from "./spool_db.ts";
 
@@ -173,12 +176,7 @@ class WorkerWriter implements Writer {
   }
 
   async importLegacy(): Promise<string[]> {
-    if (this.#gone) throw this.#gone;
-    const seq = this.#seq++;
-    const done = Promise.withResolvers<WriteResult & { ids?: string[] }>();
-    this.#waiting.set(seq, done);
-    this.#worker.postMessage({ import: seq });
-    return (await done.promise).ids ?? [];
+    return (await this.#send({ import: true })).ids ?? [];
   }
 
   /** The writer's failure, if it stopped. */
@@ -423,6 +421,12 @@ export class Spool {
       await Deno.remove(join(dir, "tmp", entry.name)).catch(() => {});
     }
     const { writer, imported } = await WorkerWriter.start(dir);
+    if (imported.length > 0) {
+      logger.info("{dir}: imported {count} message(s) of the old file-per-message spool", {
+        dir,
+        count: imported.length,
+      });
+    }
     try {
       return new Spool(dir, openDatabase(dir, { readOnly: true }), writer, imported, options);
     } catch (error) {

@@ -12,7 +12,7 @@
  *
  * Protocol (main → worker): `{ open: dir }` → `{ ready: true, imported }` or
  * `{ ready: false, error }`; `{ seq, request }` → `{ results }` per group
- * (an insert's body buffer is transferred back); `{ import: seq }` → the
+ * (an insert's body buffer is transferred back); `{ seq, import: true }` → the
  * ids of files of the old spool format found in `queue/`;
  * `{ close: true }` → `{ closed: true }`.
  *
@@ -114,14 +114,14 @@ self.onmessage = (event: MessageEvent) => {
     }
     return;
   }
-  if (message.import !== undefined) {
+  if (message.import) {
     // Files of the old format put into queue/ while we run (a dead letter moved back).
     try {
       self.postMessage({
-        results: [{ seq: message.import, ok: true, ids: importLegacySpool(db!, dir) }],
+        results: [{ seq: message.seq, ok: true, ids: importLegacySpool(db!, dir) }],
       });
     } catch (error) {
-      self.postMessage({ results: [failure(message.import, error)] });
+      self.postMessage({ results: [failure(message.seq, error)] });
     }
     return;
   }

@@ -34,9 +34,9 @@ import {
   isFullError,
   openDatabase,
   type WriteRequest,
+  type WriteResult,
   Writes,
 } from "./spool_db.ts";
-import type { WriteResult } from "./spool_worker.ts";
 import { SPOOL_WORKER_BASE64 } from "./spool_worker_bundle.ts";
 import type { DeliveryState } from "./state.ts";
 import { log } from "../observability/logger.ts";
@@ -106,7 +106,7 @@ class WriterGone extends Error {
 /** The spool's one writer, in a Worker (group commit). */
 class WorkerWriter implements Writer {
   #worker: Worker;
-  #waiting = new Map<number, PromiseWithResolvers<WriteResult & { ids?: string[] }>>();
+  #waiting = new Map<number, PromiseWithResolvers<WriteResult>>();
   #seq = 0;
   #gone: Error | null = null;
   #closed: PromiseWithResolvers<void> | null = null;
@@ -138,7 +138,7 @@ class WorkerWriter implements Writer {
     return { writer: new WorkerWriter(worker), imported: answer.imported ?? [] };
   }
 
-  #receive(data: { results?: (WriteResult & { ids?: string[] })[]; closed?: boolean }): void {
+  #receive(data: { results?: WriteResult[]; closed?: boolean }): void {
     if (data.closed) {
       this.#closed?.resolve();
       return;
@@ -165,7 +165,7 @@ class WorkerWriter implements Writer {
   #send(message: Record<string, unknown>, transfer: ArrayBuffer[] = []) {
     if (this.#gone) return Promise.reject(this.#gone);
     const seq = this.#seq++;
-    const done = Promise.withResolvers<WriteResult & { ids?: string[] }>();
+    const done = Promise.withResolvers<WriteResult>();
     this.#waiting.set(seq, done);
     this.#worker.postMessage({ ...message, seq }, transfer);
     return done.promise;

@@ -109,6 +109,21 @@ export type WriteRequest =
   | { op: "requests-done"; upTo: number }
   | { op: "probe"; at: number };
 
+/** The writer's answer to one request. */
+export interface WriteResult {
+  seq: number;
+  ok: boolean;
+  /** See {@link Writes.apply}. */
+  value?: boolean;
+  /** An insert's bytes, handed back (transferred). */
+  body?: Uint8Array;
+  /** The ids an import found. */
+  ids?: string[];
+  error?: string;
+  /** The disk is full (SQLITE_FULL, ENOSPC). */
+  full?: boolean;
+}
+
 /** Prepared statements of a writing connection. */
 export class Writes {
   readonly #db: DatabaseSync;

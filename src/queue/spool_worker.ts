@@ -29,21 +29,9 @@ import {
   removeFiles,
   removeOrphanBodies,
   type WriteRequest,
+  type WriteResult,
   Writes,
 } from "./spool_db.ts";
-
-/** One answer of a group. */
-export interface WriteResult {
-  seq: number;
-  ok: boolean;
-  /** See {@link Writes.apply}. */
-  value?: boolean;
-  /** An insert's bytes, handed back (transferred). */
-  body?: Uint8Array;
-  error?: string;
-  /** The disk is full (SQLITE_FULL, ENOSPC). */
-  full?: boolean;
-}
 
 let db: DatabaseSync | undefined;
 let writes: Writes | undefined;
@@ -68,7 +56,7 @@ function commitPending(): void {
   const results: WriteResult[] = [];
   const unlink: string[] = [];
   try {
-    db!.exec("BEGIN IMMEDIATE");
+    db.exec("BEGIN IMMEDIATE");
     for (const { seq, request } of batch) {
       try {
         const value = writes!.apply(request, unlink);
@@ -79,15 +67,15 @@ function commitPending(): void {
         );
       } catch (error) {
         // SQLite rolled back this statement; unless it also ended the transaction, the rest go on.
-        if (!db!.isTransaction) throw error;
+        if (!db.isTransaction) throw error;
         results.push(failure(seq, error));
       }
     }
-    db!.exec("COMMIT");
+    db.exec("COMMIT");
   } catch (error) {
-    if (db!.isTransaction) {
+    if (db.isTransaction) {
       try {
-        db!.exec("ROLLBACK");
+        db.exec("ROLLBACK");
       } catch { /* the connection reports the first error */ }
     }
     self.postMessage({ results: batch.map(({ seq }) => failure(seq, error)) });

@@ -70,7 +70,12 @@ export function openDatabase(
   dir: string,
   options: { create?: boolean; readOnly?: boolean } = {},
 ): DatabaseSync {
-  const db = new DatabaseSync(join(dir, DATABASE_FILE), {
+  const path = join(dir, DATABASE_FILE);
+  if (options.create) {
+    // Owner only, like the mail in it: SQLite gives the -wal and -shm files the same mode.
+    Deno.openSync(path, { create: true, write: true, mode: 0o600 }).close();
+  }
+  const db = new DatabaseSync(path, {
     readOnly: options.readOnly ?? false,
     open: true,
   });

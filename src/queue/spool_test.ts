@@ -80,6 +80,9 @@ Deno.test("spool: a small message is committed in its row and handed back in mem
     assert.deepEqual((await spool.read(writer.id)).data, data);
     assert.equal(spool.reads, 1);
     assert.deepEqual(await names(join(dir, "bodies")), [], "no file for a small message");
+    for (const file of ["spool.db", "spool.db-wal"]) {
+      assert.equal((await Deno.stat(join(dir, file))).mode! & 0o777, 0o600, `${file}: owner only`);
+    }
     await spool.remove(writer.id);
     assert.equal(await spool.has(writer.id), false);
   });

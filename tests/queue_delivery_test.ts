@@ -81,7 +81,7 @@ Deno.test("queue: a message just accepted is delivered from memory; only a retry
     await sink.waitForMessages(3);
     await until("the spool to empty", async () => (await t.relay.spool.list()).length === 0);
     assert.equal(t.relay.spool.reads, 0, "the first attempts never read the spool back");
-    // A deferred message is retried from its spool file.
+    // A deferred message is retried from the spool.
     sink.rcptReply = () => "451 4.2.0 try later";
     const id = await submit(t, ["carol@dest.org"], "retried");
     await until("a deferral", async () => (await readState(t.relay.spool, id)) !== null);
@@ -406,7 +406,7 @@ Deno.test("queue: giving up after max age returns a DSN with status 4.4.7", asyn
   }
 });
 
-Deno.test("queue: a restart resumes from the state file and skips recipients already done", async () => {
+Deno.test("queue: a restart resumes from the delivery state and skips recipients already done", async () => {
   const sink = await SmtpSink.start();
   try {
     await withManager(sink, async ({ spool, put, start, audit }) => {

@@ -48,7 +48,7 @@ export interface QueueEntry {
 export interface QueueMessageDetail extends QueueEntry {
   /** The envelope as spooled. */
   envelope: Envelope;
-  /** The state file, or null before the first attempt. */
+  /** The delivery state, or null before the first attempt. */
   state: DeliveryState | null;
   /** Outcome per recipient: finished ones, and the last deferral of pending ones. */
   outcomes: Record<string, RecipientOutcome | { status: "pending" }>;

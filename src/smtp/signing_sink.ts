@@ -12,7 +12,7 @@
  *   unsigned, and the header_from policy refuses it anyway);
  * - the body goes through the relaxed body hash as it arrives (one pass)
  *   and into a {@link SpillBuffer}: memory up to 256 KiB, then a file in the
- *   spool's `tmp/` (cleared at start: nothing there got a 250);
+ *   spool's `tmp/` (cleared at start, like unfinished spool files);
  * - after the final dot (and the policy's last word), the header block is
  *   signed, and only then does the inner sink begin: it gets the
  *   signatures, the header block and the body read back once, then commits.

@@ -9,6 +9,7 @@
 import { hashPassword } from "../src/auth/mod.ts";
 import { makeTestCertificates } from "../src/delivery/_smtp_test_server.ts";
 import type { SmtpTarget } from "./smtp_target.ts";
+import { Spool } from "../src/queue/mod.ts";
 
 /** Options for {@linkcode startRelay}. */
 export interface StartRelayOptions {
@@ -53,7 +54,7 @@ export interface RelayProcess {
   adminUrl?: string;
   /** The outbox directory (`relay.url = "file:..."`, unless `relayUrl` was given). */
   outbox: string;
-  /** Messages in the spool now (`spool/queue/*.msg`): 0 once everything is delivered. */
+  /** Messages in the spool now (its database's count): 0 once everything is delivered. */
   spooled(): Promise<number>;
   /** The last output of the relay (stdout and stderr), for diagnostics. */
   output(): string;
@@ -233,11 +234,12 @@ ${options.extraToml ?? ""}
     ...(options.admin ? { adminUrl: `http://127.0.0.1:${adminPort}` } : {}),
     outbox,
     spooled: async () => {
-      let n = 0;
-      for await (const entry of Deno.readDir(`${dir}/spool/queue`)) {
-        if (entry.name.endsWith(".msg")) n++;
+      const spool = await Spool.attach(`${dir}/spool`);
+      try {
+        return spool.count();
+      } finally {
+        await spool.close();
       }
-      return n;
     },
     output: () => tail,
     stop,

@@ -14,10 +14,12 @@
  *   with `synchronous=FULL`, in a Worker (off the event loop), one insert per
  *   transaction, or the inserts that arrived while the last commit ran in one
  *   transaction (see `sqlite_worker.ts`);
- * - `spool-files`: today's spool (`src/queue/spool.ts`, `SpoolWriter.commit`: a
- *   file per message, fdatasync, rename, directory fsync grouped);
- *   `spool-files-unlink` also removes each file again in the background, as
- *   delivery does (its CPU counts; the rate is the commits').
+ * - `relay-spool`: the relay's spool as built (`src/queue/spool.ts`,
+ *   `SpoolWriter.commit`: SQLite WAL in its writer Worker with group commit,
+ *   the message buffer transferred there and back); `relay-spool-delete`
+ *   also deletes each message again in the background, as delivery does
+ *   (its CPU counts; the rate is the commits'). (Until 2026-11-29 these rows
+ *   were `spool-files` / `spool-files-unlink`: a file per message.)
  *
  * `--writers` is how many commits are in flight at once (as sessions would
  * be); each writer waits for its commit before the next. CPU is this
@@ -178,12 +180,11 @@ class SqliteStore implements Store {
 }
 
 /**
- * Today's spool: a file per message (`SpoolWriter.commit`). With `unlink`,
- * each committed file is removed again in the background, as delivery does a
- * moment later in the relay: ext4 then pays for skipping recently freed
- * inodes on the next creates (see the profile in the README).
+ * The relay's spool (`SpoolWriter.commit`). With `unlink`, each committed
+ * message is deleted again in the background, as delivery does a moment
+ * later in the relay.
  */
-class FileSpool implements Store {
+class RelaySpool implements Store {
   #spool: Spool;
   #unlink: boolean;
   #removals = new Set<Promise<void>>();
@@ -191,8 +192,8 @@ class FileSpool implements Store {
     this.#spool = spool;
     this.#unlink = unlink;
   }
-  static async open(dir: string, unlink: boolean): Promise<FileSpool> {
-    return new FileSpool(await Spool.open(dir), unlink);
+  static async open(dir: string, unlink: boolean): Promise<RelaySpool> {
+    return new RelaySpool(await Spool.open(dir), unlink);
   }
   async commit(envelope: Envelope, data: Uint8Array): Promise<void> {
     const writer = this.#spool.begin(envelope);
@@ -209,8 +210,9 @@ class FileSpool implements Store {
   async settle(): Promise<void> {
     await Promise.all(this.#removals);
   }
-  close(): Promise<void> {
-    return this.settle();
+  async close(): Promise<void> {
+    await this.settle();
+    await this.#spool.close();
   }
 }
 
@@ -218,8 +220,8 @@ const STORES = [
   "journal",
   "sqlite-single",
   "sqlite-group",
-  "spool-files",
-  "spool-files-unlink",
+  "relay-spool",
+  "relay-spool-delete",
 ] as const;
 type StoreName = typeof STORES[number];
 
@@ -231,10 +233,10 @@ async function openStore(name: StoreName, dir: string): Promise<Store> {
       return await SqliteStore.open(join(dir, "spool.db"), false);
     case "sqlite-group":
       return await SqliteStore.open(join(dir, "spool.db"), true);
-    case "spool-files":
-      return await FileSpool.open(join(dir, "spool"), false);
-    case "spool-files-unlink":
-      return await FileSpool.open(join(dir, "spool"), true);
+    case "relay-spool":
+      return await RelaySpool.open(join(dir, "spool"), false);
+    case "relay-spool-delete":
+      return await RelaySpool.open(join(dir, "spool"), true);
   }
 }
 

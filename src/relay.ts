@@ -212,6 +212,7 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     if (!options.authenticator) cleanups.push(() => authenticator.close());
 
     const spool = await Spool.open(config.spool.dir);
+    cleanups.push(() => spool.close());
     const backend = options.backend ?? await createBackend(config);
     if (!options.backend) cleanups.push(() => backend.close());
     const queue = new QueueManager({
@@ -469,7 +470,7 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         metrics,
         limits: lockout,
         ready: [
-          spoolWritableCheck(config.spool.dir),
+          spoolWritableCheck(() => spool.probe()),
           auditCheck(audit, config.audit.file),
           {
             name: "listeners",

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { runQueueCommand } from "../src/cli/queue.ts";
+import { configSchema } from "../src/config/mod.ts";
 import { type QueueEntry, readState } from "../src/queue/mod.ts";
 import { connectAs, startTestRelay, type TestRelay } from "./support/relay.ts";
 import { SmtpSink } from "./support/sink.ts";
@@ -135,5 +136,25 @@ Deno.test("relay queue: list, show, stats, retry and delete while the server run
   } finally {
     await t.close();
     await sink.close();
+  }
+});
+
+Deno.test("relay queue: a spool of the old file format is named, not shown as empty", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "relay_legacy_spool_" });
+  try {
+    await Deno.mkdir(join(dir, "queue"));
+    const out: string[] = [];
+    const code = await runQueueCommand(["list", "--spool", dir], configSchema.parse({}), {
+      stdout: (line) => out.push(line),
+      stderr: (line) => out.push(line),
+    });
+    assert.deepEqual({ code, out }, {
+      code: 1,
+      out: [
+        `relay queue: ${dir} is a spool of an earlier version; start the relay once to import it`,
+      ],
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -10,6 +10,7 @@ import { MemoryAuditLog } from "../src/audit/mod.ts";
 import { SmtpBackend } from "../src/delivery/mod.ts";
 import {
   type DeliveryState,
+  listDeadLetters,
   QueueManager,
   readState,
   Spool,
@@ -80,7 +81,7 @@ Deno.test("queue: a message just accepted is delivered from memory; only a retry
     await sink.waitForMessages(3);
     await until("the spool to empty", async () => (await t.relay.spool.list()).length === 0);
     assert.equal(t.relay.spool.reads, 0, "the first attempts never read the spool back");
-    // A deferred message is retried from its spool file.
+    // A deferred message is retried from the spool.
     sink.rcptReply = () => "451 4.2.0 try later";
     const id = await submit(t, ["carol@dest.org"], "retried");
     await until("a deferral", async () => (await readState(t.relay.spool, id)) !== null);
@@ -256,7 +257,7 @@ async function withManager(
     dir: string;
     audit: MemoryAuditLog;
     put: (env: Partial<Envelope>, body: string) => Promise<string>;
-    start: (now?: () => number) => Promise<QueueManager>;
+    start: (now?: () => number, scanIntervalMs?: number) => Promise<QueueManager>;
   }) => Promise<void>,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "relay_queue_mgr_" });
@@ -292,13 +293,13 @@ async function withManager(
         await writer.commit();
         return id;
       },
-      start: async (now) => {
+      start: async (now, scanIntervalMs = 0) => {
         const manager = new QueueManager({
           spool,
           backend,
           audit,
           retrySchedule: [0.2],
-          scanIntervalMs: 0,
+          scanIntervalMs,
           hostname: "relay.test",
           now,
         });
@@ -310,6 +311,7 @@ async function withManager(
   } finally {
     for (const m of managers) await m.stop();
     await backend.close();
+    await spool.close();
     await Deno.remove(dir, { recursive: true });
   }
 }
@@ -351,6 +353,31 @@ Deno.test("queue: a null-sender failure and a DSN that fails go to the dead-lett
   }
 });
 
+Deno.test("queue: a dead letter put back into queue/ is imported and delivered while the relay runs", async () => {
+  const sink = await SmtpSink.start();
+  try {
+    sink.rcptReply = () => "550 5.1.1 nobody here";
+    await withManager(sink, async ({ spool, dir, put, start }) => {
+      const id = await put({ from: "", recipients: ["x@dest.org"] }, "Subject: again\r\n\r\nb\r\n");
+      await start(undefined, 50);
+      const dead = join(dir, "spool", "dead");
+      await until("the dead letter", async () => (await listDeadLetters(dead)).includes(id));
+      await until("an empty queue", async () => (await spool.list()).length === 0);
+      // The recipient exists now; the operator moves the message back.
+      sink.rcptReply = undefined;
+      await Deno.mkdir(join(dir, "spool", "queue"));
+      await Deno.rename(join(dead, `${id}.msg`), join(dir, "spool", "queue", `${id}.msg`));
+      await sink.waitForMessages(1, 5000);
+      assert.deepEqual(sink.messages[0].recipients, ["x@dest.org"]);
+      assert.match(sink.texts()[0], /Subject: again/);
+      await until("an empty queue", async () => (await spool.list()).length === 0);
+      assert.deepEqual([...Deno.readDirSync(join(dir, "spool", "queue"))], []);
+    });
+  } finally {
+    await sink.close();
+  }
+});
+
 Deno.test("queue: giving up after max age returns a DSN with status 4.4.7", async () => {
   const sink = await SmtpSink.start();
   try {
@@ -379,7 +406,7 @@ Deno.test("queue: giving up after max age returns a DSN with status 4.4.7", asyn
   }
 });
 
-Deno.test("queue: a restart resumes from the state file and skips recipients already done", async () => {
+Deno.test("queue: a restart resumes from the delivery state and skips recipients already done", async () => {
   const sink = await SmtpSink.start();
   try {
     await withManager(sink, async ({ spool, put, start, audit }) => {

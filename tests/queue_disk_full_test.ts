@@ -1,40 +1,20 @@
 /**
- * A full disk under the outbox and the queue's state files: nothing half
- * written is left behind, the attempt count survives, retries back off, and
- * the operator log says so once (and once when it clears). The full disk is
- * played through the {@link DurableFs} seam, so the test needs no privileges.
+ * A full disk under the outbox and the spool (a real one: a small tmpfs,
+ * filled to its last block): nothing half written is left behind, the
+ * attempt count survives in memory, retries back off, and the operator log
+ * says so once (and once when it clears).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { MemoryAuditLog } from "../src/audit/mod.ts";
 import { FileBackend } from "../src/delivery/file_backend.ts";
-import { denoFs, type DurableFs, type Envelope, newQueueId } from "../src/mail/mod.ts";
+import { type Envelope, newQueueId } from "../src/mail/mod.ts";
 import { QueueManager, readState, Spool } from "../src/queue/mod.ts";
+import { canMount, fill, mountTmpfs } from "./support/tmpfs.ts";
 import { until } from "./support/until.ts";
 
 const T0 = Date.UTC(2026, 10, 29, 12, 0, 0);
-
-/** The real file system, until `full` is set: then every write stops half way with ENOSPC. */
-class FillableDisk implements DurableFs {
-  full = false;
-  failedWrites = 0;
-
-  async writeFile(path: string, data: Uint8Array): Promise<void> {
-    if (!this.full) return await denoFs.writeFile(path, data);
-    this.failedWrites++;
-    await Deno.writeFile(path, data.subarray(0, data.length >> 1), { mode: 0o600 });
-    throw new Error("No space left on device (os error 28)");
-  }
-
-  rename(from: string, to: string): Promise<void> {
-    return denoFs.rename(from, to);
-  }
-
-  remove(path: string): Promise<void> {
-    return denoFs.remove(path);
-  }
-}
 
 /** Commits one message from alice to bob into the spool; resolves with its id. */
 async function queueOne(spool: Spool): Promise<string> {
@@ -58,8 +38,15 @@ async function names(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-Deno.test("queue: a full disk keeps the attempt count, backs off, logs once and cleans up", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "relay_disk_full_" });
+Deno.test({
+  name: "queue: a full disk keeps the attempt count, backs off, logs once and cleans up",
+  ignore: !canMount,
+  fn: fullDiskKeepsCount,
+});
+
+async function fullDiskKeepsCount(): Promise<void> {
+  const disk = await mountTmpfs("4m", "relay_disk_full_");
+  const dir = disk.dir;
   const records: LogRecord[] = [];
   await configure({
     reset: true,
@@ -69,16 +56,14 @@ Deno.test("queue: a full disk keeps the attempt count, backs off, logs once and 
       { category: ["logtape", "meta"], lowestLevel: "error", sinks: [] },
     ],
   });
-  const disk = new FillableDisk();
   const spool = await Spool.open(join(dir, "spool"));
   const outbox = join(dir, "outbox");
-  const backend = await FileBackend.open(outbox, { fs: disk });
+  const backend = await FileBackend.open(outbox);
   const audit = new MemoryAuditLog();
   const manager = new QueueManager({
     spool,
     backend,
     audit,
-    fs: disk,
     retrySchedule: [60, 120, 240],
     scanIntervalMs: 0,
     now: () => T0,
@@ -88,7 +73,7 @@ Deno.test("queue: a full disk keeps the attempt count, backs off, logs once and 
   try {
     const id = await queueOne(spool);
 
-    disk.full = true;
+    const filler = await fill(join(dir, "filler"));
     await manager.start();
     for (let attempt = 1; attempt <= 3; attempt++) {
       if (attempt > 1) assert.equal(manager.flush(id), 1, "the message waits for its retry");
@@ -99,17 +84,17 @@ Deno.test("queue: a full disk keeps the attempt count, backs off, logs once and 
       // Back off along the schedule, not at its first step every time.
       const delay = [60, 120, 240][attempt - 1];
       assert.equal(last.next_attempt, new Date(T0 + delay * 1000).toISOString());
-      // Neither the outbox nor the queue keeps a half-written file.
+      // Neither the outbox nor the spool keeps a half-written file or state.
       assert.deepEqual(await names(outbox), []);
-      assert.deepEqual(await names(join(dir, "spool", "queue")), [`${id}.msg`]);
+      assert.deepEqual(await spool.list(), [id]);
+      assert.equal(await readState(spool, id), null, "the state could not be written");
     }
-    assert.ok(disk.failedWrites >= 6, "the outbox and the state file both hit the full disk");
     const stateErrors = errors().filter((r) => String(r.rawMessage).includes("delivery state"));
     assert.equal(stateErrors.length, 1, "one ERROR line for the condition, not one per attempt");
     assert.equal(errors().length, 1, "and no other ERROR line");
 
     // Space again: the next attempt delivers, and the log says the condition cleared.
-    disk.full = false;
+    await Deno.remove(filler);
     assert.equal(manager.flush(id), 1);
     await until("the delivery", async () => (await names(outbox)).includes(`${id}.eml`));
     assert.deepEqual(await names(outbox), [`${id}.eml`, `${id}.json`]);
@@ -125,17 +110,24 @@ Deno.test("queue: a full disk keeps the attempt count, backs off, logs once and 
   } finally {
     await manager.stop();
     await backend.close();
+    await spool.close();
     await reset();
-    await Deno.remove(dir, { recursive: true });
+    await disk.close();
   }
+}
+
+Deno.test({
+  name: "queue: state kept in memory is written once the disk has room, before the next attempt",
+  ignore: !canMount,
+  fn: stateWrittenWhenRoom,
 });
 
-Deno.test("queue: state kept in memory is written once the disk has room, before the next attempt", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "relay_disk_full_" });
-  const disk = new FillableDisk();
+async function stateWrittenWhenRoom(): Promise<void> {
+  const disk = await mountTmpfs("2m", "relay_disk_full_");
+  const dir = disk.dir;
   const spool = await Spool.open(join(dir, "spool"));
   const audit = new MemoryAuditLog();
-  // A backend that always defers: only the state file meets the full disk.
+  // A backend that always defers: only the delivery state meets the full disk.
   const manager = new QueueManager({
     spool,
     backend: {
@@ -149,24 +141,24 @@ Deno.test("queue: state kept in memory is written once the disk has room, before
       close: () => Promise.resolve(),
     },
     audit,
-    fs: disk,
     retrySchedule: [60, 120, 240],
     scanIntervalMs: 0,
     now: () => T0,
   });
   try {
     const id = await queueOne(spool);
-    disk.full = true;
+    const filler = await fill(join(dir, "filler"));
     await manager.start();
     const deferred = () => audit.events.filter((e) => e.event === "message_deferred").length;
     await until("attempt 1", () => deferred() === 1 && manager.stats.deferred === 1);
     assert.equal(await readState(spool, id), null, "nothing could be written");
-    disk.full = false;
+    await Deno.remove(filler);
     manager.flush(id);
     await until("attempt 2", () => deferred() === 2 && manager.stats.deferred === 1);
     assert.equal((await readState(spool, id))?.attempts, 2);
   } finally {
     await manager.stop();
-    await Deno.remove(dir, { recursive: true });
+    await spool.close();
+    await disk.close();
   }
-});
+}

@@ -1,7 +1,8 @@
 /**
  * `relay queue ...`: look at and act on the delivery queue, also while the
- * server runs (the command works on the spool files; the server notices
- * within `relay.scan_interval` seconds).
+ * server runs (the command opens the spool database beside the server's
+ * writer; the server notices retries and deletes within
+ * `relay.scan_interval` seconds).
  *
  * ```text
  * relay queue list [--json]        every queued message (Postfix's mailq)
@@ -122,6 +123,14 @@ export async function runQueueCommand(
     spool = await Spool.attach(spoolDir);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
+    const legacy = await Deno.stat(join(spoolDir, "queue")).then(() => true, () => false);
+    if (legacy) {
+      // A spool of the file-per-message format: the relay imports it when it starts.
+      err(
+        `relay queue: ${spoolDir} is a spool of an earlier version; start the relay once to import it`,
+      );
+      return 1;
+    }
     if (sub === "list" || sub === "stats") {
       // No spool yet: an empty queue.
       if (values.json) out(sub === "list" ? "[]" : JSON.stringify({ messages: 0 }));
@@ -144,91 +153,98 @@ export async function runQueueCommand(
     return id;
   };
 
-  switch (sub) {
-    case "list": {
-      const entries = await listQueue(spool);
-      if (values.json) out(JSON.stringify(entries));
-      else for (const line of listLines(entries)) out(line);
-      return 0;
-    }
-    case "show": {
-      const id = needId();
-      if (id === null) return 2;
-      const detail = await showMessage(spool, id);
-      if (!detail) {
-        err(`relay queue show: ${id} is not in the queue`);
-        return 1;
-      }
-      if (values.json) {
-        out(JSON.stringify(detail));
+  const dispatch = async (): Promise<number> => {
+    switch (sub) {
+      case "list": {
+        const entries = await listQueue(spool);
+        if (values.json) out(JSON.stringify(entries));
+        else for (const line of listLines(entries)) out(line);
         return 0;
       }
-      out(`id:          ${detail.id}`);
-      out(`status:      ${detail.status}`);
-      out(`received:    ${detail.receivedAt}`);
-      out(`from:        <${detail.from}>`);
-      if (detail.user) out(`user:        ${detail.user}`);
-      out(`client:      ${detail.envelope.client.address} (${detail.envelope.client.helo})`);
-      out(`size:        ${detail.size}`);
-      out(`attempts:    ${detail.attempts}`);
-      if (detail.nextAttempt) out(`next:        ${detail.nextAttempt}`);
-      out("recipients:");
-      for (const [r, o] of Object.entries(detail.outcomes)) {
-        out(`  ${r}: ${o.status}${"reply" in o ? ` (${o.reply})` : ""}`);
-      }
-      out("header:");
-      for (const line of detail.headers.split("\n")) out(`  ${line}`);
-      return 0;
-    }
-    case "retry": {
-      if (values.all) {
-        if (rest.length > 0) {
-          err(`relay queue retry: --all takes no ID\n${USAGE}`);
-          return 2;
+      case "show": {
+        const id = needId();
+        if (id === null) return 2;
+        const detail = await showMessage(spool, id);
+        if (!detail) {
+          err(`relay queue show: ${id} is not in the queue`);
+          return 1;
         }
-        await requestRetry(spool, FLUSH_ALL);
-        out(
-          `retry of every deferred message requested; a running relay starts within ` +
-            `${relay.scan_interval}s`,
-        );
+        if (values.json) {
+          out(JSON.stringify(detail));
+          return 0;
+        }
+        out(`id:          ${detail.id}`);
+        out(`status:      ${detail.status}`);
+        out(`received:    ${detail.receivedAt}`);
+        out(`from:        <${detail.from}>`);
+        if (detail.user) out(`user:        ${detail.user}`);
+        out(`client:      ${detail.envelope.client.address} (${detail.envelope.client.helo})`);
+        out(`size:        ${detail.size}`);
+        out(`attempts:    ${detail.attempts}`);
+        if (detail.nextAttempt) out(`next:        ${detail.nextAttempt}`);
+        out("recipients:");
+        for (const [r, o] of Object.entries(detail.outcomes)) {
+          out(`  ${r}: ${o.status}${"reply" in o ? ` (${o.reply})` : ""}`);
+        }
+        out("header:");
+        for (const line of detail.headers.split("\n")) out(`  ${line}`);
         return 0;
       }
-      const id = needId();
-      if (id === null) return 2;
-      if (!(await requestRetry(spool, id))) {
-        err(`relay queue retry: ${id} is not in the queue`);
-        return 1;
-      }
-      out(`retry of ${id} requested; a running relay starts within ${relay.scan_interval}s`);
-      return 0;
-    }
-    case "delete": {
-      const id = needId();
-      if (id === null) return 2;
-      if (!(await deleteMessage(spool, id))) {
-        err(`relay queue delete: ${id} is not in the queue`);
-        return 1;
-      }
-      out(`deleted ${id} (a delivery already under way may still complete)`);
-      return 0;
-    }
-    case "stats": {
-      const deadDir = relay.dead_letter_dir ?? join(spoolDir, "dead");
-      const stats = await queueStatistics(spool, deadDir, now());
-      if (values.json) {
-        out(JSON.stringify(stats));
+      case "retry": {
+        if (values.all) {
+          if (rest.length > 0) {
+            err(`relay queue retry: --all takes no ID\n${USAGE}`);
+            return 2;
+          }
+          await requestRetry(spool, FLUSH_ALL);
+          out(
+            `retry of every deferred message requested; a running relay starts within ` +
+              `${relay.scan_interval}s`,
+          );
+          return 0;
+        }
+        const id = needId();
+        if (id === null) return 2;
+        if (!(await requestRetry(spool, id))) {
+          err(`relay queue retry: ${id} is not in the queue`);
+          return 1;
+        }
+        out(`retry of ${id} requested; a running relay starts within ${relay.scan_interval}s`);
         return 0;
       }
-      out(`messages:     ${stats.messages} (${stats.new} new, ${stats.deferred} deferred)`);
-      out(`size:         ${stats.bytes} bytes`);
-      out(`recipients:   ${stats.recipients} pending`);
-      out(`oldest:       ${stats.messages > 0 ? formatAge(stats.oldestSeconds) : "-"}`);
-      out(`dead letters: ${stats.deadLetters} in ${deadDir}`);
-      for (const d of stats.byDomain) out(`  ${String(d.recipients).padStart(6)}  ${d.domain}`);
-      return 0;
+      case "delete": {
+        const id = needId();
+        if (id === null) return 2;
+        if (!(await deleteMessage(spool, id))) {
+          err(`relay queue delete: ${id} is not in the queue`);
+          return 1;
+        }
+        out(`deleted ${id} (a delivery already under way may still complete)`);
+        return 0;
+      }
+      case "stats": {
+        const deadDir = relay.dead_letter_dir ?? join(spoolDir, "dead");
+        const stats = await queueStatistics(spool, deadDir, now());
+        if (values.json) {
+          out(JSON.stringify(stats));
+          return 0;
+        }
+        out(`messages:     ${stats.messages} (${stats.new} new, ${stats.deferred} deferred)`);
+        out(`size:         ${stats.bytes} bytes`);
+        out(`recipients:   ${stats.recipients} pending`);
+        out(`oldest:       ${stats.messages > 0 ? formatAge(stats.oldestSeconds) : "-"}`);
+        out(`dead letters: ${stats.deadLetters} in ${deadDir}`);
+        for (const d of stats.byDomain) out(`  ${String(d.recipients).padStart(6)}  ${d.domain}`);
+        return 0;
+      }
+      default:
+        err(`relay queue: unknown command ${JSON.stringify(sub)}\n${USAGE}`);
+        return 2;
     }
-    default:
-      err(`relay queue: unknown command ${JSON.stringify(sub)}\n${USAGE}`);
-      return 2;
+  };
+  try {
+    return await dispatch();
+  } finally {
+    await spool.close();
   }
 }

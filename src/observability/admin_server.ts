@@ -14,7 +14,6 @@
  * @module
  */
 import { timingSafeEqual } from "node:crypto";
-import { join } from "node:path";
 import { listenError, parseListen } from "../config/listen.ts";
 import type { AuditLog } from "../audit/mod.ts";
 import type { RelayMetrics } from "./metrics.ts";
@@ -79,28 +78,14 @@ export async function readAdminToken(path: string): Promise<string> {
   return token;
 }
 
-/** Ready while a small file can be created, synced and removed in `dir` (disk full, read-only). */
-export function spoolWritableCheck(dir: string): ReadinessCheck {
-  return {
-    name: "spool",
-    async check() {
-      const probe = join(dir, `.ready-${crypto.randomUUID()}`);
-      try {
-        const file = await Deno.open(probe, { write: true, createNew: true, mode: 0o600 });
-        try {
-          await file.write(new TextEncoder().encode("ready\n"));
-          await file.syncData();
-        } finally {
-          file.close();
-        }
-        return null;
-      } catch (error) {
-        return `cannot write in ${dir}: ${(error as Error).message}`;
-      } finally {
-        await Deno.remove(probe).catch(() => {});
-      }
-    },
-  };
+/**
+ * Ready while the spool can take a message: `probe` resolves with null when
+ * a write committed (the spool writer alive, the database writable, its
+ * WAL fsync'd, a file synced in the folder for large messages), otherwise
+ * with why not (disk full, read-only, writer stopped).
+ */
+export function spoolWritableCheck(probe: () => Promise<string | null>): ReadinessCheck {
+  return { name: "spool", check: probe };
 }
 
 /**

@@ -1,22 +1,22 @@
 /**
- * Queue administration on the spool files, safe beside a running server:
- * list and inspect messages, ask for a retry, delete, count.
+ * Queue administration on the spool database, safe beside a running
+ * server: list and inspect messages, ask for a retry, delete, count.
  *
- * Reads never change anything. A retry request is a marker file in
- * `flush/` (`<id>` or `ALL`) that the server's periodic scan picks up (and a
- * server that is down honours at its next start); the CLI never rewrites a
- * state file, so it cannot race the server's record of delivered
- * recipients. A delete removes the message and its state; the server's
- * scan drops the message's retry timer, and a delivery already under way
- * may still complete.
+ * Reads never change anything (a consistent snapshot beside the writer).
+ * A retry request is a row in the spool's `requests` table (`<id>` or
+ * `ALL`) that the server's periodic scan picks up (and a server that is
+ * down honours at its next start); the CLI never rewrites a delivery state,
+ * so it cannot race the server's record of delivered recipients. A delete
+ * removes the message (and its body file) and leaves a `deleted` request,
+ * so the server drops the message's retry timer; a delivery already under
+ * way may still complete.
  *
  * @module
  */
 import { type Envelope, isQueueId, type RecipientOutcome } from "../mail/mod.ts";
-import { join } from "node:path";
 import { listDeadLetters } from "./dead_letter.ts";
-import { type Spool } from "./spool.ts";
-import { type DeliveryState, FLUSH_ALL, flushDir, readState, statePath } from "./state.ts";
+import type { Spool, SpoolEntry } from "./spool.ts";
+import { type DeliveryState, FLUSH_ALL } from "./state.ts";
 
 /** One message as `relay queue list` shows it. */
 export interface QueueEntry {
@@ -48,7 +48,7 @@ export interface QueueEntry {
 export interface QueueMessageDetail extends QueueEntry {
   /** The envelope as spooled. */
   envelope: Envelope;
-  /** The state file, or null before the first attempt. */
+  /** The delivery state, or null before the first attempt. */
   state: DeliveryState | null;
   /** Outcome per recipient: finished ones, and the last deferral of pending ones. */
   outcomes: Record<string, RecipientOutcome | { status: "pending" }>;
@@ -83,24 +83,13 @@ export function listIds(spool: Spool): Promise<string[]> {
   return spool.list();
 }
 
-async function entryOf(spool: Spool, id: string): Promise<QueueEntry | null> {
-  let envelope: Envelope;
-  let fileSize: number;
-  try {
-    envelope = await spool.readEnvelope(id);
-    fileSize = (await Deno.stat(spool.messagePath(id))).size;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return null; // delivered meanwhile
-    throw error;
-  }
-  const state = await readState(spool, id);
-  const headerBytes = new TextEncoder().encode(JSON.stringify(envelope) + "\n").length;
+function entryOf({ id, envelope, size, state }: SpoolEntry): QueueEntry {
   return {
     id,
     from: envelope.from,
     recipients: envelope.recipients,
     pending: envelope.recipients.filter((r) => !(state && r in state.done)),
-    size: Math.max(0, fileSize - headerBytes),
+    size,
     receivedAt: envelope.receivedAt,
     status: state ? "deferred" : "new",
     attempts: state?.attempts ?? 0,
@@ -111,28 +100,22 @@ async function entryOf(spool: Spool, id: string): Promise<QueueEntry | null> {
 }
 
 /** Every queued message, oldest first. */
-export async function listQueue(spool: Spool): Promise<QueueEntry[]> {
-  const entries: QueueEntry[] = [];
-  for (const id of await spool.list()) {
-    const entry = await entryOf(spool, id);
-    if (entry) entries.push(entry);
-  }
-  return entries;
+export function listQueue(spool: Spool): Promise<QueueEntry[]> {
+  return Promise.resolve(spool.entries().map(entryOf));
 }
 
 /** One message in detail; null when it is not in the queue. */
 export async function showMessage(spool: Spool, id: string): Promise<QueueMessageDetail | null> {
   if (!isQueueId(id)) return null;
-  const entry = await entryOf(spool, id);
-  if (!entry) return null;
   let message;
   try {
     message = await spool.read(id);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return null;
+    if (error instanceof Deno.errors.NotFound) return null; // delivered meanwhile
     throw error;
   }
-  const state = await readState(spool, id);
+  const state = spool.readState(id);
+  const entry = entryOf({ id, envelope: message.envelope, size: message.data.length, state });
   const outcomes: QueueMessageDetail["outcomes"] = {};
   for (const r of message.envelope.recipients) {
     outcomes[r] = state?.done[r] ?? state?.deferred?.[r] ?? { status: "pending" };
@@ -156,30 +139,18 @@ export async function showMessage(spool: Spool, id: string): Promise<QueueMessag
  * @returns false when the message is not in the queue
  */
 export async function requestRetry(spool: Spool, id: string): Promise<boolean> {
-  if (id !== FLUSH_ALL) {
-    if (!(await spool.has(id))) return false;
-  }
-  await Deno.mkdir(flushDir(spool), { recursive: true, mode: 0o700 });
-  await Deno.writeFile(join(flushDir(spool), id), new Uint8Array(0), { mode: 0o600 });
+  if (id !== FLUSH_ALL && !(await spool.has(id))) return false;
+  await spool.requestRetry(id);
   return true;
 }
 
 /**
- * Deletes a message and its state from the queue.
+ * Deletes a message (and its state) from the queue.
  *
  * @returns false when it was not there
  */
-export async function deleteMessage(spool: Spool, id: string): Promise<boolean> {
-  if (!isQueueId(id)) return false;
-  try {
-    await Deno.remove(spool.messagePath(id));
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-  await Deno.remove(statePath(spool, id)).catch(() => {});
-  await spool.queueDirSync.sync();
-  return true;
+export function deleteMessage(spool: Spool, id: string): Promise<boolean> {
+  return spool.deleteMessage(id);
 }
 
 /** Counts the queue (and the dead letters in `deadLetterDir`). */

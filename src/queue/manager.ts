@@ -11,30 +11,25 @@
  *   message; when the sender is null (the message is itself a bounce) the
  *   message goes to the dead-letter directory instead.
  *
- * Progress per recipient lives in `queue/<id>.state` (see `state.ts`), written
- * durably after every attempt that leaves recipients pending, so a restart
- * resumes exactly where the queue was and never re-sends to a recipient whose
- * 250 was recorded. The message file is removed once every recipient is done.
- * When a state file cannot be written (a full disk), the state is kept in
- * memory and used for the next attempt, so the attempt count, the back-off
- * and the recipients already done survive until the write succeeds; the
- * condition is logged once as an error, and once more when it clears.
+ * Progress per recipient lives in the message's spool row (see `state.ts`),
+ * written durably after every attempt that leaves recipients pending, so a
+ * restart resumes exactly where the queue was and never re-sends to a
+ * recipient whose 250 was recorded. The message is removed once every
+ * recipient is done. When a state cannot be written (a full disk), it is
+ * kept in memory and used for the next attempt, so the attempt count, the
+ * back-off and the recipients already done survive until the write
+ * succeeds; the condition is logged once as an error, and once more when it
+ * clears.
  *
- * A periodic scan of the spool (every `scanIntervalMs`) picks up what
- * `relay queue` did while we run: `flush/<id>` and `flush/ALL` markers
- * (retry now), messages deleted from `queue/` (their timers are dropped), and
- * messages that appeared without our knowing.
+ * At start every queued message is scheduled at its next attempt time. A
+ * periodic scan (every `scanIntervalMs`) picks up what `relay queue` asked
+ * while we run (the spool's `requests`: retry one or all now, forget a
+ * deleted message's timer) and messages of the old file format put into
+ * `queue/` (imported).
  *
  * @module
  */
-import {
-  denoFs,
-  type DurableFs,
-  type Envelope,
-  isQueueId,
-  newQueueId,
-  type RecipientOutcome,
-} from "../mail/mod.ts";
+import { type Envelope, newQueueId, type RecipientOutcome } from "../mail/mod.ts";
 import { join } from "node:path";
 import type { AuditLog } from "../audit/mod.ts";
 import type { Config } from "../config/mod.ts";
@@ -44,15 +39,7 @@ import { log } from "../observability/logger.ts";
 import { writeDeadLetter } from "./dead_letter.ts";
 import { buildDsn } from "./dsn.ts";
 import type { Spool, SpooledMessage } from "./spool.ts";
-import {
-  type DeliveryState,
-  FLUSH_ALL,
-  flushDir,
-  readState,
-  removeState,
-  statePath,
-  writeState,
-} from "./state.ts";
+import { type DeliveryState, FLUSH_ALL } from "./state.ts";
 
 const logger = log("queue");
 
@@ -85,8 +72,6 @@ export interface QueueManagerOptions {
   hostname?: string;
   /** The clock (default `Date.now`). */
   now?: () => number;
-  /** The file system state files are written through (default the real one; tests). */
-  fs?: DurableFs;
 }
 
 /** The default retry schedule, seconds: within a minute, doubling up to an hour. */
@@ -134,14 +119,14 @@ export class QueueManager {
   #activeIds = new Set<string>();
   #timers = new Map<string, ReturnType<typeof setTimeout>>();
   #scanTimer: ReturnType<typeof setInterval> | undefined;
-  /** Messages whose first attempt has not run and that have no state file. */
+  /** Messages whose first attempt has not run and that have no state. */
   #fresh = new Set<string>();
   /** Messages handed over in memory at acceptance, until their first attempt. */
   #held = new Map<string, SpooledMessage>();
   #heldBytes = 0;
   #scanning: Promise<void> | null = null;
   #stopped = false;
-  /** States that could not be written, by message: newer than their files. */
+  /** States that could not be written, by message: newer than the spool's. */
   #unsaved = new Map<string, DeliveryState>();
   /** Whether state writes are failing (the condition logged once). */
   #stateWritesFailing = false;
@@ -161,7 +146,6 @@ export class QueueManager {
       deadLetterDir: join(options.spool.dir, "dead"),
       hostname: "localhost",
       now: Date.now,
-      fs: denoFs,
       ...stripUndefined(options),
       spool: options.spool,
       backend: options.backend,
@@ -175,7 +159,14 @@ export class QueueManager {
    * starts the periodic scan. Resolves with the number of messages found.
    */
   async start(): Promise<number> {
-    const found = await this.#scan();
+    const now = this.#o.now();
+    let found = 0;
+    for (const { id, next } of this.#o.spool.schedule()) {
+      found++;
+      if (next !== null && next > now) this.#schedule(id, next - now);
+      else this.enqueue(id);
+    }
+    await this.#scan();
     if (found > 0) logger.info("resumed {count} queued messages", { count: found });
     if (this.#o.scanIntervalMs > 0 && !this.#stopped) {
       this.#scanTimer = setInterval(() => {
@@ -194,9 +185,8 @@ export class QueueManager {
   }
 
   /**
-   * Queues a message just accepted, known to have no state file yet: its
-   * first attempt skips looking for one (a failed lookup costs a syscall and
-   * an exception per message on the hot path).
+   * Queues a message just accepted, known to have no state yet: its first
+   * attempt skips looking for one.
    */
   enqueueNew(id: string, message: SpooledMessage | null = null): void {
     if (this.#stopped || this.#queued.has(id)) return;
@@ -280,71 +270,27 @@ export class QueueManager {
 
   async #scanOnce(): Promise<number> {
     const { spool } = this.#o;
-    // Requests left by `relay queue retry`.
-    const markers: string[] = [];
-    try {
-      for await (const entry of Deno.readDir(flushDir(spool))) markers.push(entry.name);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    }
-    const flushAll = markers.includes(FLUSH_ALL);
-    const flushIds = new Set(markers.filter(isQueueId));
-
-    const messages = new Set<string>();
-    const states = new Set<string>();
-    const leftovers = new Set<string>();
-    for await (const entry of Deno.readDir(join(spool.dir, "queue"))) {
-      if (!entry.isFile) continue;
-      const dot = entry.name.indexOf(".");
-      const id = entry.name.slice(0, dot);
-      if (!isQueueId(id)) continue;
-      const ext = entry.name.slice(dot);
-      if (ext === ".msg") messages.add(id);
-      else if (ext === ".state") states.add(id);
-      else if (ext === ".state.tmp") leftovers.add(id);
-    }
-    if (this.#stopped) return messages.size;
-
-    // Deleted behind our back (`relay queue delete`): forget their timers.
-    for (const id of [...this.#timers.keys()]) {
-      if (!messages.has(id)) {
-        clearTimeout(this.#timers.get(id));
+    // Messages of the old file format put into queue/ (a dead letter moved back).
+    const imported = await spool.importLegacy();
+    // Requests left by `relay queue retry` and `relay queue delete`.
+    const requests = spool.requests();
+    if (this.#stopped) return 0;
+    for (const id of imported) this.enqueue(id);
+    for (const { kind, id } of requests) {
+      if (kind === "deleted") {
+        const timer = this.#timers.get(id);
+        if (timer === undefined) continue;
+        clearTimeout(timer);
         this.#timers.delete(id);
         logger.info("{id}: removed from the queue by an operator", { id });
-      }
-    }
-    // A commit in progress writes the state before its message: not an orphan yet.
-    for (const id of spool.committing) {
-      messages.delete(id);
-      states.delete(id);
-    }
-    // State files whose message is gone and is not being delivered; half-written ones.
-    for (const id of states) {
-      if (!messages.has(id) && !this.#queued.has(id)) await removeState(spool, id);
-    }
-    for (const id of leftovers) {
-      if (!this.#queued.has(id)) {
-        await Deno.remove(`${statePath(spool, id)}.tmp`).catch(() => {});
-      }
-    }
-    // Messages we do not know of (restart, or put there by hand).
-    for (const id of messages) {
-      if (this.#queued.has(id) || this.#timers.has(id)) continue;
-      const state = states.has(id) ? await readState(spool, id) : null;
-      const due = state ? Date.parse(state.nextAttempt) - this.#o.now() : 0;
-      if (due > 0 && !flushAll && !flushIds.has(id)) this.#schedule(id, due);
-      else this.enqueue(id);
-    }
-    if (flushAll) this.flush();
-    for (const id of flushIds) {
-      if (this.flush(id) === 0 && !this.#queued.has(id)) {
+      } else if (id === FLUSH_ALL) {
+        this.flush();
+      } else if (this.flush(id) === 0 && !this.#queued.has(id)) {
         logger.info("{id}: retry requested but not in the queue", { id });
       }
     }
-    for (const name of markers) {
-      await Deno.remove(join(flushDir(spool), name)).catch(() => {});
-    }
-    return messages.size;
+    if (requests.length > 0) await spool.requestsDone(requests.at(-1)!.n);
+    return imported.length;
   }
 
   #schedule(id: string, delayMs: number): void {
@@ -390,7 +336,7 @@ export class QueueManager {
     const { envelope, data } = message;
     const nowIso = () => new Date(this.#o.now()).toISOString();
     const fresh = this.#fresh.delete(id);
-    const stored = this.#unsaved.get(id) ?? (fresh ? null : await readState(spool, id));
+    const stored = this.#unsaved.get(id) ?? (fresh ? null : spool.readState(id));
     const state: DeliveryState = stored ?? { attempts: 0, nextAttempt: nowIso(), done: {} };
     const todo = envelope.recipients.filter((r) => !(r in state.done));
     // Refusals a pass-through relay already heard are bounced, not asked again.
@@ -417,7 +363,6 @@ export class QueueManager {
     if (!allDelivered && !(await spool.has(id))) {
       logger.info("{id}: removed from the queue during delivery; dropping its state", { id });
       this.#forget(id);
-      await removeState(spool, id);
       return;
     }
 
@@ -487,7 +432,6 @@ export class QueueManager {
     if (deferred.length === 0) {
       await spool.remove(id);
       this.#forget(id);
-      if (stored) await removeState(spool, id);
       if (dsnId) this.enqueue(dsnId);
       return;
     }
@@ -531,7 +475,7 @@ export class QueueManager {
    */
   async #saveState(id: string, state: DeliveryState): Promise<void> {
     try {
-      await writeState(this.#o.spool, id, state, this.#o.fs);
+      await this.#o.spool.writeState(id, state);
     } catch (error) {
       this.#unsaved.set(id, state);
       const fields = { id, error: String(error instanceof Error ? error.message : error) };
@@ -549,7 +493,7 @@ export class QueueManager {
       return;
     }
     this.#unsaved.delete(id);
-    this.#cleared("a state file was written");
+    this.#cleared("a delivery state was written");
   }
 
   /** Drops the in-memory state of a message that needs none any more. */

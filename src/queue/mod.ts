@@ -16,13 +16,16 @@
  * @module
  */
 export {
+  BODY_FILE_BYTES,
   encodeSpoolFile,
   isDiskFull,
   parseSpoolFile,
   Spool,
   type SpooledMessage,
+  type SpoolEntry,
   SpoolFullError,
   type SpoolOptions,
+  type SpoolRequest,
   SpoolWriter,
 } from "./spool.ts";
 export {
@@ -32,16 +35,7 @@ export {
   type QueueManagerStats,
   queueSettings,
 } from "./manager.ts";
-export {
-  type DeliveryState,
-  encodeState,
-  FLUSH_ALL,
-  flushDir,
-  readState,
-  removeState,
-  statePath,
-  writeState,
-} from "./state.ts";
+export { type DeliveryState, FLUSH_ALL, readState, writeState } from "./state.ts";
 export {
   buildDsn,
   type BuildDsnOptions,

@@ -1,17 +1,16 @@
 /**
- * Delivery progress of one message, kept in `queue/<id>.state` beside the
- * immutable `queue/<id>.msg`. A message without a state file has not been
- * tried yet (or its first attempt is running).
+ * Delivery progress of one message, kept in its spool row (`state`, with
+ * `next_attempt`). A message without a state has not been tried yet (or
+ * its first attempt is running).
  *
- * The file is replaced atomically (write `.state.tmp`, fsync, rename, fsync
- * the directory): once written, a recipient recorded as done is never sent
- * to again, even after a crash. Only the queue manager writes it; `relay
- * queue` only reads it (and removes it with its message).
+ * A state is replaced by a group-committed UPDATE: once written, a
+ * recipient recorded as done is never sent to again, even after a crash.
+ * Only the queue manager (and a pass-through commit) writes it; `relay
+ * queue` only reads it.
  *
  * @module
  */
-import { denoFs, type DurableFs, type RecipientOutcome, writeFileDurably } from "../mail/mod.ts";
-import { join } from "node:path";
+import type { RecipientOutcome } from "../mail/mod.ts";
 import type { Spool } from "./spool.ts";
 
 /** Per-message delivery state. */
@@ -37,51 +36,19 @@ export interface DeliveryState {
   lastAttempt?: string;
 }
 
-const encoder = new TextEncoder();
-
-/** Path of a message's state file. */
-export function statePath(spool: Spool, id: string): string {
-  return spool.statePath(id);
+/** Reads a message's state; null when there is none (never tried) or it is not queued. */
+export function readState(spool: Spool, id: string): Promise<DeliveryState | null> {
+  return Promise.resolve(spool.readState(id));
 }
 
-/** Reads a message's state; null when there is none (never tried) or it is unreadable. */
-export async function readState(spool: Spool, id: string): Promise<DeliveryState | null> {
-  try {
-    const state = JSON.parse(await Deno.readTextFile(statePath(spool, id)));
-    if (typeof state !== "object" || state === null || typeof state.done !== "object") return null;
-    return state as DeliveryState;
-  } catch {
-    return null;
-  }
+/**
+ * Replaces a message's state durably.
+ *
+ * @returns false when the message is not queued
+ */
+export function writeState(spool: Spool, id: string, state: DeliveryState): Promise<boolean> {
+  return spool.writeState(id, state);
 }
 
-/** Encodes a state as its file holds it (for the `state` of `SpoolWriter.commit`). */
-export function encodeState(state: DeliveryState): Uint8Array {
-  return encoder.encode(JSON.stringify(state));
-}
-
-/** Replaces a message's state durably (fsync'd file, synced directory) through `fs`. */
-export async function writeState(
-  spool: Spool,
-  id: string,
-  state: DeliveryState,
-  fs: DurableFs = denoFs,
-): Promise<void> {
-  await writeFileDurably(statePath(spool, id), encodeState(state), fs);
-  await spool.queueDirSync.sync();
-}
-
-/** Removes a message's state file (missing is fine). */
-export async function removeState(spool: Spool, id: string): Promise<void> {
-  await Deno.remove(statePath(spool, id)).catch((error) => {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  });
-}
-
-/** The `flush/` folder where `relay queue retry` leaves requests for a running server. */
-export function flushDir(spool: Spool): string {
-  return join(spool.dir, "flush");
-}
-
-/** The marker that asks for every deferred message to be retried now. */
+/** The id of a retry request for every deferred message (`relay queue retry --all`). */
 export const FLUSH_ALL = "ALL";

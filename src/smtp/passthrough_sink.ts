@@ -16,15 +16,15 @@
  * |                                        |                        | (DSN), deferred ones retried                 |
  * | no answer (connection lost)            | `250 queued as ID`     | committed, every recipient retried           |
  *
- * The delivery state is committed *with* the message (see
- * `SpoolWriter.commit`): no queue scan, restart or crash can see the
- * message without it, so a delivered recipient is never sent to again.
+ * The delivery state is committed *with* the message, in its row and the
+ * same transaction (see `SpoolWriter.commit`): no restart or crash can see
+ * the message without it, so a delivered recipient is never sent to again.
  *
  * @module
  */
 import { ChunkPipe, type Envelope, type StreamedDelivery } from "../mail/mod.ts";
 import { log } from "../observability/logger.ts";
-import { type DeliveryState, encodeState, type Spool } from "../queue/mod.ts";
+import type { DeliveryState, Spool } from "../queue/mod.ts";
 import { Replies } from "./replies.ts";
 import type { MessageSink, SinkResult, SinkTransaction } from "./sink.ts";
 import { commitToSpool, type Handoff } from "./spool_sink.ts";
@@ -122,7 +122,7 @@ export class PassthroughSink implements MessageSink {
             }
             : {}),
         };
-        const result = await commitToSpool(writer, handoff, encodeState(state));
+        const result = await commitToSpool(writer, handoff, state);
         if (!result.accepted && delivered.length > 0) {
           // The client will resend: the delivered recipients get it twice
           // (at-least-once) rather than the others never.

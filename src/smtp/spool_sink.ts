@@ -1,14 +1,20 @@
 /**
  * The spool strategy of the message sink: the message is written to the
- * spool while it arrives and committed (fsync'd, renamed into `queue/`,
- * directory synced) before the client hears `250`; then it is handed to the
+ * spool while it arrives and committed (its transaction durable in the
+ * spool database) before the client hears `250`; then it is handed to the
  * queue in memory.
  *
  * @module
  */
 import type { Envelope } from "../mail/mod.ts";
 import { log } from "../observability/logger.ts";
-import { type Spool, type SpooledMessage, SpoolFullError, type SpoolWriter } from "../queue/mod.ts";
+import {
+  type DeliveryState,
+  type Spool,
+  type SpooledMessage,
+  SpoolFullError,
+  type SpoolWriter,
+} from "../queue/mod.ts";
 import { Replies, type SmtpReply } from "./replies.ts";
 import type { MessageSink, SinkResult, SinkTransaction } from "./sink.ts";
 
@@ -63,7 +69,7 @@ export class SpoolSink implements MessageSink {
 export async function commitToSpool(
   writer: SpoolWriter,
   handoff: Handoff,
-  state?: Uint8Array,
+  state?: DeliveryState,
 ): Promise<SinkResult> {
   try {
     await writer.commit(state ? { state } : {});

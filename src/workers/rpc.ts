@@ -1,0 +1,164 @@
+/**
+ * A small typed RPC over `postMessage`, both ways between the main thread and
+ * a session worker: calls (answered with a value or an error) and notices
+ * (fire and forget, in order with the calls). Each side names the methods it
+ * serves as an interface; a call's arguments and result must survive the
+ * structured clone.
+ *
+ * @module
+ */
+
+/** The arguments of a served method. */
+export type RpcArgs<T> = T extends (...args: infer A) => unknown ? A : never;
+/** What a call of a served method resolves to. */
+export type RpcResult<T> = T extends (...args: never[]) => infer R ? Awaited<R> : never;
+
+/** The two ends of a message channel (a Worker, or the worker's global scope). */
+export interface RpcEndpoint {
+  postMessage(message: unknown, transfer?: Transferable[]): void;
+  addEventListener(type: "message", listener: (event: MessageEvent) => void): void;
+  removeEventListener(type: "message", listener: (event: MessageEvent) => void): void;
+}
+
+/** A message on the channel. */
+export type RpcMessage =
+  | { rpc: "call"; id: number; method: string; args: unknown[] }
+  | { rpc: "notice"; method: string; args: unknown[] }
+  | { rpc: "result"; id: number; value: unknown }
+  | { rpc: "error"; id: number; name: string; message: string };
+
+/** An error thrown on the other side of a call, rethrown here with its name and message. */
+export class RemoteError extends Error {
+  /** @param name the remote error's name @param message its message */
+  constructor(name: string, message: string) {
+    super(message);
+    this.name = name;
+  }
+}
+
+/** Thrown into calls still waiting when the peer is closed (the worker stopped or crashed). */
+export class PeerClosedError extends Error {
+  constructor() {
+    super("the other thread stopped");
+    this.name = "PeerClosedError";
+  }
+}
+
+function isRpcMessage(data: unknown): data is RpcMessage {
+  return typeof data === "object" && data !== null && "rpc" in data;
+}
+
+/**
+ * One side of the channel: serves `Local` and calls `Remote`.
+ *
+ * @example
+ * ```ts ignore
+ * const peer = new RpcPeer<WorkerApi, MainApi>(worker, mainHandlers);
+ * const result = await peer.call("reloadTls", snapshot);
+ * peer.notify("shutdown", 1000);
+ * ```
+ */
+export class RpcPeer<Remote, Local extends object> {
+  readonly #endpoint: RpcEndpoint;
+  readonly #local: Local;
+  readonly #pending = new Map<
+    number,
+    { resolve: (value: unknown) => void; reject: (error: Error) => void }
+  >();
+  readonly #listener = (event: MessageEvent) => this.#receive(event.data);
+  #nextId = 1;
+  #closed = false;
+
+  /** @param endpoint the channel @param local the methods served to the other side */
+  constructor(endpoint: RpcEndpoint, local: Local) {
+    this.#endpoint = endpoint;
+    this.#local = local;
+    endpoint.addEventListener("message", this.#listener);
+  }
+
+  /** Calls `method` on the other side; rejects with its error, or {@link PeerClosedError}. */
+  call<M extends keyof Remote & string>(
+    method: M,
+    ...args: RpcArgs<Remote[M]>
+  ): Promise<RpcResult<Remote[M]>> {
+    if (this.#closed) return Promise.reject(new PeerClosedError());
+    const id = this.#nextId++;
+    const { promise, resolve, reject } = Promise.withResolvers<unknown>();
+    this.#pending.set(id, { resolve, reject });
+    this.#endpoint.postMessage({ rpc: "call", id, method, args } satisfies RpcMessage);
+    return promise as Promise<RpcResult<Remote[M]>>;
+  }
+
+  /** Tells the other side something; no answer. `transfer` moves buffers instead of copying. */
+  notify<M extends keyof Remote & string>(
+    method: M,
+    args: RpcArgs<Remote[M]>,
+    transfer?: Transferable[],
+  ): void {
+    if (this.#closed) return;
+    this.#endpoint.postMessage({ rpc: "notice", method, args } satisfies RpcMessage, transfer);
+  }
+
+  /** Stops listening; waiting calls reject with {@link PeerClosedError}. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#endpoint.removeEventListener("message", this.#listener);
+    for (const { reject } of this.#pending.values()) reject(new PeerClosedError());
+    this.#pending.clear();
+  }
+
+  #receive(data: unknown): void {
+    if (!isRpcMessage(data) || this.#closed) return;
+    switch (data.rpc) {
+      case "result":
+      case "error": {
+        const waiting = this.#pending.get(data.id);
+        if (!waiting) return;
+        this.#pending.delete(data.id);
+        if (data.rpc === "result") waiting.resolve(data.value);
+        else waiting.reject(new RemoteError(data.name, data.message));
+        return;
+      }
+      case "notice":
+        try {
+          void Promise.resolve(this.#invoke(data.method, data.args)).catch(() => {});
+        } catch {
+          // A notice has nobody to tell; the handler logs what matters.
+        }
+        return;
+      case "call":
+        void this.#answer(data.id, data.method, data.args);
+    }
+  }
+
+  #invoke(method: string, args: unknown[]): unknown {
+    const handler = (this.#local as Record<string, unknown>)[method];
+    if (typeof handler !== "function") throw new TypeError(`no RPC method ${method}`);
+    return handler.apply(this.#local, args);
+  }
+
+  async #answer(id: number, method: string, args: unknown[]): Promise<void> {
+    let reply: RpcMessage;
+    try {
+      reply = { rpc: "result", id, value: await this.#invoke(method, args) };
+    } catch (error) {
+      const err = error instanceof Error ? error : new Error(String(error));
+      reply = { rpc: "error", id, name: err.name, message: err.message };
+    }
+    if (this.#closed) return;
+    try {
+      this.#endpoint.postMessage(reply);
+    } catch (error) {
+      // A result that does not clone is a bug on this side: report it as the call's error.
+      this.#endpoint.postMessage(
+        {
+          rpc: "error",
+          id,
+          name: "DataCloneError",
+          message: String(error instanceof Error ? error.message : error),
+        } satisfies RpcMessage,
+      );
+    }
+  }
+}

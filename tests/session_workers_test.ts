@@ -354,3 +354,18 @@ Deno.test("workers = 2: a crashed worker is restarted and what it held is releas
     await t.close();
   }
 });
+
+Deno.test("workers = 2: a port taken by another process fails the start, naming the key", async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (taken.addr as Deno.NetAddr).port;
+  try {
+    await assert.rejects(
+      startTestRelay({ config: { server: TWO, submission: { listen: `127.0.0.1:${port}` } } }),
+      new RegExp(
+        `^Error: submission\\.listen = "127\\.0\\.0\\.1:${port}": cannot listen: address already in use`,
+      ),
+    );
+  } finally {
+    taken.close();
+  }
+});

@@ -15,7 +15,6 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import net from "node:net";
 import type { AuditEvent } from "../audit/audit_log.ts";
 import { parseListen } from "../config/listen.ts";
 import { log } from "../observability/logger.ts";
@@ -161,38 +160,28 @@ export class SessionWorkers {
   }
 
   /**
-   * Resolves the ports, starts every worker on them; rejects (stopping what
-   * started) if a listener cannot be bound.
+   * Starts worker 1 on the configured addresses (port 0 picks a free port),
+   * then the others on the ports it bound; rejects (stopping what started)
+   * if a listener cannot be bound.
    */
   async start(): Promise<void> {
     const options = this.#options;
     const server = options.server;
     const session = server.session;
-    const probes: net.Server[] = [];
     try {
-      const listeners: WorkerListener[] = [];
-      for (const spec of server.listeners) {
+      let listeners: WorkerListener[] = server.listeners.map((spec) => {
         const { hostname: host, port } = parseListen(spec.listen);
-        const probe = net.createServer();
-        await new Promise<void>((resolve, reject) => {
-          probe.once("error", reject);
-          probe.listen({ host, port, reusePort: true }, () => {
-            probe.off("error", reject);
-            resolve();
-          });
-        });
-        probes.push(probe);
-        listeners.push({
+        return {
           kind: spec.kind,
           host,
-          port: (probe.address() as net.AddressInfo).port,
+          port,
           proxy: spec.proxy && {
             trusted: [...spec.proxy.trusted.sources],
             tlsTerminated: spec.proxy.tlsTerminated ?? false,
             headerTimeoutMs: spec.proxy.headerTimeoutMs,
           },
-        });
-      }
+        };
+      });
       const bearerNames = Object.keys(session.bearerMechanisms ?? {});
       this.#init = (worker) => ({
         worker,
@@ -226,16 +215,14 @@ export class SessionWorkers {
         },
       });
       this.#slots = new Array(options.count).fill(null);
-      const bound = await Promise.all(
-        this.#slots.map((_, index) => this.#startWorker(index + 1)),
-      );
-      this.#bound = bound[0];
+      // The first worker resolves port 0; the rest join its sockets' ports (reusePort).
+      this.#bound = await this.#startWorker(1);
+      listeners = listeners.map((l, i) => ({ ...l, port: this.#bound[i].port }));
+      await Promise.all(this.#slots.slice(1).map((_, index) => this.#startWorker(index + 2)));
       options.tls?.onReload(() => this.pushTls());
     } catch (error) {
       await this.#stopWorkers(0);
       throw error;
-    } finally {
-      await Promise.all(probes.map((p) => new Promise((resolve) => p.close(resolve))));
     }
   }
 

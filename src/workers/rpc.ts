@@ -25,14 +25,29 @@ export type RpcMessage =
   | { rpc: "call"; id: number; method: string; args: unknown[] }
   | { rpc: "notice"; method: string; args: unknown[] }
   | { rpc: "result"; id: number; value: unknown }
-  | { rpc: "error"; id: number; name: string; message: string };
+  | {
+    rpc: "error";
+    id: number;
+    name: string;
+    message: string;
+    /** An errno-style `code` and a `port`, when the error had them (a failed bind). */
+    code?: string;
+    port?: number;
+  };
 
 /** An error thrown on the other side of a call, rethrown here with its name and message. */
 export class RemoteError extends Error {
-  /** @param name the remote error's name @param message its message */
-  constructor(name: string, message: string) {
+  /** The remote error's errno-style code (`EADDRINUSE`...), if it had one. */
+  readonly code?: string;
+  /** The port a failed bind named, if any. */
+  readonly port?: number;
+
+  /** @param name the remote error's name @param message its message @param extra code and port */
+  constructor(name: string, message: string, extra: { code?: string; port?: number } = {}) {
     super(message);
     this.name = name;
+    if (extra.code !== undefined) this.code = extra.code;
+    if (extra.port !== undefined) this.port = extra.port;
   }
 }
 
@@ -117,7 +132,7 @@ export class RpcPeer<Remote, Local extends object> {
         if (!waiting) return;
         this.#pending.delete(data.id);
         if (data.rpc === "result") waiting.resolve(data.value);
-        else waiting.reject(new RemoteError(data.name, data.message));
+        else waiting.reject(new RemoteError(data.name, data.message, data));
         return;
       }
       case "notice":
@@ -144,7 +159,15 @@ export class RpcPeer<Remote, Local extends object> {
       reply = { rpc: "result", id, value: await this.#invoke(method, args) };
     } catch (error) {
       const err = error instanceof Error ? error : new Error(String(error));
-      reply = { rpc: "error", id, name: err.name, message: err.message };
+      const { code, port } = err as { code?: unknown; port?: unknown };
+      reply = {
+        rpc: "error",
+        id,
+        name: err.name,
+        message: err.message,
+        ...(typeof code === "string" ? { code } : {}),
+        ...(typeof port === "number" ? { port } : {}),
+      };
     }
     if (this.#closed) return;
     try {

@@ -26,6 +26,7 @@ export { formatReply, Replies, type SmtpReply } from "./replies.ts";
 export {
   type BoundListener,
   type ConnectionGate,
+  type GateOpenOptions,
   type GateTicket,
   type ListenerSpec,
   LocalConnectionGate,

@@ -44,7 +44,16 @@ export interface ListenerSpec {
  */
 export interface ConnectionGate {
   /** A TCP connection was accepted on a listener; counted until {@link GateTicket.close}. */
-  open(kind: ListenerKind): GateTicket;
+  open(kind: ListenerKind, options?: GateOpenOptions): GateTicket;
+}
+
+/** What the gate is told about a connection it opens. */
+export interface GateOpenOptions {
+  /**
+   * The client's address comes later (after a PROXY header), so
+   * {@link GateTicket.admit} may be a while; otherwise it follows at once.
+   */
+  awaitingAddress?: boolean;
 }
 
 /** One accepted connection at the {@link ConnectionGate}. */
@@ -230,7 +239,9 @@ export class SmtpServer {
       return;
     }
     this.#connections++;
-    const ticket = this.#options.gate.open(spec.kind);
+    const ticket = this.#options.gate.open(spec.kind, {
+      awaitingAddress: spec.proxy !== undefined,
+    });
     socket.once("close", () => {
       this.#connections--;
       ticket.close();

@@ -21,6 +21,7 @@ import { log } from "../observability/logger.ts";
 import type { LoginTicket } from "../policy/lockout.ts";
 import type { PolicyClient, PolicyTransaction } from "../smtp/policy.ts";
 import type { BoundListener, GateTicket, SmtpServerOptions } from "../smtp/server.ts";
+import type { ListenerKind } from "../smtp/session.ts";
 import type { SinkTransaction } from "../smtp/sink.ts";
 import type { SniCertificates } from "../tls/sni.ts";
 import type { TlsContextProvider } from "../tls/context.ts";
@@ -81,7 +82,8 @@ class WorkerSlot {
   readonly number: number;
   readonly worker: Worker;
   readonly peer: RpcPeer<WorkerApi, MainApi>;
-  readonly gate = new Map<number, GateTicket>();
+  /** Connections by the worker's id; `admitted` ones have a session running. */
+  readonly gate = new Map<number, { ticket: GateTicket; admitted: boolean }>();
   readonly logins = new Map<number, LoginTicket>();
   readonly transactions = new Map<number, PolicyTransaction>();
   readonly sinks = new Map<number, { tx: SinkTransaction; unacked: number }>();
@@ -101,7 +103,7 @@ class WorkerSlot {
 
   /** Lets go of everything the worker held (it stopped or crashed). */
   release(reason: string): void {
-    for (const ticket of this.gate.values()) ticket.close();
+    for (const { ticket } of this.gate.values()) ticket.close();
     this.gate.clear();
     for (const ticket of this.logins.values()) void ticket.finish("neutral").catch(() => {});
     this.logins.clear();
@@ -296,6 +298,11 @@ export class SessionWorkers {
           ...fields,
         }),
     });
+    const open = (id: number, kind: ListenerKind) => {
+      slot.connections++;
+      this.#options.onConnection?.(slot.number);
+      slot.gate.set(id, { ticket: server.gate.open(kind), admitted: false });
+    };
     const known = <T>(map: Map<number, T>, id: number): T => {
       const found = map.get(id);
       if (found === undefined) throw new Error(`session worker ${slot.number}: unknown id ${id}`);
@@ -312,20 +319,27 @@ export class SessionWorkers {
         });
       },
       audit: (event: AuditEvent) => session.audit.record(event),
-      sessions: (count) => {
-        slot.sessions = count;
-      },
-      gateOpen: (id, kind) => {
-        slot.connections++;
-        this.#options.onConnection?.(slot.number);
-        slot.gate.set(id, server.gate.open(kind));
-      },
+      gateOpen: (id, kind) => open(id, kind),
       gateClose: (id) => {
-        slot.gate.get(id)?.close();
+        const entry = slot.gate.get(id);
+        if (!entry) return;
         slot.gate.delete(id);
+        entry.ticket.close();
+        if (entry.admitted) slot.sessions--;
       },
-      // A connection that closed before its address was known is not counted; nothing to refuse.
-      gateAdmit: async (id, ip) => (await slot.gate.get(id)?.admit(ip)) ?? null,
+      gateAdmit: async (id, ip, kind) => {
+        if (kind) open(id, kind);
+        const entry = slot.gate.get(id);
+        // Closed before its address was known: not counted any more, nothing to refuse.
+        if (!entry) return null;
+        const refusal = await entry.ticket.admit(ip);
+        // Admitted and still open: its session runs (until the close).
+        if (!refusal && slot.gate.get(id) === entry) {
+          entry.admitted = true;
+          slot.sessions++;
+        }
+        return refusal;
+      },
       verifyPassword: (username, password) =>
         session.authenticator.verifyPassword(username, password),
       verifyBearer: (username, token) => {
@@ -359,9 +373,11 @@ export class SessionWorkers {
       txData: (tx) => known(slot.transactions, tx).data(),
       txMessage: (tx, message) => known(slot.transactions, tx).message(message),
       txEnd: (tx, accepted) => {
-        const transaction = known(slot.transactions, tx);
+        const transaction = slot.transactions.get(tx);
         slot.transactions.delete(tx);
-        return transaction.end(accepted);
+        void transaction?.end(accepted).catch((error: unknown) =>
+          logger.error("policy: ending a transaction failed: {error}", { error: String(error) })
+        );
       },
       sinkBegin: (id, envelope) => {
         slot.sinks.set(id, { tx: session.sink.begin(envelope), unacked: 0 });
@@ -385,9 +401,9 @@ export class SessionWorkers {
         return tx.commit();
       },
       sinkAbort: (id, reason) => {
-        const { tx } = known(slot.sinks, id);
+        const entry = slot.sinks.get(id);
         slot.sinks.delete(id);
-        return tx.abort(reason);
+        void entry?.tx.abort(reason);
       },
     };
   }

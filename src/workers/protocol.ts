@@ -106,13 +106,16 @@ export interface MainApi {
   log(record: LogRecordData): void;
   /** Notice: an audit event (the session already added its id, address, port). */
   audit(event: AuditEvent): void;
-  /** Notice: the worker's number of running sessions. */
-  sessions(count: number): void;
-  /** Notice: a connection was accepted (`id` is the worker's). */
+  /** Notice: a connection was accepted (`id` is the worker's); PROXY listeners, before the header. */
   gateOpen(id: number, kind: ListenerKind): void;
   /** Notice: that connection closed. */
   gateClose(id: number): void;
-  gateAdmit(id: number, ip: string): Promise<SmtpReply | null>;
+  /**
+   * The client's address is known: count and admit it. `open` (the listener)
+   * when the connection was not announced by {@link MainApi.gateOpen} (no
+   * PROXY header to wait for: one message instead of two).
+   */
+  gateAdmit(id: number, ip: string, open?: ListenerKind): Promise<SmtpReply | null>;
   verifyPassword(username: string, password: string): Promise<AuthResult>;
   verifyBearer(username: string | null, token: string): Promise<BearerResult>;
   lockoutAdmitAddress(ip: string): Promise<LockoutRefusal | null>;
@@ -132,13 +135,15 @@ export interface MainApi {
   txRcpt(tx: number, address: string): Promise<Verdict>;
   txData(tx: number): Promise<Verdict>;
   txMessage(tx: number, message: ReceivedMessage): Promise<Verdict>;
-  txEnd(tx: number, accepted: boolean): Promise<void>;
+  /** Notice: the transaction is over (nothing to wait for: later calls are handled after it). */
+  txEnd(tx: number, accepted: boolean): void;
   /** Notice: a message starts (`id` is the worker's). */
   sinkBegin(id: number, envelope: Envelope): void;
   /** Notice: message bytes (the buffer is transferred). */
   sinkWrite(id: number, bytes: Uint8Array): void;
   sinkCommit(id: number): Promise<SinkResult>;
-  sinkAbort(id: number, reason: string): Promise<void>;
+  /** Notice: drop the message. */
+  sinkAbort(id: number, reason: string): void;
 }
 
 /** What a worker serves the main thread. */

@@ -12,7 +12,7 @@ import type { Envelope } from "../mail/envelope.ts";
 import type { Lockout } from "../policy/lockout.ts";
 import type { PolicyClient, PolicyTransaction, SessionPolicy } from "../smtp/policy.ts";
 import { Replies } from "../smtp/replies.ts";
-import type { ConnectionGate, GateTicket } from "../smtp/server.ts";
+import type { ConnectionGate, GateOpenOptions, GateTicket } from "../smtp/server.ts";
 import type { ListenerKind } from "../smtp/session.ts";
 import type { MessageSink, SinkResult, SinkTransaction } from "../smtp/sink.ts";
 import type { ClientData, MainApi, WorkerApi } from "./protocol.ts";
@@ -107,7 +107,7 @@ export function remotePolicy(
     data: () => peer.call("txData", tx),
     message: (message) =>
       peer.call("txMessage", tx, { size: message.size, from: message.from && [...message.from] }),
-    end: (accepted) => peer.call("txEnd", tx, accepted).catch(() => {}),
+    end: (accepted) => Promise.resolve(peer.notify("txEnd", [tx, accepted])),
   });
   return {
     connect: has.connect ? (client) => peer.call("policyConnect", clientData(client)) : undefined,
@@ -125,16 +125,22 @@ export function remotePolicy(
 export function remoteGate(peer: MainPeer): ConnectionGate {
   let next = 1;
   return {
-    open(kind: ListenerKind): GateTicket {
+    open(kind: ListenerKind, options?: GateOpenOptions): GateTicket {
       const id = next++;
-      peer.notify("gateOpen", [id, kind]);
+      // Announced now only when the address comes later (a PROXY header); else with the admit.
+      let announced = options?.awaitingAddress ?? false;
+      if (announced) peer.notify("gateOpen", [id, kind]);
       let closed = false;
       return {
-        admit: (ip) => peer.call("gateAdmit", id, ip),
+        admit: (ip) => {
+          const open = announced ? undefined : kind;
+          announced = true;
+          return peer.call("gateAdmit", id, ip, open);
+        },
         close: () => {
           if (closed) return;
           closed = true;
-          peer.notify("gateClose", [id]);
+          if (announced) peer.notify("gateClose", [id]);
         },
       };
     },
@@ -200,14 +206,10 @@ export class RemoteSink implements MessageSink {
           finish();
         }
       },
-      abort: async (reason: string): Promise<void> => {
-        try {
-          await peer.call("sinkAbort", id, reason);
-        } catch {
-          // The main thread is gone: nothing of the message was committed.
-        } finally {
-          finish();
-        }
+      abort: (reason: string): Promise<void> => {
+        peer.notify("sinkAbort", [id, reason]);
+        finish();
+        return Promise.resolve();
       },
     };
   }

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { setImmediate } from "node:timers";
 
 /** The arguments of a served method. */
 export type RpcArgs<T> = T extends (...args: infer A) => unknown ? A : never;
@@ -18,6 +19,12 @@ export interface RpcEndpoint {
   postMessage(message: unknown, transfer?: Transferable[]): void;
   addEventListener(type: "message", listener: (event: MessageEvent) => void): void;
   removeEventListener(type: "message", listener: (event: MessageEvent) => void): void;
+}
+
+/** What one `postMessage` carries: the messages of one event-loop turn, in order. */
+export interface RpcBatch {
+  rpc: "batch";
+  messages: RpcMessage[];
 }
 
 /** A message on the channel. */
@@ -59,8 +66,8 @@ export class PeerClosedError extends Error {
   }
 }
 
-function isRpcMessage(data: unknown): data is RpcMessage {
-  return typeof data === "object" && data !== null && "rpc" in data;
+function isRpcBatch(data: unknown): data is RpcBatch {
+  return typeof data === "object" && data !== null && (data as RpcBatch).rpc === "batch";
 }
 
 /**
@@ -80,9 +87,34 @@ export class RpcPeer<Remote, Local extends object> {
     number,
     { resolve: (value: unknown) => void; reject: (error: Error) => void }
   >();
-  readonly #listener = (event: MessageEvent) => this.#receive(event.data);
+  readonly #listener = (event: MessageEvent) => {
+    if (!isRpcBatch(event.data) || this.#closed) return;
+    for (const message of event.data.messages) this.#receive(message);
+  };
   #nextId = 1;
   #closed = false;
+  /**
+   * Messages of this turn, sent together once the turn's I/O callbacks have
+   * run (`setImmediate`): waking the other thread costs ~25 µs of CPU, a
+   * message in a batch ~5.
+   */
+  #outbox: RpcMessage[] = [];
+  #transfer: Transferable[] = [];
+  #flushScheduled = false;
+  readonly #flush = () => {
+    this.#flushScheduled = false;
+    if (this.#closed || this.#outbox.length === 0) return;
+    const batch: RpcBatch = { rpc: "batch", messages: this.#outbox };
+    const transfer = this.#transfer;
+    this.#outbox = [];
+    this.#transfer = [];
+    try {
+      this.#endpoint.postMessage(batch, transfer);
+    } catch {
+      // Something in the batch does not clone (a bug): send the rest, fail that call.
+      for (const message of batch.messages) this.#postAlone(message, transfer);
+    }
+  };
 
   /** @param endpoint the channel @param local the methods served to the other side */
   constructor(endpoint: RpcEndpoint, local: Local) {
@@ -100,7 +132,7 @@ export class RpcPeer<Remote, Local extends object> {
     const id = this.#nextId++;
     const { promise, resolve, reject } = Promise.withResolvers<unknown>();
     this.#pending.set(id, { resolve, reject });
-    this.#endpoint.postMessage({ rpc: "call", id, method, args } satisfies RpcMessage);
+    this.#post({ rpc: "call", id, method, args });
     return promise as Promise<RpcResult<Remote[M]>>;
   }
 
@@ -111,7 +143,15 @@ export class RpcPeer<Remote, Local extends object> {
     transfer?: Transferable[],
   ): void {
     if (this.#closed) return;
-    this.#endpoint.postMessage({ rpc: "notice", method, args } satisfies RpcMessage, transfer);
+    this.#post({ rpc: "notice", method, args }, transfer);
+  }
+
+  #post(message: RpcMessage, transfer?: Transferable[]): void {
+    this.#outbox.push(message);
+    if (transfer) this.#transfer.push(...transfer);
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(this.#flush);
   }
 
   /** Stops listening; waiting calls reject with {@link PeerClosedError}. */
@@ -123,8 +163,8 @@ export class RpcPeer<Remote, Local extends object> {
     this.#pending.clear();
   }
 
-  #receive(data: unknown): void {
-    if (!isRpcMessage(data) || this.#closed) return;
+  #receive(data: RpcMessage): void {
+    if (this.#closed) return;
     switch (data.rpc) {
       case "result":
       case "error": {
@@ -170,18 +210,24 @@ export class RpcPeer<Remote, Local extends object> {
       };
     }
     if (this.#closed) return;
+    this.#post(reply);
+  }
+
+  #postAlone(message: RpcMessage, transfer: Transferable[]): void {
     try {
-      this.#endpoint.postMessage(reply);
-    } catch (error) {
-      // A result that does not clone is a bug on this side: report it as the call's error.
       this.#endpoint.postMessage(
-        {
-          rpc: "error",
-          id,
-          name: "DataCloneError",
-          message: String(error instanceof Error ? error.message : error),
-        } satisfies RpcMessage,
+        { rpc: "batch", messages: [message] } satisfies RpcBatch,
+        transfer,
       );
+    } catch (error) {
+      if (message.rpc !== "result") return;
+      const failed: RpcMessage = {
+        rpc: "error",
+        id: message.id,
+        name: "DataCloneError",
+        message: String(error instanceof Error ? error.message : error),
+      };
+      this.#endpoint.postMessage({ rpc: "batch", messages: [failed] } satisfies RpcBatch);
     }
   }
 }

@@ -122,7 +122,6 @@ const handlers: WorkerApi = {
       sni: (name) => tlsState.sni?.lookup(name),
       handshakeTimeoutMs: init.handshakeTimeoutMs,
       gate: remoteGate(peer),
-      onSessions: (count) => peer.notify("sessions", [count]),
       session: {
         ...init.session,
         authenticator: remoteAuthenticator(peer),

@@ -23,6 +23,8 @@ const cidrOrAddress = z.string().refine(
   'expected an IP address or CIDR range, e.g. "10.0.0.0/8" or "::1/128"',
 );
 
+const WORKERS_ERROR = 'expected "auto" or a number of threads from 1 to 256';
+
 const serverSchema = z.strictObject({
   /** Name used in the banner, EHLO reply and Received: headers. */
   hostname: z.string().min(1).default("localhost"),
@@ -44,8 +46,10 @@ const serverSchema = z.strictObject({
    */
   workers: z.union([
     z.literal("auto"),
-    z.number().int().min(1).max(256),
-  ], { error: 'expected "auto" or a number of threads from 1 to 256' }).default("auto"),
+    z.number().int({ error: WORKERS_ERROR }).min(1, { error: WORKERS_ERROR }).max(256, {
+      error: WORKERS_ERROR,
+    }),
+  ], { error: WORKERS_ERROR }).default("auto"),
 }).prefault({});
 
 const listenerSchema = (listen: string) =>

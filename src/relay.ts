@@ -526,6 +526,12 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       throw failed ? listenError(`${failed.kind}.listen`, failed.listen, error) : error;
     }
     boundListeners = smtp.listeners;
+    if (workers) {
+      logger.info("SMTP sessions on {count} session workers (server.workers = {setting})", {
+        count: workerCount,
+        setting: config.server.workers,
+      });
+    }
     // Sessions stop first (the newest cleanup), within the grace `close` is given.
     let grace = config.server.shutdown_grace_seconds * 1000;
     cleanups.push(() => smtp.shutdown(grace));
@@ -552,6 +558,8 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
           })
         );
         const result = await tlsReloader.reload(trigger);
+        // The workers get the extra (SNI) pairs too, even when the main pair did not change.
+        workers?.pushTls();
         return { ok: result.ok, info: result.info };
       },
       async reloadDkim() {

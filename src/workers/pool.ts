@@ -123,6 +123,8 @@ export class SessionWorkers {
   #bound: BoundListener[] = [];
   #init: ((worker: number) => WorkerInit) | null = null;
   #closing = false;
+  /** Set once every worker started: a crash before that fails the start instead. */
+  #running = false;
   #restarts = new Set<Promise<void>>();
 
   /** @param options the count, the server options to serve, TLS, logging */
@@ -222,6 +224,7 @@ export class SessionWorkers {
       listeners = listeners.map((l, i) => ({ ...l, port: this.#bound[i].port }));
       await Promise.all(this.#slots.slice(1).map((_, index) => this.#startWorker(index + 2)));
       options.tls?.onReload(() => this.pushTls());
+      this.#running = true;
     } catch (error) {
       await this.#stopWorkers(0);
       throw error;
@@ -261,7 +264,7 @@ export class SessionWorkers {
       { worker: slot.number, error: message, sessions: slot.sessions },
     );
     this.#stopSlot(slot, `session worker ${slot.number} crashed`);
-    if (this.#closing) return;
+    if (this.#closing || !this.#running) return;
     const restart = (async () => {
       await new Promise((resolve) => setTimeout(resolve, RESTART_DELAY_MS));
       if (this.#closing) return;

@@ -42,14 +42,15 @@ const serverSchema = z.strictObject({
   /**
    * Session threads: `"auto"` (one per core) or a number. With more than one,
    * the SMTP sessions run on that many Workers sharing the ports
-   * (`reusePort`); 1 runs them on the main thread.
+   * (`reusePort`); 1 runs them on the main thread. Default 1: on a 2-core
+   * machine two workers measured slower than one (README "Several cores").
    */
   workers: z.union([
     z.literal("auto"),
     z.number().int({ error: WORKERS_ERROR }).min(1, { error: WORKERS_ERROR }).max(256, {
       error: WORKERS_ERROR,
     }),
-  ], { error: WORKERS_ERROR }).default("auto"),
+  ], { error: WORKERS_ERROR }).default(1),
 }).prefault({});
 
 const listenerSchema = (listen: string) =>

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { ConfigError, parseConfig, sessionWorkerCount } from "./mod.ts";
 
-Deno.test('server.workers: "auto" by default, a number of threads, errors name the key', () => {
-  assert.equal(parseConfig({}).server.workers, "auto");
+Deno.test('server.workers: 1 by default, "auto" or a number of threads, errors name the key', () => {
+  assert.equal(parseConfig({}).server.workers, 1);
+  assert.equal(parseConfig({ server: { workers: "auto" } }).server.workers, "auto");
   assert.equal(parseConfig({ server: { workers: 3 } }).server.workers, 3);
   for (const bad of [0, 1.5, "many", 257]) {
     assert.throws(

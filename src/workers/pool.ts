@@ -25,13 +25,14 @@ import type { ListenerKind } from "../smtp/session.ts";
 import type { SinkTransaction } from "../smtp/sink.ts";
 import type { SniCertificates } from "../tls/sni.ts";
 import type { TlsContextProvider } from "../tls/context.ts";
-import type {
-  ClientData,
-  MainApi,
-  TlsSnapshot,
-  WorkerApi,
-  WorkerInit,
-  WorkerListener,
+import {
+  type ClientData,
+  type MainApi,
+  PLAIN_SESSION_KEYS,
+  type TlsSnapshot,
+  type WorkerApi,
+  type WorkerInit,
+  type WorkerListener,
 } from "./protocol.ts";
 import { SESSION_WORKER_BASE64 } from "./session_worker_bundle.ts";
 import { RpcPeer } from "./rpc.ts";
@@ -193,18 +194,9 @@ export class SessionWorkers {
         listeners,
         tls: this.#tlsSnapshot(),
         handshakeTimeoutMs: server.handshakeTimeoutMs,
-        session: {
-          hostname: session.hostname,
-          maxMessageBytes: session.maxMessageBytes,
-          maxRecipients: session.maxRecipients,
-          commandTimeoutMs: session.commandTimeoutMs,
-          dataTimeoutMs: session.dataTimeoutMs,
-          dataMinBytesPerSecond: session.dataMinBytesPerSecond,
-          dataRateGraceMs: session.dataRateGraceMs,
-          sessionMaxMs: session.sessionMaxMs,
-          postmaster: session.postmaster,
-          abuse: session.abuse,
-        },
+        session: Object.fromEntries(
+          PLAIN_SESSION_KEYS.map((key) => [key, session[key]]),
+        ) as WorkerInit["session"],
         bearer: session.bearer
           ? {
             mechanisms: bearerNames,

@@ -24,7 +24,7 @@ import type { MailParams } from "../smtp/commands.ts";
 import type { ReceivedMessage, Verdict } from "../smtp/policy.ts";
 import type { SmtpReply } from "../smtp/replies.ts";
 import type { BoundListener } from "../smtp/server.ts";
-import type { AbuseLimits, ListenerKind } from "../smtp/session.ts";
+import type { ListenerKind, SessionContext } from "../smtp/session.ts";
 import type { SinkResult } from "../smtp/sink.ts";
 import type { TlsMinVersion } from "../tls/context.ts";
 
@@ -46,6 +46,23 @@ export interface WorkerListener {
   proxy?: { trusted: string[]; tlsTerminated: boolean; headerTimeoutMs?: number };
 }
 
+/** The session settings that are plain values (the rest are the main thread's objects). */
+export const PLAIN_SESSION_KEYS = [
+  "hostname",
+  "maxMessageBytes",
+  "maxRecipients",
+  "commandTimeoutMs",
+  "dataTimeoutMs",
+  "dataMinBytesPerSecond",
+  "dataRateGraceMs",
+  "sessionMaxMs",
+  "postmaster",
+  "abuse",
+] as const satisfies readonly (keyof SessionContext)[];
+
+/** One of {@link PLAIN_SESSION_KEYS}. */
+export type PlainSessionKey = typeof PLAIN_SESSION_KEYS[number];
+
 /** Everything a worker needs to start: plain values only. */
 export interface WorkerInit {
   /** 1-based worker number (logs, metrics). */
@@ -55,18 +72,7 @@ export interface WorkerInit {
   listeners: WorkerListener[];
   tls: TlsSnapshot | null;
   handshakeTimeoutMs: number;
-  session: {
-    hostname: string;
-    maxMessageBytes: number;
-    maxRecipients: number;
-    commandTimeoutMs: number;
-    dataTimeoutMs: number;
-    dataMinBytesPerSecond?: number;
-    dataRateGraceMs?: number;
-    sessionMaxMs?: number;
-    postmaster: string;
-    abuse?: AbuseLimits;
-  };
+  session: Pick<SessionContext, PlainSessionKey>;
   /** OAuth2 bearer mechanisms offered (by name) and the discovery URL for challenges. */
   bearer: { mechanisms: string[]; openidConfiguration?: string } | null;
   /** The HMAC key of wrong-password fingerprints, shared so a repeat counts once on any thread. */

@@ -10,7 +10,7 @@ import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import nodemailer from "nodemailer";
 import { generateDevCertificates } from "../src/tls/mod.ts";
-import { accepts } from "./support/ports.ts";
+import { accepts, freePort } from "./support/ports.ts";
 import {
   authenticated,
   connectTo,
@@ -23,7 +23,11 @@ import {
   waitForMessage,
 } from "./support/raw_client.ts";
 import { startTestRelay, type TestRelay } from "./support/relay.ts";
+import { serveConfig, startServe } from "./support/serve_process.ts";
 import { until } from "./support/until.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const ROOT = new URL("..", import.meta.url).pathname;
 
 const TWO = { workers: 2 };
 const ALICE = { email: "alice@example.com", password: "alice-secret-1" };
@@ -367,5 +371,53 @@ Deno.test("workers = 2: a port taken by another process fails the start, naming 
     );
   } finally {
     taken.close();
+  }
+});
+
+Deno.test("relay serve with workers = 2: SIGHUP reloads the certificate on every worker", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "relay_workers_sighup_" });
+  const port = freePort();
+  const configPath = join(dir, "relay.toml");
+  await Deno.writeTextFile(
+    configPath,
+    serveConfig(dir, { listener: "smtps", port, tls: "reload = false" })
+      .replace("shutdown_grace_seconds = 1\n", "shutdown_grace_seconds = 1\nworkers = 2\n"),
+  );
+  const relay = await startServe({
+    args: ["-A", MAIN, "serve", "--config", configPath],
+    cwd: ROOT,
+  });
+  try {
+    assert.match(relay.output(), /SMTP sessions on 2 session workers/);
+    const next = await generateDevCertificates({
+      dir: join(dir, "next"),
+      hostnames: ["relay.test"],
+    });
+    const nextCa = await Deno.readTextFile(next.caCert);
+    await Deno.copyFile(next.key, join(dir, "certs", "server.key"));
+    await Deno.copyFile(next.cert, join(dir, "certs", "server.crt"));
+    relay.kill("SIGHUP");
+    await until(
+      "TLS certificate reloaded",
+      () => relay.output().includes("TLS certificate reloaded"),
+    );
+    // Every new handshake, on whichever worker, now presents the new certificate.
+    const admin = /admin listener at (http:\/\/[^ ]+) /.exec(relay.output())![1];
+    for (let i = 0; i < 20; i++) {
+      const [client, greeting] = await RawClient.open({ port, caPem: nextCa, implicitTls: true });
+      assert.equal(greeting.code, 220);
+      client.close();
+    }
+    const metrics = await (await fetch(`${admin}/metrics`)).text();
+    for (const worker of [1, 2]) {
+      assert.match(
+        metrics,
+        new RegExp(`relay_smtp_worker_connections_total\\{worker="${worker}"\\} [1-9]`),
+      );
+    }
+    assert.equal((await relay.stop()).code, 0, relay.output());
+  } finally {
+    await relay[Symbol.asyncDispose]();
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -421,3 +421,28 @@ Deno.test("relay serve with workers = 2: SIGHUP reloads the certificate on every
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("workers = 2: a 3 MiB message crosses to the main thread's spool intact", async () => {
+  const t = await startTestRelay({ config: { server: TWO } });
+  try {
+    const line =
+      "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+/0123456789abcdef\r\n";
+    const body = line.repeat(Math.ceil(3 * 1024 * 1024 / line.length));
+    const data = new TextEncoder().encode(`Subject: big\r\n\r\n${body}`);
+    for (const worker of [1, 2]) {
+      const client = await onWorker(t, worker, () => authenticated(t, "smtps"));
+      try {
+        const id = queueId(
+          await transaction(client, { from: ALICE.email, to: ["r@dest.example"], data }),
+        );
+        const { rest } = splitReceived(await waitForMessage(t.outbox, id));
+        assert.equal(rest.length, data.length);
+        assert.deepEqual(rest, data);
+      } finally {
+        client.close();
+      }
+    }
+  } finally {
+    await t.close();
+  }
+});

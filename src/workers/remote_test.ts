@@ -29,11 +29,11 @@ Deno.test("RemoteSink: bytes arrive in order, the caller's buffer stays usable, 
       Promise.resolve({ reply: { code: 250, enhanced: "2.0.0", lines: ["Ok"] }, accepted: true }),
   } as unknown as MainApi;
   const mainPeer = new RpcPeer<WorkerApi, MainApi>(channel.port1, main);
-  let sink: RemoteSink;
   const workerPeer = new RpcPeer<MainApi, WorkerApi>(channel.port2, {
     sinkAck: (id: number, bytes: number) => sink.acknowledge(id, bytes),
   } as unknown as WorkerApi);
-  sink = new RemoteSink(workerPeer);
+  // Acks only arrive once the test runs, after `sink` exists.
+  const sink = new RemoteSink(workerPeer);
   try {
     const tx = sink.begin(ENVELOPE);
     // Views into one larger buffer, as a socket hands them out.

@@ -31,6 +31,12 @@
  * Latency is per message: connect + TLS + EHLO + AUTH + transaction + QUIT
  * for the first two, RSET + transaction for `pooled`.
  *
+ * Then `server.workers` compared (`--workers-compare 1,2`): the `concurrent`
+ * scenario (a new connection per message) on a relay-sink with each worker
+ * count, in the same run and alternating order, and each rate as a ratio to
+ * the first count's (the goal on a 2-core machine with the load generator
+ * sharing the cores: 2 workers ≥ 1.3× one).
+ *
  * @module
  */
 import { parseArgs } from "node:util";
@@ -107,6 +113,9 @@ const USAGE = `usage: deno task bench [options]
   --auth LIST         plain, xoauth2 or both (plain,xoauth2): XOAUTH2 runs get a token from the
                       relay's own OAuth2 server (login form + code exchange, PKCE)
   --log-level L       the started relays' [log] level (default info, as in production)
+  --workers N         the started relays' [server] workers (default: the embedded "auto")
+  --workers-compare L worker counts compared on the new-connection scenario with relay-sink
+                      (default 1,2; "none" skips it)
   --keep              keep the temp dirs of the started relays
   --json              print JSON lines instead of a table`;
 
@@ -118,6 +127,14 @@ interface System {
   /** Resolves when everything accepted so far has left the server (delivering relays). */
   settle?: () => Promise<void>;
   relay?: RelayProcess;
+}
+
+/** The `server.workers` comparison: one row per worker count, and its rate against the first. */
+export interface WorkersReport {
+  workers: number;
+  report: ScenarioReport;
+  /** msg/s divided by the first worker count's. */
+  rateVsFirst: number;
 }
 
 async function main(args: string[]): Promise<number> {
@@ -135,6 +152,8 @@ async function main(args: string[]): Promise<number> {
       smoke: { type: "boolean", default: false },
       auth: { type: "string", default: "plain" },
       "log-level": { type: "string", default: "info" },
+      workers: { type: "string" },
+      "workers-compare": { type: "string", default: "1,2" },
       "relay-path": { type: "boolean", default: false },
       "pool-size": { type: "string", default: "4" },
       host: { type: "string" },
@@ -177,6 +196,13 @@ async function main(args: string[]): Promise<number> {
   if ((values.host === undefined) !== (values.port === undefined)) {
     throw new UsageError("--host and --port go together");
   }
+  const workers = values.workers === undefined || values.workers === "auto"
+    ? values.workers as "auto" | undefined
+    : positive(values.workers, "--workers");
+  const compared = values["workers-compare"] === "none" || values.host !== undefined
+    ? []
+    : values["workers-compare"].split(",").map((n) => positive(n.trim(), "--workers-compare"));
+  const workersReports: WorkersReport[] = [];
 
   const security = mode === "smtps" ? "implicit" : "starttls";
   const systems: System[] = [];
@@ -214,6 +240,7 @@ async function main(args: string[]): Promise<number> {
             to: values.to,
             servername: values.servername,
             cleanups,
+            workers,
           }),
         );
       }
@@ -249,6 +276,30 @@ async function main(args: string[]): Promise<number> {
         }
       }
     }
+    if (compared.length > 0) {
+      const rows = await compareWorkers(compared, {
+        start: {
+          mode,
+          keep: values.keep,
+          oauth: false,
+          logLevel: values["log-level"],
+          from: values.from,
+          to: values.to,
+          servername: values.servername,
+          cleanups,
+        },
+        systems,
+        rounds,
+        count,
+        size,
+        concurrency,
+        warmup,
+      });
+      for (const row of rows) {
+        workersReports.push(row);
+        if (values.json) console.log(JSON.stringify({ workers: row.workers, ...row.report }));
+      }
+    }
   } catch (error) {
     for (const system of systems) {
       if (system.relay) console.error(`${system.name} output (tail):\n${system.relay.output()}`);
@@ -258,7 +309,11 @@ async function main(args: string[]): Promise<number> {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
   }
   if (!values.json) console.log(formatTable(reports));
-  let failures = reports.reduce((n, r) => n + r.failed, 0);
+  if (!values.json && workersReports.length > 0) {
+    console.log(`\n${formatWorkersTable(workersReports)}`);
+  }
+  let failures = reports.reduce((n, r) => n + r.failed, 0) +
+    workersReports.reduce((n, r) => n + r.report.failed, 0);
   if (values["relay-path"] && !values.host) {
     // The full path: client -> relay -> spool -> pooled relay -> local sink backend.
     const path = await runRelayPath({
@@ -292,6 +347,8 @@ interface StartOptions {
   servername?: string;
   /** Where each started process registers its stop. */
   cleanups: (() => Promise<void>)[];
+  /** `[server] workers` of a started relay (default: the embedded default). */
+  workers?: number | "auto";
 }
 
 /** Starts one system (and its backend) and says how to reach it. */
@@ -337,6 +394,7 @@ async function startSystem(name: SystemName, options: StartOptions): Promise<Sys
     relayUrl,
     oauth: options.oauth,
     logLevel: options.logLevel,
+    workers: options.workers,
   });
   options.cleanups.push(relay.stop);
   console.error(
@@ -350,6 +408,89 @@ async function startSystem(name: SystemName, options: StartOptions): Promise<Sys
     settle: name === "relay-hold" ? undefined : () => untilSpoolEmpty(relay),
     target: relayTarget(relay, options),
   };
+}
+
+/**
+ * The `concurrent` scenario (a new connection per message) on a relay-sink
+ * per worker count, the counts in alternating order every round; each row's
+ * rate against the first count's.
+ */
+async function compareWorkers(
+  counts: number[],
+  options: {
+    start: StartOptions;
+    /** Started systems, stopped first so they take no memory or CPU from the comparison. */
+    systems: System[];
+    rounds: number;
+    count: number;
+    size: number;
+    concurrency: number;
+    warmup: number;
+  },
+): Promise<WorkersReport[]> {
+  for (const system of options.systems) await system.relay?.stop();
+  const relays: { workers: number; system: System }[] = [];
+  for (const workers of counts) {
+    const system = await startSystem("relay-sink", { ...options.start, workers });
+    relays.push({ workers, system: { ...system, name: "relay-sink" } });
+  }
+  const runs: ScenarioReport[] = [];
+  const latencies = new Map<string, number[]>();
+  for (let round = 0; round < options.rounds; round++) {
+    const order = round % 2 === 0 ? relays : [...relays].reverse();
+    for (const { workers, system } of order) {
+      const { report, latenciesMs } = await runScenario({
+        scenario: "concurrent",
+        mode: options.start.mode,
+        target: system.target,
+        count: options.count,
+        size: options.size,
+        concurrency: options.concurrency,
+        warmup: options.warmup,
+        serverPid: system.pid,
+        settle: system.settle,
+      });
+      report.system = `workers=${workers}`;
+      runs.push(report);
+      latencies.set(report.system, [...(latencies.get(report.system) ?? []), ...latenciesMs]);
+    }
+  }
+  const merged = mergeRounds(runs, latencies);
+  const first = merged[0]?.msgPerSecond ?? 0;
+  return relays.map(({ workers }) => {
+    const report = merged.find((r) => r.system === `workers=${workers}`)!;
+    return { workers, report, rateVsFirst: first > 0 ? report.msgPerSecond / first : 0 };
+  });
+}
+
+/** Formats the `server.workers` comparison. */
+export function formatWorkersTable(rows: WorkersReport[]): string {
+  const header = [
+    "relay-sink",
+    "scenario",
+    "conc",
+    "messages",
+    "failed",
+    "msg/s",
+    `× workers=${rows[0].workers}`,
+    "p50 ms",
+    "p99 ms",
+    "server CPU ms/conn",
+  ];
+  const table = rows.map(({ workers, report: r, rateVsFirst }) => [
+    `workers=${workers}`,
+    r.scenario,
+    String(r.concurrency),
+    String(r.ok),
+    String(r.failed),
+    fixedOrDash(r.msgPerSecond, 0),
+    fixedOrDash(rateVsFirst, 2),
+    fixedOrDash(r.p50Ms, 1),
+    fixedOrDash(r.p99Ms, 1),
+    fixedOrDash(r.serverCpuMsPerMsg, 2),
+  ]);
+  return `server.workers compared: a new connection per message, the load generator on the ` +
+    `same cores\n${alignTable(header, table, 3)}`;
 }
 
 /** Waits until a delivering relay's spool is empty (everything delivered), at most 5 minutes. */

@@ -33,6 +33,8 @@ export interface StartRelayOptions {
   denoFlags?: string[];
   /** Bind the admin listener (`/metrics`) on a known free port; its URL is `adminUrl`. */
   admin?: boolean;
+  /** `[server] workers` (default: the embedded default, "auto"). */
+  workers?: number | "auto";
 }
 
 /** A running relay. */
@@ -106,6 +108,7 @@ async function launch(dir: string, options: StartRelayOptions): Promise<RelayPro
 [server]
 hostname = "localhost"
 shutdown_grace_seconds = 1
+${options.workers === undefined ? "" : `workers = ${JSON.stringify(options.workers)}`}
 
 [smtps]
 listen = ${q(`127.0.0.1:${smtpsPort}`)}

@@ -1,18 +1,23 @@
 /**
- * Writes the generated worker bundles: `src/auth/hash_worker_bundle.ts` (the
- * password-hashing worker, hash-wasm included) and
- * `src/queue/spool_worker_bundle.ts` (the spool's SQLite writer), each the
- * worker and everything it imports as one ES module in a string. They are
- * started from that string as a `data:` URL, which needs no read
+ * Writes the generated worker bundles, each a worker and everything it
+ * imports as one ES module in a string:
+ *
+ * - `src/auth/hash_worker_bundle.ts`: the password-hashing worker (hash-wasm
+ *   included); after changing `src/auth/hash_worker.ts`, `password_hash.ts`
+ *   or `sha_crypt.ts`;
+ * - `src/queue/spool_worker_bundle.ts`: the spool's SQLite writer; after
+ *   changing `src/queue/spool_worker.ts` or `spool_db.ts`;
+ * - `src/workers/session_worker_bundle.ts`: the session worker
+ *   (`server.workers` > 1); after changing `src/workers/`, the protocol
+ *   layer in `src/smtp/` or `src/tls/`.
+ *
+ * They are started from that string as a `data:` URL, which needs no read
  * permission: `deno run` with the compile task's narrow `--allow-read` and
- * the compiled binary both load them. Run after changing a worker or what
- * it imports (`src/auth/hash_worker.ts`, `password_hash.ts`,
- * `sha_crypt.ts`; `src/queue/spool_worker.ts`, `spool_db.ts`):
+ * the compiled binary both load them.
  *
  *     deno task bundle-worker
  *
- * `src/auth/hash_worker_bundle_test.ts` and
- * `src/queue/spool_worker_bundle_test.ts` fail while a file is stale.
+ * Each bundle's `*_bundle_test.ts` fails while its file is stale.
  *
  * @module
  */
@@ -29,6 +34,14 @@ export interface WorkerBundle {
   what: string;
 }
 
+/** The password-hashing worker. */
+export const HASH_WORKER: WorkerBundle = {
+  entry: "src/auth/hash_worker.ts",
+  module: "src/auth/hash_worker_bundle.ts",
+  constant: "HASH_WORKER_BASE64",
+  what: "The hash worker",
+};
+
 /** The spool writer worker. */
 export const SPOOL_WORKER: WorkerBundle = {
   entry: "src/queue/spool_worker.ts",
@@ -37,20 +50,22 @@ export const SPOOL_WORKER: WorkerBundle = {
   what: "The spool writer worker",
 };
 
-/** The worker entry point, relative to the repository root. */
-export const WORKER_ENTRY = "src/auth/hash_worker.ts";
-/** The generated module, relative to the repository root. */
-export const BUNDLE_MODULE = "src/auth/hash_worker_bundle.ts";
+/** The session worker (`server.workers` > 1). */
+export const SESSION_WORKER: WorkerBundle = {
+  entry: "src/workers/session_worker.ts",
+  module: "src/workers/session_worker_bundle.ts",
+  constant: "SESSION_WORKER_BASE64",
+  what: "The session worker",
+};
 
-/** Bundles the worker (minified, deterministic) and returns the generated module's text. */
-export function renderHashWorkerBundle(root: string): Promise<string> {
-  return renderWorkerBundle(root, {
-    entry: WORKER_ENTRY,
-    module: BUNDLE_MODULE,
-    constant: "HASH_WORKER_BASE64",
-    what: "The hash worker",
-  });
-}
+/** The hash worker's entry point, relative to the repository root. */
+export const WORKER_ENTRY: string = HASH_WORKER.entry;
+/** The hash worker's generated module, relative to the repository root. */
+export const BUNDLE_MODULE: string = HASH_WORKER.module;
+/** The session worker's entry point. */
+export const SESSION_WORKER_ENTRY: string = SESSION_WORKER.entry;
+/** The session worker's generated module. */
+export const SESSION_BUNDLE_MODULE: string = SESSION_WORKER.module;
 
 /** Bundles one worker (minified, deterministic) and returns the generated module's text. */
 export async function renderWorkerBundle(root: string, bundle: WorkerBundle): Promise<string> {
@@ -80,13 +95,20 @@ export async function renderWorkerBundle(root: string, bundle: WorkerBundle): Pr
   }
 }
 
+/** Bundles the hash worker and returns the generated module's text. */
+export function renderHashWorkerBundle(root: string): Promise<string> {
+  return renderWorkerBundle(root, HASH_WORKER);
+}
+
+/** Bundles the session worker and returns the generated module's text. */
+export function renderSessionWorkerBundle(root: string): Promise<string> {
+  return renderWorkerBundle(root, SESSION_WORKER);
+}
+
 if (import.meta.main) {
   const root = new URL("..", import.meta.url).pathname;
-  await Deno.writeTextFile(`${root}${BUNDLE_MODULE}`, await renderHashWorkerBundle(root));
-  console.log(`wrote ${BUNDLE_MODULE}`);
-  await Deno.writeTextFile(
-    `${root}${SPOOL_WORKER.module}`,
-    await renderWorkerBundle(root, SPOOL_WORKER),
-  );
-  console.log(`wrote ${SPOOL_WORKER.module}`);
+  for (const bundle of [HASH_WORKER, SPOOL_WORKER, SESSION_WORKER]) {
+    await Deno.writeTextFile(`${root}${bundle.module}`, await renderWorkerBundle(root, bundle));
+    console.log(`wrote ${bundle.module}`);
+  }
 }

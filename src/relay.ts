@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { normalizeDomain } from "./mail/mod.ts";
 import { type AuditLog, FileAuditLog, observeAuditLog } from "./audit/mod.ts";
@@ -16,7 +17,7 @@ import {
   knownDomainCheck,
 } from "./auth/mod.ts";
 import type { BearerAuthenticator, PasswordAuthenticator } from "./auth/authenticator.ts";
-import type { Config } from "./config/mod.ts";
+import { type Config, sessionWorkerCount } from "./config/mod.ts";
 import { createDeliveryBackend, type DeliveryBackend, relayPassthrough } from "./delivery/mod.ts";
 import { parseRelayConfig } from "./config/relay_schema.ts";
 import { Cleanups } from "./cleanups.ts";
@@ -37,6 +38,7 @@ import {
   type BoundListener,
   type Handoff,
   type ListenerSpec,
+  LocalConnectionGate,
   type MechanismSpec,
   PassthroughSink,
   type ProxyListenerOptions,
@@ -80,6 +82,7 @@ import {
   oauthbearerFailureChallenge,
   xoauth2FailureChallenge,
 } from "./sasl/mod.ts";
+import { SessionWorkers } from "./workers/pool.ts";
 
 const logger = log();
 
@@ -136,6 +139,8 @@ export interface Relay {
   metrics: RelayMetrics;
   /** The admin listener (`/metrics`, `/healthz/*`), when `admin.enabled`. */
   admin: AdminServer | null;
+  /** The session workers, when `server.workers` is more than 1 (else sessions run here). */
+  workers: SessionWorkers | null;
   /** Graceful stop: listeners, sessions (within the grace period), queue, audit. */
   close(graceMs?: number): Promise<void>;
 }
@@ -405,16 +410,23 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
     if (keyring.domains.length > 0) {
       logger.info("DKIM: signing for {domains}", { domains: keyring.domains.join(", ") });
     }
-    const smtp = new SmtpServer({
-      listeners,
-      secureContext: () => tls.current(),
-      sni: sni.size > 0 ? (name) => sni.lookup(name) : undefined,
-      handshakeTimeoutMs: config.tls.handshake_timeout_seconds * 1000,
+    // One gate counts every connection, whichever thread accepted it.
+    const gate = new LocalConnectionGate({
+      hostname: config.server.hostname,
       maxConnections: config.limits.max_connections,
       maxConnectionsPerIp: config.limits.max_connections_per_ip,
       connectionRate,
       observer: metrics.listenerObserver,
       connectionSlots,
+    });
+    // Shared with session workers, so a repeated stale password counts once on any thread.
+    const fingerprintKey = new Uint8Array(randomBytes(32));
+    const smtpOptions: ConstructorParameters<typeof SmtpServer>[0] = {
+      listeners,
+      secureContext: () => tls.current(),
+      sni: sni.size > 0 ? (name) => sni.lookup(name) : undefined,
+      handshakeTimeoutMs: config.tls.handshake_timeout_seconds * 1000,
+      gate,
       session: {
         hostname: config.server.hostname,
         maxMessageBytes: config.limits.max_message_bytes,
@@ -437,7 +449,7 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
         bearerFailureChallenge: bearer?.failureChallenge,
         audit,
         lockout,
-        fingerprint: new CredentialFingerprinter(),
+        fingerprint: new CredentialFingerprinter(fingerprintKey),
         policy: (options.policy ?? ((p) => p))(
           new SubmissionPolicy({
             disabledDomains: disabled,
@@ -453,7 +465,21 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
           onAccepted: (outcome) => metrics.observeDkim(outcome.keys.length > 0),
         }),
       },
-    });
+    };
+    // server.workers > 1: sessions on that many threads sharing the ports; state stays here.
+    const workerCount = sessionWorkerCount(config.server.workers);
+    const workers = workerCount > 1
+      ? new SessionWorkers({
+        count: workerCount,
+        server: smtpOptions,
+        tls,
+        sni,
+        fingerprintKey,
+        logLevel: config.log.level,
+        onConnection: (worker) => metrics.observeWorkerConnection(worker),
+      })
+      : null;
+    const smtp = workers ?? new SmtpServer(smtpOptions);
     let closing = false;
     metrics.attach({
       sessionsActive: () => smtp.sessions,
@@ -501,6 +527,12 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       throw failed ? listenError(`${failed.kind}.listen`, failed.listen, error) : error;
     }
     boundListeners = smtp.listeners;
+    if (workers) {
+      logger.info("SMTP sessions on {count} session workers (server.workers = {setting})", {
+        count: workerCount,
+        setting: config.server.workers,
+      });
+    }
     // Sessions stop first (the newest cleanup), within the grace `close` is given.
     let grace = config.server.shutdown_grace_seconds * 1000;
     cleanups.push(() => smtp.shutdown(grace));
@@ -527,6 +559,8 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
           })
         );
         const result = await tlsReloader.reload(trigger);
+        // The workers get the extra (SNI) pairs too, even when the main pair did not change.
+        workers?.pushTls();
         return { ok: result.ok, info: result.info };
       },
       async reloadDkim() {
@@ -547,6 +581,7 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       oauth,
       metrics,
       admin,
+      workers,
       close(graceMs = config.server.shutdown_grace_seconds * 1000) {
         grace = graceMs;
         closing = true;

@@ -87,6 +87,8 @@ bind_password = ${q(slapd.servicePassword)}
 ca = "certs/ldap-ca.pem"
 [server]
 hostname = "localhost"
+# Sessions on two workers, loaded from their bundle (no read access to src/), whatever the cores.
+workers = 2
 [smtps]
 listen = "127.0.0.1:0"
 [submission]

@@ -4,7 +4,7 @@
  *
  * @module
  */
-export { type Config, configSchema } from "./schema.ts";
+export { type Config, configSchema, sessionWorkerCount } from "./schema.ts";
 export {
   ConfigError,
   type ConfigIssue,

@@ -23,6 +23,8 @@ const cidrOrAddress = z.string().refine(
   'expected an IP address or CIDR range, e.g. "10.0.0.0/8" or "::1/128"',
 );
 
+const WORKERS_ERROR = 'expected "auto" or a number of threads from 1 to 256';
+
 const serverSchema = z.strictObject({
   /** Name used in the banner, EHLO reply and Received: headers. */
   hostname: z.string().min(1).default("localhost"),
@@ -37,6 +39,18 @@ const serverSchema = z.strictObject({
   postmaster: z.string().regex(/^[^@\s<>]+@[^@\s<>.][^@\s<>]*[^@\s<>.]$/, {
     message: "expected an email address such as postmaster@example.com",
   }).optional(),
+  /**
+   * Session threads: `"auto"` (one per core) or a number. With more than one,
+   * the SMTP sessions run on that many Workers sharing the ports
+   * (`reusePort`); 1 runs them on the main thread. Default 1: on a 2-core
+   * machine two workers measured slower than one (README "Several cores").
+   */
+  workers: z.union([
+    z.literal("auto"),
+    z.number().int({ error: WORKERS_ERROR }).min(1, { error: WORKERS_ERROR }).max(256, {
+      error: WORKERS_ERROR,
+    }),
+  ], { error: WORKERS_ERROR }).default(1),
 }).prefault({});
 
 const listenerSchema = (listen: string) =>
@@ -238,3 +252,14 @@ export const configSchema = z.strictObject({
 
 /** A validated configuration, with every default filled in. */
 export type Config = z.infer<typeof configSchema>;
+
+/**
+ * The number of session threads `server.workers` asks for: `"auto"` is the
+ * number of cores (`navigator.hardwareConcurrency`), at least 1.
+ */
+export function sessionWorkerCount(
+  workers: Config["server"]["workers"],
+  cores: number = navigator.hardwareConcurrency,
+): number {
+  return workers === "auto" ? Math.max(1, Math.floor(cores) || 1) : workers;
+}

@@ -63,6 +63,7 @@ export class RelayMetrics {
   #auditFailuresSeen = 0;
 
   readonly #connections: Counter<"listener">;
+  readonly #workerConnections: Counter<"worker">;
   readonly #tlsFailures: Counter<"listener">;
   readonly #authAttempts: Counter<"mechanism" | "outcome">;
   readonly #accepted: Counter;
@@ -80,6 +81,12 @@ export class RelayMetrics {
       name: "relay_smtp_connections_total",
       help: "TCP connections accepted, by listener.",
       labelNames: ["listener"],
+      registers,
+    });
+    this.#workerConnections = new Counter({
+      name: "relay_smtp_worker_connections_total",
+      help: "TCP connections accepted, by session worker (server.workers > 1).",
+      labelNames: ["worker"],
       registers,
     });
     new Gauge({
@@ -189,6 +196,11 @@ export class RelayMetrics {
   }
 
   /** The hook the SMTP listeners call. */
+  /** Counts a connection accepted by session worker `worker` (`server.workers` > 1). */
+  observeWorkerConnection(worker: number): void {
+    this.#workerConnections.inc({ worker: String(worker) });
+  }
+
   readonly listenerObserver: ListenerObserver = {
     connectionOpened: (listener) => this.#connections.inc({ listener: label(listener, "other") }),
   };

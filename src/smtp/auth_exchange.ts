@@ -45,7 +45,7 @@ export interface AuthContext {
   /** Builds the failure challenge sent before 535 for a bearer mechanism. */
   bearerFailureChallenge?: (mechanism: string, status: string, scope: string) => Uint8Array;
   /** Login lockouts (pair, address, account, token, domain slow-down). */
-  lockout?: Lockout;
+  lockout?: Pick<Lockout, "admitAddress" | "begin">;
   /** Keyed fingerprints of wrong passwords (a repeated stale password counts once). */
   fingerprint?: CredentialFingerprinter;
 }

@@ -25,7 +25,12 @@ export { receivedHeader } from "./received.ts";
 export { formatReply, Replies, type SmtpReply } from "./replies.ts";
 export {
   type BoundListener,
+  type ConnectionGate,
+  type GateOpenOptions,
+  type GateTicket,
   type ListenerSpec,
+  LocalConnectionGate,
+  type LocalConnectionGateOptions,
   SmtpServer,
   type SmtpServerOptions,
 } from "./server.ts";

@@ -453,9 +453,12 @@ export function isCidr(text: string): boolean {
  */
 export class TrustedProxies {
   readonly #ranges: Cidr[];
+  /** The addresses and ranges as configured. */
+  readonly sources: readonly string[];
 
   /** @throws {RangeError} naming the first entry that is not an address or CIDR range */
   constructor(cidrs: readonly string[]) {
+    this.sources = [...cidrs];
     this.#ranges = cidrs.map((text) => {
       const cidr = parseCidr(text);
       if (!cidr) throw new RangeError(`not an IP address or CIDR range: ${JSON.stringify(text)}`);

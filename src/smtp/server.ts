@@ -36,6 +36,110 @@ export interface ListenerSpec {
   proxy?: ProxyListenerOptions;
 }
 
+/**
+ * Admission of connections: the global and per-address caps, the
+ * per-address rate and the shared slots. One gate counts every connection
+ * of the process; session workers reach the main thread's gate through
+ * their RPC so the caps stay exact across threads.
+ */
+export interface ConnectionGate {
+  /** A TCP connection was accepted on a listener; counted until {@link GateTicket.close}. */
+  open(kind: ListenerKind, options?: GateOpenOptions): GateTicket;
+}
+
+/** What the gate is told about a connection it opens. */
+export interface GateOpenOptions {
+  /**
+   * The client's address comes later (after a PROXY header), so
+   * {@link GateTicket.admit} may be a while; otherwise it follows at once.
+   */
+  awaitingAddress?: boolean;
+}
+
+/** One accepted connection at the {@link ConnectionGate}. */
+export interface GateTicket {
+  /**
+   * The client's address is known (after a PROXY header): counts it and
+   * answers whether the connection may go on (`null`) or the refusal.
+   */
+  admit(ip: string): Promise<SmtpReply | null>;
+  /** The socket closed: its counts and slot are released. Idempotent. */
+  close(): void;
+}
+
+/** Options for {@link LocalConnectionGate}. */
+export interface LocalConnectionGateOptions {
+  /** Name in the refusal replies. */
+  hostname: string;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  /** New connections per client address per minute (0/absent: unlimited). */
+  connectionRate?: ConnectionRateLimiter;
+  /** Told of each accepted connection (metrics). */
+  observer?: ListenerObserver;
+  /** Concurrent connections per client address across all nodes (shared state). */
+  connectionSlots?: ConnectionSlots;
+}
+
+/** The gate that counts in this thread: every listener of the process shares one. */
+export class LocalConnectionGate implements ConnectionGate {
+  readonly #options: LocalConnectionGateOptions;
+  readonly #perIp = new Map<string, number>();
+  #connections = 0;
+
+  /** @param options the caps and limiters */
+  constructor(options: LocalConnectionGateOptions) {
+    this.#options = options;
+  }
+
+  /** Number of open connections. */
+  get connections(): number {
+    return this.#connections;
+  }
+
+  open(kind: ListenerKind): GateTicket {
+    const options = this.#options;
+    const perIp = this.#perIp;
+    this.#connections++;
+    options.observer?.connectionOpened(kind);
+    // Counted per client address once that is known (after a PROXY header).
+    let counted: string | null = null;
+    let closed = false;
+    let release: (() => void) | undefined;
+    return {
+      admit: async (ip) => {
+        if (!closed) {
+          counted = ip;
+          perIp.set(ip, (perIp.get(ip) ?? 0) + 1);
+        }
+        const host = options.hostname;
+        if (this.#connections > options.maxConnections) return Replies.tooManyConnections(host);
+        if ((perIp.get(ip) ?? 0) > options.maxConnectionsPerIp) {
+          return Replies.tooManyConnectionsFromIp(host, ip);
+        }
+        if (options.connectionRate && !await options.connectionRate.allow(ip)) {
+          return Replies.connectionRateExceeded(host, ip);
+        }
+        const slot = await options.connectionSlots?.acquire(ip);
+        if (slot === null) return Replies.tooManyConnectionsFromIp(host, ip);
+        if (slot && closed) slot();
+        else release = slot;
+        return null;
+      },
+      close: () => {
+        if (closed) return;
+        closed = true;
+        this.#connections--;
+        release?.();
+        if (counted === null) return;
+        const n = (perIp.get(counted) ?? 1) - 1;
+        if (n <= 0) perIp.delete(counted);
+        else perIp.set(counted, n);
+      },
+    };
+  }
+}
+
 /** Options for {@link SmtpServer}. */
 export interface SmtpServerOptions {
   listeners: ListenerSpec[];
@@ -46,14 +150,15 @@ export interface SmtpServerOptions {
   /** Another certificate for a client's SNI name (`[[tls.certificates]]`). */
   sni?: (servername: string) => tls.SecureContext | undefined;
   handshakeTimeoutMs: number;
-  maxConnections: number;
-  maxConnectionsPerIp: number;
-  /** New connections per client address per minute (0/absent: unlimited). */
-  connectionRate?: ConnectionRateLimiter;
-  /** Told of each accepted connection and failed SMTPS handshake (metrics). */
-  observer?: ListenerObserver;
-  /** Concurrent connections per client address across all nodes (shared state). */
-  connectionSlots?: ConnectionSlots;
+  /** Admits connections (caps, rates, slots); one per process. */
+  gate: ConnectionGate;
+  /**
+   * Bind with `SO_REUSEPORT`, so that several threads serve one port (the
+   * kernel spreads new connections over them); `listen` must name the port.
+   */
+  reusePort?: boolean;
+  /** Told the number of running sessions whenever it changes. */
+  onSessions?: (count: number) => void;
 }
 
 /** A bound listener's address. */
@@ -68,7 +173,6 @@ export class SmtpServer {
   #options: SmtpServerOptions;
   #servers: net.Server[] = [];
   #sessions = new Set<Session>();
-  #perIp = new Map<string, number>();
   #connections = 0;
   #closing = false;
   /** Aborts PROXY header reads still pending at shutdown. */
@@ -108,7 +212,7 @@ export class SmtpServer {
         );
         await new Promise<void>((resolve, reject) => {
           server.once("error", reject);
-          server.listen({ host, port }, () => {
+          server.listen({ host, port, reusePort: this.#options.reusePort }, () => {
             server.off("error", reject);
             resolve();
           });
@@ -135,34 +239,15 @@ export class SmtpServer {
       return;
     }
     this.#connections++;
-    this.#options.observer?.connectionOpened(spec.kind);
-    // Counted per client address once that is known (after a PROXY header).
-    let counted: string | null = null;
-    let closed = false;
+    const ticket = this.#options.gate.open(spec.kind, {
+      awaitingAddress: spec.proxy !== undefined,
+    });
     socket.once("close", () => {
-      closed = true;
       this.#connections--;
-      if (counted === null) return;
-      const n = (this.#perIp.get(counted) ?? 1) - 1;
-      if (n <= 0) this.#perIp.delete(counted);
-      else this.#perIp.set(counted, n);
+      ticket.close();
     });
     socket.on("error", () => {/* reported through the stream or the close */});
-    const admit = (ip: string): SmtpReply | null => {
-      if (!closed) {
-        counted = ip;
-        this.#perIp.set(ip, (this.#perIp.get(ip) ?? 0) + 1);
-      }
-      const host = this.#options.session.hostname;
-      if (this.#connections > this.#options.maxConnections) {
-        return Replies.tooManyConnections(host);
-      }
-      if ((this.#perIp.get(ip) ?? 0) > this.#options.maxConnectionsPerIp) {
-        return Replies.tooManyConnectionsFromIp(host, ip);
-      }
-      return null;
-    };
-    void this.#open(spec, socket, peer, admit).catch((error) => {
+    void this.#open(spec, socket, peer, ticket).catch((error) => {
       logger.debug("connection from {ip} ended before its session: {error}", {
         ip: peer,
         error: String(error instanceof Error ? error.message : error),
@@ -215,7 +300,7 @@ export class SmtpServer {
     spec: ListenerSpec,
     socket: net.Socket,
     peer: string,
-    admit: (ip: string) => SmtpReply | null,
+    ticket: GateTicket,
   ): Promise<void> {
     const kind = spec.kind;
     let client: { address: string; port: number; tls: TlsInfo | null } | null = null;
@@ -224,19 +309,8 @@ export class SmtpServer {
       if (client === null) return;
     }
     const ip = client?.address ?? peer;
-    let refusal = admit(ip);
+    const refusal = await ticket.admit(ip);
     const makeContext = this.#options.secureContext;
-    const rate = this.#options.connectionRate;
-    if (!refusal && rate && !await rate.allow(ip)) {
-      refusal = Replies.connectionRateExceeded(this.#options.session.hostname, ip);
-    }
-    const release = refusal ? undefined : await this.#options.connectionSlots?.acquire(ip);
-    if (release === null) {
-      refusal = Replies.tooManyConnectionsFromIp(this.#options.session.hostname, ip);
-    } else if (release) {
-      if (socket.destroyed) release();
-      else socket.once("close", release);
-    }
     if (refusal) {
       this.#refuse(kind, socket, ip, refusal);
       return;
@@ -284,11 +358,13 @@ export class SmtpServer {
       tlsAvailable: makeContext !== null,
     });
     this.#sessions.add(session);
+    this.#options.onSessions?.(this.#sessions.size);
     if (this.#closing) session.requestShutdown();
     try {
       await session.run();
     } finally {
       this.#sessions.delete(session);
+      this.#options.onSessions?.(this.#sessions.size);
     }
   }
 

@@ -161,6 +161,8 @@ export class TlsContextProvider {
   readonly #minVersion: TlsMinVersion;
   #context: tls.SecureContext;
   #info: CertificateInfo;
+  #material: TlsMaterial;
+  #reloadListeners: ((material: TlsMaterial) => void)[] = [];
   #reloading: Promise<void> = Promise.resolve();
   /** Set when {@linkcode TlsContextProvider.load} generated development certificates. */
   readonly generated: EnsureDevCertificatesResult | undefined;
@@ -175,6 +177,7 @@ export class TlsContextProvider {
     this.#minVersion = minVersion;
     this.#context = createServerContext(material, { minVersion });
     this.#info = describeCertificate(material.cert);
+    this.#material = material;
     this.generated = generated;
   }
 
@@ -200,6 +203,16 @@ export class TlsContextProvider {
   /** The context for a connection accepted now. */
   current(): tls.SecureContext {
     return this.#context;
+  }
+
+  /** The PEM text served now (session workers build their own context from it). */
+  get material(): TlsMaterial {
+    return { ...this.#material };
+  }
+
+  /** Calls `listener` with the new PEM text after every successful reload. */
+  onReload(listener: (material: TlsMaterial) => void): void {
+    this.#reloadListeners.push(listener);
   }
 
   /** The served certificate's subject, SANs, validity and fingerprint. */
@@ -231,6 +244,8 @@ export class TlsContextProvider {
       const info = describeCertificate(material.cert);
       this.#context = context;
       this.#info = info;
+      this.#material = material;
+      for (const listener of this.#reloadListeners) listener({ ...material });
     });
     this.#reloading = next;
     return next;

@@ -11,6 +11,7 @@ import {
   createServerContext,
   describeCertificate,
   loadTlsMaterial,
+  type TlsMaterial,
 } from "./context.ts";
 
 /** One extra certificate (`[[tls.certificates]]`). */
@@ -25,6 +26,7 @@ interface Entry {
   names: string[];
   context: tls.SecureContext;
   info: CertificateInfo;
+  material: TlsMaterial;
 }
 
 /** The extra certificates, looked up by SNI name. */
@@ -48,6 +50,29 @@ export class SniCertificates {
     return sni;
   }
 
+  /**
+   * The same lookup over pairs already read (a session worker serves what the
+   * main thread loaded); no file is read.
+   */
+  static fromMaterial(
+    pairs: readonly (TlsMaterial & { names: string[] })[],
+    minVersion: "1.2" | "1.3",
+  ): SniCertificates {
+    const sni = new SniCertificates([], minVersion);
+    sni.#entries = pairs.map(({ names, cert, key }) => ({
+      names,
+      context: createServerContext({ cert, key }, { minVersion }),
+      info: describeCertificate(cert),
+      material: { cert, key },
+    }));
+    return sni;
+  }
+
+  /** The pairs served and their names, as PEM (for {@link SniCertificates.fromMaterial}). */
+  get material(): (TlsMaterial & { names: string[] })[] {
+    return this.#entries.map(({ names, material }) => ({ names, ...material }));
+  }
+
   /** Re-reads every pair; keeps the previous set when one fails (and rethrows). */
   async reload(): Promise<void> {
     const entries: Entry[] = [];
@@ -65,6 +90,7 @@ export class SniCertificates {
         names,
         context: createServerContext(material, { minVersion: this.#minVersion }),
         info,
+        material,
       });
     }
     this.#entries = entries;

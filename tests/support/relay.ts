@@ -78,7 +78,8 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
   }
   const outbox = join(dir, "outbox");
   const base: Record<string, Record<string, unknown>> = {
-    server: { hostname: "relay.test", shutdown_grace_seconds: 2 },
+    // Sessions on the main thread; tests of server.workers set it themselves.
+    server: { hostname: "relay.test", shutdown_grace_seconds: 2, workers: 1 },
     smtps: { listen: "127.0.0.1:0" },
     submission: { listen: "127.0.0.1:0" },
     tls: { cert: join(dir, "certs", "server.crt"), key: join(dir, "certs", "server.key") },

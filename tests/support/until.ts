@@ -51,3 +51,21 @@ export async function eventually<T>(
     }
   }
 }
+
+/**
+ * Waits until at least `roomMs` are left in the current `windowMs` window of
+ * the wall clock (which is also Redis's `TIME` on this host). Limits counted
+ * in sliding windows on a clock tests cannot inject (Redis) weigh the hits
+ * of the previous window by how much of it still overlaps: a burst that
+ * straddles a boundary counts a little less than whole (3 + 3 × 0.99 is not
+ * 6). Hits made right after this fall into one window and count whole.
+ */
+export async function untilWindowRoom(windowMs: number, roomMs: number): Promise<void> {
+  if (roomMs >= windowMs) throw new RangeError("roomMs must be shorter than the window");
+  await until(
+    `${roomMs} ms left in the current ${windowMs} ms window`,
+    () => windowMs - (Date.now() % windowMs) >= roomMs,
+    windowMs - roomMs + DEFAULT_WAIT_MS,
+    50,
+  );
+}

@@ -201,6 +201,8 @@ export async function connectClient(
     security,
     servername: "localhost",
     caCerts: [t.caPem],
+    // A reply that never comes fails the test in 30 s, not the production 5 minutes.
+    timeouts: { command: 30_000, data: 60_000 },
   });
 }
 

@@ -151,6 +151,28 @@ Deno.test("shutdown: sessions still busy at the deadline get 421 4.3.2", async (
   }
 });
 
+Deno.test("shutdown: a connection that never starts TLS does not hold it up for the handshake timeout", async () => {
+  // A TCP health check, a port scanner or a client stalled before its ClientHello.
+  const relay = await startTestRelay({ config: { tls: { handshake_timeout_seconds: 120 } } });
+  try {
+    const silent = await Deno.connect({ hostname: "127.0.0.1", port: relay.smtpsPort });
+    const gone = await Deno.connect({ hostname: "127.0.0.1", port: relay.smtpsPort });
+    gone.close();
+    try {
+      const started = Date.now();
+      await relay.relay.close(1000);
+      // The grace is for sessions; a handshake not begun is cut at its end.
+      ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+      // The silent client sees its connection closed.
+      strictEqual(await silent.read(new Uint8Array(16)), null);
+    } finally {
+      silent.close();
+    }
+  } finally {
+    await relay.close();
+  }
+});
+
 Deno.test("shutdown: listeners stop accepting at once", async () => {
   const relay = await startTestRelay();
   try {

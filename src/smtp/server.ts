@@ -173,6 +173,8 @@ export class SmtpServer {
   #options: SmtpServerOptions;
   #servers: net.Server[] = [];
   #sessions = new Set<Session>();
+  /** Connections without a session yet (PROXY header, admission, TLS handshake). */
+  #unsessioned = new Set<net.Socket>();
   #connections = 0;
   #closing = false;
   /** Aborts PROXY header reads still pending at shutdown. */
@@ -239,11 +241,13 @@ export class SmtpServer {
       return;
     }
     this.#connections++;
+    this.#unsessioned.add(socket);
     const ticket = this.#options.gate.open(spec.kind, {
       awaitingAddress: spec.proxy !== undefined,
     });
     socket.once("close", () => {
       this.#connections--;
+      this.#unsessioned.delete(socket);
       ticket.close();
     });
     socket.on("error", () => {/* reported through the stream or the close */});
@@ -358,6 +362,7 @@ export class SmtpServer {
       tlsAvailable: makeContext !== null,
     });
     this.#sessions.add(session);
+    this.#unsessioned.delete(socket);
     this.#options.onSessions?.(this.#sessions.size);
     if (this.#closing) session.requestShutdown();
     try {
@@ -413,6 +418,10 @@ export class SmtpServer {
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
     await Promise.all([...this.#sessions].map((s) => s.forceClose()));
+    // Connections that never got a session (a client silent before its TLS
+    // ClientHello, a health check) would hold the listener's close for the
+    // whole handshake timeout: a handshake not finished by now is cut.
+    for (const socket of this.#unsessioned) socket.destroy();
     // Let sockets finish closing so nothing leaks past shutdown.
     const waitUntil = Date.now() + 2000;
     while ((this.#sessions.size > 0 || this.#connections > 0) && Date.now() < waitUntil) {

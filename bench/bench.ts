@@ -113,7 +113,7 @@ const USAGE = `usage: deno task bench [options]
   --auth LIST         plain, xoauth2 or both (plain,xoauth2): XOAUTH2 runs get a token from the
                       relay's own OAuth2 server (login form + code exchange, PKCE)
   --log-level L       the started relays' [log] level (default info, as in production)
-  --workers N         the started relays' [server] workers (default: the embedded "auto")
+  --workers N         the started relays' [server] workers (default: the embedded 1)
   --workers-compare L worker counts compared on the new-connection scenario with relay-sink
                       (default 1,2; "none" skips it)
   --keep              keep the temp dirs of the started relays

@@ -19,6 +19,7 @@ import { parseArgs } from "node:util";
 import { runScenario, type Scenario, SCENARIOS } from "./bench.ts";
 import { freePort, relayTarget, startRelay } from "./relay_process.ts";
 import { startSmtpSink } from "./smtp_sink_backend.ts";
+import { devtools } from "./devtools.ts";
 
 /** One node of a V8 `.cpuprofile`. */
 interface ProfileNode {
@@ -110,31 +111,6 @@ function shortUrl(url: string): string {
   const src = url.lastIndexOf("/src/");
   if (src !== -1) return url.slice(src + 1);
   return url.replace(/^ext:/, "");
-}
-
-/** A minimal DevTools protocol client: `call` and wait for the result. */
-async function devtools(port: number) {
-  const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
-  const ws = new WebSocket(targets[0].webSocketDebuggerUrl);
-  await new Promise((resolve, reject) => {
-    ws.onopen = resolve;
-    ws.onerror = reject;
-  });
-  let nextId = 0;
-  const waiting = new Map<number, (result: unknown) => void>();
-  ws.onmessage = (event) => {
-    const message = JSON.parse(event.data);
-    if (message.id !== undefined) waiting.get(message.id)?.(message.result);
-  };
-  return {
-    call: <T>(method: string, params = {}) =>
-      new Promise<T>((resolve) => {
-        const id = ++nextId;
-        waiting.set(id, resolve as (result: unknown) => void);
-        ws.send(JSON.stringify({ id, method, params }));
-      }),
-    close: () => ws.close(),
-  };
 }
 
 if (import.meta.main) {

@@ -33,6 +33,7 @@ import { SmtpClient } from "../src/delivery/smtp_client.ts";
 import { openSession } from "./smtp_target.ts";
 import { freePort, type RelayProcess, relayTarget, startRelay } from "./relay_process.ts";
 import { makeTestCertificates } from "../src/delivery/_smtp_test_server.ts";
+import { devtools } from "./devtools.ts";
 
 /** One config's figures. */
 export interface MemoryRow {
@@ -235,34 +236,18 @@ export interface HeapGrowth {
   objectsPerConnection: number;
 }
 
-/** Minimal Chrome DevTools protocol client for the relay's inspector. */
+/** The relay's inspector, for heap snapshots. */
 async function inspect(port: number) {
-  const targets = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
-  const ws = new WebSocket(targets[0].webSocketDebuggerUrl);
-  await new Promise((resolve, reject) => {
-    ws.onopen = resolve;
-    ws.onerror = reject;
-  });
-  let nextId = 0;
-  const waiting = new Map<number, () => void>();
   let chunks: string[] = [];
-  ws.onmessage = (event) => {
-    const message = JSON.parse(event.data);
-    if (message.method === "HeapProfiler.addHeapSnapshotChunk") chunks.push(message.params.chunk);
-    else if (message.id !== undefined) waiting.get(message.id)?.();
-  };
-  const call = (method: string, params = {}) =>
-    new Promise<void>((resolve) => {
-      const id = ++nextId;
-      waiting.set(id, resolve);
-      ws.send(JSON.stringify({ id, method, params }));
-    });
+  const inspector = await devtools(port, (method, params) => {
+    if (method === "HeapProfiler.addHeapSnapshotChunk") chunks.push(params.chunk as string);
+  });
   return {
     /** Object kinds (type:name) → [count, self bytes], after a full collection. */
     async snapshot(): Promise<Map<string, [number, number]>> {
       chunks = [];
-      await call("HeapProfiler.collectGarbage");
-      await call("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
+      await inspector.call("HeapProfiler.collectGarbage");
+      await inspector.call("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
       const heap = JSON.parse(chunks.join(""));
       const fields: string[] = heap.snapshot.meta.node_fields;
       const types: string[] = heap.snapshot.meta.node_types[0];
@@ -279,7 +264,7 @@ async function inspect(port: number) {
       }
       return kinds;
     },
-    close: () => ws.close(),
+    close: () => inspector.close(),
   };
 }
 

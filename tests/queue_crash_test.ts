@@ -52,6 +52,15 @@ async function serve(writeConfig: (port: number) => Promise<string>): Promise<Se
  * Sends `subjects` over one authenticated connection; returns those that got
  * a 250 (each also told to `onAccepted`).
  */
+/** Stops a relay the test left running (SIGTERM), if any. */
+async function stop(server: Server | undefined): Promise<void> {
+  if (!server) return;
+  try {
+    server.process.kill("SIGTERM");
+  } catch { /* already gone */ }
+  await server.process.status();
+}
+
 async function sendAll(
   port: number,
   caPem: string,
@@ -232,12 +241,7 @@ Deno.test("restart safety: SIGKILL while delivering 500 messages loses none that
     if (server) console.error(`relay output:\n${server.process.output()}`);
     throw error;
   } finally {
-    if (server) {
-      try {
-        server.process.kill("SIGTERM");
-      } catch { /* already gone */ }
-      await server.process.status();
-    }
+    await stop(server);
     await close();
   }
 });
@@ -274,12 +278,7 @@ Deno.test("restart safety: SIGKILL while 4 clients submit loses none that got a 
     if (server) console.error(`relay output:\n${server.process.output()}`);
     throw error;
   } finally {
-    if (server) {
-      try {
-        server.process.kill("SIGTERM");
-      } catch { /* already gone */ }
-      await server.process.status();
-    }
+    await stop(server);
     await close();
   }
 });

@@ -116,17 +116,31 @@ class WorkerWriter implements Writer {
   #outboxTransfer: ArrayBuffer[] = [];
   #flushing = false;
 
-  private constructor(worker: Worker) {
+  readonly #dir: string;
+  /** Resolves once a writer that died is running again (tests wait on it). */
+  #restarted: Promise<void> = Promise.resolve();
+
+  private constructor(worker: Worker, dir: string) {
+    this.#dir = dir;
     this.#worker = worker;
+    this.#attach(worker);
+  }
+
+  #attach(worker: Worker): void {
     worker.onmessage = (event) => this.#receive(event.data);
     worker.onerror = (event) => {
       event.preventDefault();
-      this.#fail(new WriterGone(`spool writer stopped: ${event.message}`));
+      this.#died(`spool writer stopped: ${event.message}`);
     };
   }
 
   /** Starts the writer on `dir`; resolves once the database is open (and old files imported). */
   static async start(dir: string): Promise<{ writer: WorkerWriter; imported: string[] }> {
+    const { worker, imported } = await WorkerWriter.#open(dir);
+    return { writer: new WorkerWriter(worker, dir), imported };
+  }
+
+  static async #open(dir: string): Promise<{ worker: Worker; imported: string[] }> {
     const worker = new Worker(SPOOL_WORKER_URL, { type: "module" });
     const ready = Promise.withResolvers<{ ready: boolean; imported?: string[]; error?: string }>();
     worker.onmessage = (event) => ready.resolve(event.data);
@@ -140,7 +154,45 @@ class WorkerWriter implements Writer {
       worker.terminate();
       throw new Error(`cannot open the spool database in ${dir}: ${answer.error}`);
     }
-    return { writer: new WorkerWriter(worker), imported: answer.imported ?? [] };
+    return { worker, imported: answer.imported ?? [] };
+  }
+
+  /**
+   * The writer's thread died (a bug, out of memory): the commits in flight
+   * fail (their clients hear 451 and retry; what SQLite committed stays
+   * committed), and a new writer opens the database, as Postfix's master
+   * restarts a daemon. Until it is up, commits fail and readiness says why.
+   */
+  #died(reason: string): void {
+    this.#fail(new WriterGone(reason));
+    this.#worker.terminate();
+    this.#outbox = [];
+    this.#outboxTransfer = [];
+    if (this.#closed) return;
+    logger.error("{reason}; starting a new spool writer", { reason });
+    this.#restarted = WorkerWriter.#open(this.#dir).then(({ worker }) => {
+      if (this.#closed) {
+        worker.terminate();
+        return;
+      }
+      this.#worker = worker;
+      this.#attach(worker);
+      this.#gone = null;
+      logger.warning("spool writer running again");
+    }, (error) => {
+      logger.error("cannot restart the spool writer: {error}; the spool takes no mail", {
+        error: String((error as Error)?.message ?? error),
+      });
+    });
+  }
+
+  /** For tests: makes the writer's thread die as a bug would; resolves once a new one runs. */
+  crashForTest(): Promise<void> {
+    this.#worker.postMessage({ crash: true });
+    return new Promise((resolve) => {
+      const wait = () => this.#gone ? resolve(this.#restarted) : setTimeout(wait, 5);
+      wait();
+    });
   }
 
   #receive(data: { results?: WriteResult[]; closed?: boolean }): void {
@@ -468,6 +520,12 @@ export class Spool {
     await Deno.stat(join(dir, DATABASE_FILE));
     const db = openDatabase(dir);
     return new Spool(dir, db, new DirectWriter(db, dir), []);
+  }
+
+  /** For tests: kills the writer's thread as a bug would; resolves once a new one runs. */
+  crashWriterForTest(): Promise<void> {
+    if (!(this.writer instanceof WorkerWriter)) throw new Error("no writer thread to crash");
+    return this.writer.crashForTest();
   }
 
   /** Closes the writer (after the commits already asked for) and the connection. */

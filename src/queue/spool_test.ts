@@ -330,3 +330,20 @@ Deno.test("spool: readiness fails once the writer is gone, and commits answer wi
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("spool: a writer thread that dies is started again; what it committed stays", async () => {
+  await withSpool(async (spool) => {
+    const commit = async (size: number) => {
+      const writer = spool.begin(envelope());
+      writer.write(message(size));
+      await writer.commit();
+      return writer.id;
+    };
+    const before = await commit(100);
+    await spool.crashWriterForTest();
+    assert.equal(await spool.probe(), null, "ready again");
+    const after = await commit(200);
+    assert.deepEqual(await spool.list(), [before, after].sort());
+    assert.deepEqual((await spool.read(after)).data, message(200));
+  });
+});

@@ -97,6 +97,7 @@ type Incoming =
   | { open: string }
   | { import: true; seq: number }
   | { close: true }
+  | { crash: true }
   | { seq: number; request: WriteRequest };
 
 function receive(message: Incoming): void {
@@ -123,6 +124,13 @@ function receive(message: Incoming): void {
     } catch (error) {
       self.postMessage({ results: [failure(message.seq, error)] });
     }
+    return;
+  }
+  if ("crash" in message) {
+    // For tests (WorkerWriter.crashForTest): die as a bug would, outside any handler.
+    setTimeout(() => {
+      throw new Error("crash requested by a test");
+    });
     return;
   }
   if ("close" in message) {

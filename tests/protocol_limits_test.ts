@@ -73,6 +73,34 @@ Deno.test("limits: max_connections_per_ip refuses the third connection with 421 
   }
 });
 
+Deno.test("limits: a refused client that never closes its side stops counting against its address", async () => {
+  const relay = await startTestRelay({ config: { limits: { max_connections_per_ip: 1 } } });
+  const open: RawClient[] = [];
+  try {
+    const [a, ga] = await connectTo(relay, "submission");
+    open.push(a);
+    strictEqual(ga.text, GREETING);
+    const [b, refusal] = await connectTo(relay, "submission");
+    open.push(b);
+    strictEqual(refusal.text, "421 4.7.0 relay.test Error: too many connections from 127.0.0.1");
+    await b.expectEof(); // b keeps its own side open
+    a.close();
+    const c = await eventually(async () => {
+      const [client, reply] = await connectTo(relay, "submission");
+      if (reply.text !== GREETING) {
+        client.close();
+        throw new Error(reply.text);
+      }
+      return client;
+    });
+    open.push(c);
+    strictEqual((await c.command("NOOP")).text, "250 2.0.0 Ok");
+  } finally {
+    for (const c of open) c.close();
+    await relay.close();
+  }
+});
+
 Deno.test("limits: max_connections refuses past the total with 421 4.7.0", async () => {
   const relay = await startTestRelay({ config: { limits: { max_connections: 2 } } });
   const open: RawClient[] = [];

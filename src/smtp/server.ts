@@ -22,6 +22,9 @@ import {
 import { encodeReply, formatReply, Replies, type SmtpReply } from "./replies.ts";
 import { type ListenerKind, Session, type SessionContext } from "./session.ts";
 
+/** How long a refused submission connection may stay half open after its 421. */
+const REFUSED_LINGER_MS = 2000;
+
 const logger = log("smtp");
 
 /** One listener to open. */
@@ -396,6 +399,10 @@ export class SmtpServer {
       return;
     }
     socket.end(encodeReply(refusal));
+    // The listener allows half-open sockets: a client that never closes its
+    // side would keep counting against its address's cap. It has its 421.
+    const timer = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
+    socket.once("close", () => clearTimeout(timer));
   }
 
   async #closeListeners(): Promise<void> {

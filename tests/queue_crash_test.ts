@@ -12,7 +12,7 @@ import { Spool } from "../src/queue/mod.ts";
 import { SmtpSink } from "./support/sink.ts";
 import { until } from "./support/until.ts";
 import { freePort } from "./support/ports.ts";
-import { type ServeProcess, startServe } from "./support/serve_process.ts";
+import { serveConfig, type ServeProcess, startServe } from "./support/serve_process.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -119,49 +119,26 @@ async function prepare(): Promise<CrashSetup> {
   const dir = await Deno.makeTempDir({ prefix: "relay_crash_" });
   const sink = await SmtpSink.start();
   const configPath = join(dir, "relay.toml");
-  const q = JSON.stringify;
   const writeConfig = async (port: number) => {
     await Deno.writeTextFile(
       configPath,
-      `[server]
-hostname = "relay.test"
-shutdown_grace_seconds = 1
-[smtps]
-listen = ${q(`127.0.0.1:${port}`)}
-[submission]
-enabled = false
-[oauth]
-enabled = false
-[admin]
-listen = "127.0.0.1:0"
-[tls]
-cert = ${q(join(dir, "certs", "server.crt"))}
-key = ${q(join(dir, "certs", "server.key"))}
-[auth]
-workers = 1
-[auth.argon2]
-memory_kib = 64
-iterations = 1
-[auth.file]
-users = ${q(join(dir, "users.txt"))}
-users_dir = ${q(join(dir, "users"))}
-[spool]
-dir = ${q(join(dir, "spool"))}
-[relay]
-url = ${q(`smtp://127.0.0.1:${sink.port}?tls=none`)}
-pool_size = 4
-workers = ${WORKERS}
-retry_schedule = [0.2]
-scan_interval = 0.2
-[audit]
-file = ${q(join(dir, "audit.jsonl"))}
-[rate_limit]
-per_minute = 100000000
-per_hour = 100000000
-[log]
-level = "error"
-format = "json"
-`,
+      serveConfig(dir, {
+        listener: "smtps",
+        port,
+        sections: {
+          auth: { workers: 1 },
+          "auth.argon2": { memory_kib: 64, iterations: 1 },
+          relay: {
+            url: `smtp://127.0.0.1:${sink.port}?tls=none`,
+            pool_size: 4,
+            workers: WORKERS,
+            retry_schedule: [0.2],
+            scan_interval: 0.2,
+          },
+          rate_limit: { per_minute: 100000000, per_hour: 100000000 },
+          log: { level: "error" },
+        },
+      }),
     );
     return configPath;
   };

@@ -380,7 +380,7 @@ Deno.test("relay serve with workers = 2: SIGHUP reloads the certificate on every
   const configPath = join(dir, "relay.toml");
   await Deno.writeTextFile(
     configPath,
-    serveConfig(dir, { listener: "smtps", port, tls: "reload = false" })
+    serveConfig(dir, { listener: "smtps", port, sections: { tls: { reload: false } } })
       .replace("shutdown_grace_seconds = 1\n", "shutdown_grace_seconds = 1\nworkers = 2\n"),
   );
   const relay = await startServe({

@@ -204,7 +204,7 @@ Deno.test("relay serve: SIGHUP reloads the certificate and the server keeps runn
   const configPath = join(dir, "relay.toml");
   await Deno.writeTextFile(
     configPath,
-    serveConfig(dir, { listener: "smtps", port, tls: "reload = false" }),
+    serveConfig(dir, { listener: "smtps", port, sections: { tls: { reload: false } } }),
   );
   const relay = await startServe({
     args: ["-A", MAIN, "serve", "--config", configPath],

@@ -6,7 +6,7 @@
  * @module
  */
 import { join } from "node:path";
-import { startServe } from "./serve_process.ts";
+import { startServe, toToml } from "./serve_process.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -17,14 +17,6 @@ export interface RelayProcess {
   output(): string;
   /** Kills it (SIGKILL: no graceful shutdown, as in a crash) and waits for the exit. */
   kill(): Promise<void>;
-}
-
-/** Renders `{ section: { key: value } }` as TOML (values as JSON, which TOML reads alike). */
-export function toToml(sections: Record<string, Record<string, unknown>>): string {
-  return Object.entries(sections).map(([section, values]) =>
-    `[${section}]\n` +
-    Object.entries(values).map(([key, value]) => `${key} = ${JSON.stringify(value)}`).join("\n")
-  ).join("\n") + "\n";
 }
 
 /**

@@ -93,49 +93,45 @@ export async function startServe(options: ServeOptions): Promise<ServeProcess> {
   };
 }
 
+/** Renders `{ section: { key: value } }` as TOML (values as JSON, which TOML reads alike). */
+export function toToml(sections: Record<string, Record<string, unknown>>): string {
+  return Object.entries(sections).map(([section, values]) =>
+    `[${section}]\n` +
+    Object.entries(values).map(([key, value]) => `${key} = ${JSON.stringify(value)}`).join("\n")
+  ).join("\n") + "\n";
+}
+
 /**
  * A small `relay serve` config with every file under `dir` (a development
  * certificate generated there at start), one SMTP listener on 127.0.0.1,
  * OAuth2 off, the admin listener on a free port, JSON logs at `info`.
+ * `sections` adds keys to (or replaces keys of) its tables.
  */
 export function serveConfig(
   dir: string,
   options: {
     listener: "smtps" | "submission";
     port: number;
-    /** More lines for the `[tls]` table, e.g. `reload = false`. */
-    tls?: string;
+    sections?: Record<string, Record<string, unknown>>;
   },
 ): string {
-  const q = JSON.stringify;
-  const path = (...parts: string[]) => q([dir, ...parts].join("/"));
+  const path = (...parts: string[]) => [dir, ...parts].join("/");
   const other = options.listener === "smtps" ? "submission" : "smtps";
-  return `[server]
-hostname = "relay.test"
-shutdown_grace_seconds = 1
-[${options.listener}]
-listen = ${q(`127.0.0.1:${options.port}`)}
-[${other}]
-enabled = false
-[oauth]
-enabled = false
-[admin]
-listen = "127.0.0.1:0"
-[tls]
-cert = ${path("certs", "server.crt")}
-key = ${path("certs", "server.key")}
-${options.tls ?? ""}
-[auth.file]
-users = ${path("users.txt")}
-users_dir = ${path("users")}
-[spool]
-dir = ${path("spool")}
-[relay]
-url = ${q(`file:${dir}/outbox`)}
-[audit]
-file = ${path("audit.jsonl")}
-[log]
-level = "info"
-format = "json"
-`;
+  const config: Record<string, Record<string, unknown>> = {
+    server: { hostname: "relay.test", shutdown_grace_seconds: 1 },
+    [options.listener]: { listen: `127.0.0.1:${options.port}` },
+    [other]: { enabled: false },
+    oauth: { enabled: false },
+    admin: { listen: "127.0.0.1:0" },
+    tls: { cert: path("certs", "server.crt"), key: path("certs", "server.key") },
+    "auth.file": { users: path("users.txt"), users_dir: path("users") },
+    spool: { dir: path("spool") },
+    relay: { url: `file:${dir}/outbox` },
+    audit: { file: path("audit.jsonl") },
+    log: { level: "info", format: "json" },
+  };
+  for (const [section, values] of Object.entries(options.sections ?? {})) {
+    config[section] = { ...config[section], ...values };
+  }
+  return toToml(config);
 }

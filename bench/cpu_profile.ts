@@ -57,16 +57,22 @@ export function summarize(
   for (const node of profile.nodes) {
     for (const child of node.children ?? []) parent.set(child, node.id);
   }
-  const self = new Map<string, number>();
+  const self = new Map<string, FunctionTime & { samples: number }>();
   const files = new Map<string, number>();
-  const where = new Map<string, string>();
   const callers = new Map<string, number>();
+  const count = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1);
   for (const id of profile.samples) {
     const node = byId.get(id)!;
     const frame = node.callFrame;
-    const key = `${frame.functionName || "(anonymous)"} ${frame.url}:${frame.lineNumber + 1}`;
-    self.set(key, (self.get(key) ?? 0) + 1);
-    where.set(key, `${shortUrl(frame.url)}:${frame.lineNumber + 1}`);
+    const key = `${frame.functionName}\0${frame.url}:${frame.lineNumber}`;
+    const fn = self.get(key) ?? {
+      name: frame.functionName || "(anonymous)",
+      where: `${shortUrl(frame.url)}:${frame.lineNumber + 1}`,
+      selfPercent: 0,
+      samples: 0,
+    };
+    fn.samples++;
+    self.set(key, fn);
     // Inclusive per file: each of our files on the stack counts once per sample.
     const seen = new Set<string>();
     for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
@@ -74,7 +80,7 @@ export function summarize(
       const i = url.indexOf(root);
       if (i !== -1) seen.add(url.slice(i + 1));
     }
-    for (const file of seen) files.set(file, (files.get(file) ?? 0) + 1);
+    for (const file of seen) count(files, file);
     if (callersOf !== undefined && frame.functionName === callersOf) {
       // The nearest four named frames above it.
       const stack: string[] = [];
@@ -82,17 +88,16 @@ export function summarize(
         const f = byId.get(at)!.callFrame;
         if (f.functionName) stack.push(`${f.functionName} ${shortUrl(f.url)}:${f.lineNumber + 1}`);
       }
-      const key = stack.join(" < ");
-      callers.set(key, (callers.get(key) ?? 0) + 1);
+      count(callers, stack.join(" < "));
     }
   }
   const total = profile.samples.length || 1;
   const percent = (n: number) => Math.round((n / total) * 1000) / 10;
   return {
-    functions: [...self].sort((a, b) => b[1] - a[1]).map(([key, n]) => ({
-      name: key.split(" ")[0],
-      where: where.get(key)!,
-      selfPercent: percent(n),
+    functions: [...self.values()].sort((a, b) => b.samples - a.samples).map((f) => ({
+      name: f.name,
+      where: f.where,
+      selfPercent: percent(f.samples),
     })),
     files: [...files].sort((a, b) => b[1] - a[1]).map(([file, n]) => ({
       file,

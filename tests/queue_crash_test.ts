@@ -48,10 +48,12 @@ async function serve(writeConfig: (port: number) => Promise<string>): Promise<Se
   }
 }
 
-/**
- * Sends `subjects` over one authenticated connection; returns those that got
- * a 250 (each also told to `onAccepted`).
- */
+/** TOTAL subjects `<prefix>-<n>`, dealt round-robin to 4 clients. */
+function lanesOf(prefix: string): string[][] {
+  const subjects = Array.from({ length: TOTAL }, (_, i) => `${prefix}-${i}`);
+  return [0, 1, 2, 3].map((lane) => subjects.filter((_, i) => i % 4 === lane));
+}
+
 /** Stops a relay the test left running (SIGTERM), if any. */
 async function stop(server: Server | undefined): Promise<void> {
   if (!server) return;
@@ -61,6 +63,10 @@ async function stop(server: Server | undefined): Promise<void> {
   await server.process.status();
 }
 
+/**
+ * Sends `subjects` over one authenticated connection; returns those that got
+ * a 250 (each also told to `onAccepted`).
+ */
 async function sendAll(
   port: number,
   caPem: string,
@@ -182,8 +188,7 @@ Deno.test("restart safety: SIGKILL while delivering 500 messages loses none that
   try {
     server = await serve(writeConfig);
     const caPem = await Deno.readTextFile(join(dir, "certs", "ca.crt"));
-    const subjects = Array.from({ length: TOTAL }, (_, i) => `crash-${i}`);
-    const lanes = [0, 1, 2, 3].map((lane) => subjects.filter((_, i) => i % 4 === lane));
+    const lanes = lanesOf("crash");
     // Accept all 500 while the backend is slow, then kill in the middle of delivering them.
     sink.finalDelayMs = 40;
     const acceptedBeforeKill = (await Promise.all(lanes.map((l) =>
@@ -229,8 +234,7 @@ Deno.test("restart safety: SIGKILL while 4 clients submit loses none that got a 
   try {
     server = await serve(writeConfig);
     const caPem = await Deno.readTextFile(join(dir, "certs", "ca.crt"));
-    const subjects = Array.from({ length: TOTAL }, (_, i) => `accept-${i}`);
-    const lanes = [0, 1, 2, 3].map((lane) => subjects.filter((_, i) => i % 4 === lane));
+    const lanes = lanesOf("accept");
     // Kill while commits are in flight: the 4 lanes share group commits.
     let count = 0;
     const killer = server;

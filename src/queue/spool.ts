@@ -117,8 +117,10 @@ class WorkerWriter implements Writer {
   #flushing = false;
 
   readonly #dir: string;
-  /** Resolves once a writer that died is running again (tests wait on it). */
+  /** Settles once a writer that died is running again (or could not be). */
   #restarted: Promise<void> = Promise.resolve();
+  /** Told when the writer dies ({@link crashForTest} waits for it). */
+  #onDeath: PromiseWithResolvers<void> | null = null;
 
   private constructor(worker: Worker, dir: string) {
     this.#dir = dir;
@@ -168,7 +170,7 @@ class WorkerWriter implements Writer {
     this.#worker.terminate();
     this.#outbox = [];
     this.#outboxTransfer = [];
-    if (this.#closed) return;
+    if (this.#closed) return this.#onDeath?.resolve();
     logger.error("{reason}; starting a new spool writer", { reason });
     this.#restarted = WorkerWriter.#open(this.#dir).then(({ worker }) => {
       if (this.#closed) {
@@ -184,15 +186,16 @@ class WorkerWriter implements Writer {
         error: String((error as Error)?.message ?? error),
       });
     });
+    this.#onDeath?.resolve();
   }
 
   /** For tests: makes the writer's thread die as a bug would; resolves once a new one runs. */
-  crashForTest(): Promise<void> {
+  async crashForTest(): Promise<void> {
+    this.#onDeath = Promise.withResolvers();
     this.#worker.postMessage({ crash: true });
-    return new Promise((resolve) => {
-      const wait = () => this.#gone ? resolve(this.#restarted) : setTimeout(wait, 5);
-      wait();
-    });
+    await this.#onDeath.promise;
+    this.#onDeath = null;
+    await this.#restarted;
   }
 
   #receive(data: { results?: WriteResult[]; closed?: boolean }): void {

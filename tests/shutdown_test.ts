@@ -222,8 +222,8 @@ Deno.test("shutdown: a request that arrives while the session is busy but idle i
       await c.send(`AUTH XOAUTH2 ${b64("user=alice@example.com\x01auth=Bearer expired\x01\x01")}`);
       await checkStarted;
       const started = Date.now();
+      // close() asks every session to shut down before it first awaits anything.
       const closing = relay.relay.close(4000);
-      await new Promise((resolve) => setTimeout(resolve, 50));
       release({ ok: false, reason: "invalid_credentials", status: "invalid_token" });
       strictEqual((await c.reply()).code, 334);
       strictEqual((await c.reply()).text, SHUTTING_DOWN);

@@ -485,6 +485,7 @@ export async function startRelay(config: Config, options: StartRelayOptions = {}
       sessionsActive: () => smtp.sessions,
       queue: () => queue.stats,
       auditWriteFailures: () => trail instanceof FileAuditLog ? trail.stats.writeErrors : 0,
+      spoolCommits: () => spool.commits,
     });
     // Before the SMTP listeners, so that a bad admin.listen leaves nothing bound.
     let admin: AdminServer | null = null;

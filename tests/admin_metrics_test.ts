@@ -86,8 +86,11 @@ Deno.test("/metrics counts a real send, a failed AUTH and a failed TLS handshake
       return sample(text, "relay_delivery_attempts_total", { outcome: "delivered" }) === 1 &&
         sample(text, "relay_tls_handshake_failures_total", { listener: "smtps" }) === 1 &&
         sample(text, "relay_queue_messages", { state: "active" }) === 0 &&
-        sample(text, "relay_smtp_sessions_active") === 0;
+        sample(text, "relay_smtp_sessions_active") === 0 &&
+        // The delivered message's removal: no new message came to share an fsync with it.
+        sample(text, "relay_spool_commits_total", { sync: "no" }) === 1;
     });
+    assert.ok(sample(text, "relay_spool_commits_total", { sync: "yes" })! >= 1, "the message");
     assert.equal(sample(text, "relay_messages_accepted_total"), 1);
     assert.equal(sample(text, "relay_smtp_connections_total", { listener: "smtps" }), 3);
     assert.equal(

@@ -35,6 +35,8 @@ export interface MetricsSources {
   queue(): { ready: number; active: number; deferred: number };
   /** Failed writes of the audit file so far (monotonic). */
   auditWriteFailures(): number;
+  /** Spool transactions so far, with their own fsync and without (monotonic). */
+  spoolCommits(): { synced: number; unsynced: number };
 }
 
 /** What the SMTP listeners report that no audit event carries. */
@@ -169,6 +171,22 @@ export class RelayMetrics {
       registers,
       collect() {
         this.inc(seen(sources().auditWriteFailures?.()));
+      },
+    });
+    const committed = { yes: 0, no: 0 };
+    new Counter({
+      name: "relay_spool_commits_total",
+      help:
+        "Spool transactions: with their own fsync (sync=yes), or removals and deferrals left to the next fsync (sync=no).",
+      labelNames: ["sync"],
+      registers,
+      collect() {
+        const now = sources().spoolCommits?.() ?? { synced: 0, unsynced: 0 };
+        for (const [sync, total] of [["yes", now.synced], ["no", now.unsynced]] as const) {
+          const delta = Math.max(total - committed[sync], 0);
+          committed[sync] += delta;
+          this.inc({ sync }, delta);
+        }
       },
     });
     // Known label values start at 0, so dashboards and alerts see the series before the first event.

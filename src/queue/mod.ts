@@ -21,6 +21,7 @@ export {
   isDiskFull,
   parseSpoolFile,
   Spool,
+  type SpoolCommits,
   type SpooledMessage,
   type SpoolEntry,
   SpoolFullError,

@@ -91,6 +91,8 @@ const SPOOL_WORKER_URL = `data:text/javascript;base64,${SPOOL_WORKER_BASE64}`;
 /** Where write requests go: the writer Worker, or `relay queue`'s own connection. */
 interface Writer {
   write(request: WriteRequest, transfer?: ArrayBuffer[]): Promise<WriteResult>;
+  /** Transactions committed so far, with their own fsync and without (see spool_worker.ts). */
+  readonly commits: SpoolCommits;
   /** Imports files of the old format found in `queue/`. */
   importLegacy(): Promise<string[]>;
   close(): Promise<void>;
@@ -121,6 +123,9 @@ class WorkerWriter implements Writer {
   #restarted: Promise<void> = Promise.resolve();
   /** Told when the writer dies ({@link crashForTest} waits for it). */
   #onDeath: PromiseWithResolvers<void> | null = null;
+  /** Commits of writer threads that died, and of the running one (it counts from zero). */
+  #pastCommits: SpoolCommits = { synced: 0, unsynced: 0 };
+  #threadCommits: SpoolCommits = { synced: 0, unsynced: 0 };
 
   private constructor(worker: Worker, dir: string) {
     this.#dir = dir;
@@ -166,6 +171,8 @@ class WorkerWriter implements Writer {
    * restarts a daemon. Until it is up, commits fail and readiness says why.
    */
   #died(reason: string): void {
+    this.#pastCommits = this.commits;
+    this.#threadCommits = { synced: 0, unsynced: 0 };
     this.#fail(new WriterGone(reason));
     this.#worker.terminate();
     this.#outbox = [];
@@ -198,11 +205,14 @@ class WorkerWriter implements Writer {
     await this.#restarted;
   }
 
-  #receive(data: { results?: WriteResult[]; closed?: boolean }): void {
+  #receive(
+    data: { results?: WriteResult[]; closed?: boolean; commits?: SpoolCommits },
+  ): void {
     if (data.closed) {
       this.#closed?.resolve();
       return;
     }
+    if (data.commits) this.#threadCommits = data.commits;
     for (const result of data.results ?? []) {
       const waiter = this.#waiting.get(result.seq);
       this.#waiting.delete(result.seq);
@@ -252,6 +262,13 @@ class WorkerWriter implements Writer {
     return this.#send({ request }, transfer);
   }
 
+  get commits(): SpoolCommits {
+    return {
+      synced: this.#pastCommits.synced + this.#threadCommits.synced,
+      unsynced: this.#pastCommits.unsynced + this.#threadCommits.unsynced,
+    };
+  }
+
   async importLegacy(): Promise<string[]> {
     return (await this.#send({ import: true })).ids ?? [];
   }
@@ -276,12 +293,14 @@ class WorkerWriter implements Writer {
 /** `relay queue`'s writes: its own connection, each request one transaction. */
 class DirectWriter implements Writer {
   #writes: Writes;
+  readonly commits: SpoolCommits = { synced: 0, unsynced: 0 };
   constructor(db: DatabaseSync, dir: string) {
     this.#writes = new Writes(db, dir);
   }
   write(request: WriteRequest): Promise<WriteResult> {
     try {
       const [value] = this.#writes.transaction([request]);
+      this.commits.synced++;
       return Promise.resolve({ seq: 0, ok: true, value });
     } catch (error) {
       return Promise.reject(isFullError(error) ? new SpoolFullError(error) : error);
@@ -453,6 +472,17 @@ export class SpoolWriter {
 }
 
 /** Options for {@link Spool.open}. */
+/**
+ * Transactions the spool's writer committed: `synced` with their own fsync
+ * (a new message, a state an operator or a 250 waits on), `unsynced` without
+ * (removals of delivered messages and deferrals that no durable write joined
+ * within 25 ms; the next synced commit covers them).
+ */
+export interface SpoolCommits {
+  synced: number;
+  unsynced: number;
+}
+
 export interface SpoolOptions {
   /** How `bodies/` is fsync'd (injectable, so tests can make it fail). */
   syncDirectory?: (dir: string) => Promise<void>;
@@ -580,6 +610,11 @@ export class Spool {
       id: string;
     }[];
     return Promise.resolve(rows.map((r) => r.id));
+  }
+
+  /** Transactions the writer committed so far, with and without their own fsync. */
+  get commits(): SpoolCommits {
+    return this.writer.commits;
   }
 
   /** How many messages are queued. */

@@ -347,3 +347,29 @@ Deno.test("spool: a writer thread that dies is started again; what it committed 
     assert.deepEqual((await spool.read(after)).data, message(200));
   });
 });
+
+Deno.test("spool: a removal shares the next new message's fsync; alone it commits without one", async () => {
+  await withSpool(async (spool) => {
+    const commit = async () => {
+      const writer = spool.begin(envelope());
+      writer.write(message(100));
+      await writer.commit();
+      return writer.id;
+    };
+    const first = await commit();
+    assert.deepEqual(spool.commits, { synced: 1, unsynced: 0 });
+
+    // Nothing durable to join: after its wait the removal commits on its own, without an fsync.
+    await spool.remove(first);
+    assert.equal(await spool.has(first), false);
+    assert.deepEqual(spool.commits, { synced: 1, unsynced: 1 });
+
+    // A new message's commit and a removal asked for together: one transaction, one fsync.
+    const second = await commit();
+    const writer = spool.begin(envelope());
+    writer.write(message(100));
+    await Promise.all([writer.commit(), spool.remove(second)]);
+    assert.deepEqual(spool.commits, { synced: 3, unsynced: 1 });
+    assert.deepEqual(await spool.list(), [writer.id]);
+  });
+});

@@ -10,9 +10,19 @@
  * durable (or failed: then nothing of it stays). A request that fails on its
  * own (a duplicate id) fails alone; the others of its group commit.
  *
+ * Only what a client's 250 or an operator's command waits on needs its own
+ * fsync: a group that only removes delivered messages or records a deferral
+ * waits up to {@link LAZY_MS} for such a write to join (under load, the next
+ * new message's group) and, if none comes, commits without one
+ * (`synchronous = NORMAL`: the WAL keeps it in order, and the next durable
+ * commit's fsync covers it). A crash can then bring back a message delivered
+ * in the last moments, to be delivered again — at-least-once, as Postfix
+ * unlinks a delivered queue file without a sync.
+ *
  * Protocol (main → worker): `{ open: dir }` → `{ ready: true, imported }` or
- * `{ ready: false, error }`; `{ seq, request }` → `{ results }` per group
- * (an insert's body buffer is transferred back); `{ seq, import: true }` → the
+ * `{ ready: false, error }`; `{ seq, request }` → `{ results, commits }` per
+ * group (an insert's body buffer is transferred back; `commits` counts the
+ * transactions so far, with and without an fsync); `{ seq, import: true }` → the
  * ids of files of the old spool format found in `queue/`;
  * `{ close: true }` → `{ closed: true }`.
  *
@@ -37,7 +47,21 @@ let db: DatabaseSync | undefined;
 let writes: Writes | undefined;
 let dir = "";
 let pending: { seq: number; request: WriteRequest }[] = [];
-let scheduled = false;
+/** A commit is scheduled: `"now"` (next immediate) or `"lazy"` (a timer). */
+let scheduled: "now" | "lazy" | null = null;
+let lazyTimer: ReturnType<typeof setTimeout> | undefined;
+/** Whether `synchronous` is FULL now (as openDatabase leaves it). */
+let durableMode = true;
+/** Transactions committed since the writer started: with their own fsync, and without. */
+const commits = { synced: 0, unsynced: 0 };
+
+/** How long a group without a durable write waits for one to join it. */
+export const LAZY_MS = 25;
+
+/** Whether an answer to this request promises the write is on disk. */
+function needsSync(request: WriteRequest): boolean {
+  return request.op !== "delete" && request.op !== "state";
+}
 
 function failure(seq: number, error: unknown): WriteResult {
   return {
@@ -49,13 +73,19 @@ function failure(seq: number, error: unknown): WriteResult {
 }
 
 function commitPending(): void {
-  scheduled = false;
+  scheduled = null;
+  clearTimeout(lazyTimer);
   const batch = pending;
   pending = [];
   if (batch.length === 0 || !db) return;
   const results: WriteResult[] = [];
   const unlink: string[] = [];
+  const durable = batch.some(({ request }) => needsSync(request));
   try {
+    if (durable !== durableMode) {
+      db.exec(`PRAGMA synchronous = ${durable ? "FULL" : "NORMAL"}`);
+      durableMode = durable;
+    }
     db.exec("BEGIN IMMEDIATE");
     for (const { seq, request } of batch) {
       try {
@@ -72,18 +102,20 @@ function commitPending(): void {
       }
     }
     db.exec("COMMIT");
+    if (durable) commits.synced++;
+    else commits.unsynced++;
   } catch (error) {
     if (db.isTransaction) {
       try {
         db.exec("ROLLBACK");
       } catch { /* the connection reports the first error */ }
     }
-    self.postMessage({ results: batch.map(({ seq }) => failure(seq, error)) });
+    self.postMessage({ results: batch.map(({ seq }) => failure(seq, error)), commits });
     return;
   }
   removeFiles(unlink);
   const transfer = results.flatMap((r) => r.body ? [r.body.buffer as ArrayBuffer] : []);
-  self.postMessage({ results }, transfer);
+  self.postMessage({ results, commits }, transfer);
 }
 
 self.onmessage = (event: MessageEvent) => {
@@ -134,7 +166,7 @@ function receive(message: Incoming): void {
     return;
   }
   if ("close" in message) {
-    if (scheduled) commitPending();
+    if (scheduled !== null) commitPending();
     db?.close();
     db = undefined;
     self.postMessage({ closed: true });
@@ -143,8 +175,13 @@ function receive(message: Incoming): void {
   pending.push(message);
   // Requests already waiting (those that arrived during the last commit) are
   // dispatched before an immediate runs: they form the next group.
-  if (!scheduled) {
-    scheduled = true;
+  if (needsSync(message.request)) {
+    if (scheduled === "now") return;
+    clearTimeout(lazyTimer);
+    scheduled = "now";
     setImmediate(commitPending);
+  } else if (scheduled === null) {
+    scheduled = "lazy";
+    lazyTimer = setTimeout(commitPending, LAZY_MS);
   }
 }

@@ -476,21 +476,40 @@ export function formatWorkersTable(rows: WorkersReport[]): string {
     "p50 ms",
     "p99 ms",
     "server CPU ms/conn",
+    "client CPU ms/conn",
+    "cores busy",
+    "most possible",
   ];
-  const table = rows.map(({ workers, report: r, rateVsFirst }) => [
-    `workers=${workers}`,
-    r.scenario,
-    String(r.concurrency),
-    String(r.ok),
-    String(r.failed),
-    fixedOrDash(r.msgPerSecond, 0),
-    fixedOrDash(rateVsFirst, 2),
-    fixedOrDash(r.p50Ms, 1),
-    fixedOrDash(r.p99Ms, 1),
-    fixedOrDash(r.serverCpuMsPerMsg, 2),
-  ]);
+  const cores = navigator.hardwareConcurrency;
+  const table = rows.map(({ workers, report: r, rateVsFirst }) => {
+    const busy = coresBusy(r);
+    return [
+      `workers=${workers}`,
+      r.scenario,
+      String(r.concurrency),
+      String(r.ok),
+      String(r.failed),
+      fixedOrDash(r.msgPerSecond, 0),
+      fixedOrDash(rateVsFirst, 2),
+      fixedOrDash(r.p50Ms, 1),
+      fixedOrDash(r.p99Ms, 1),
+      fixedOrDash(r.serverCpuMsPerMsg, 2),
+      fixedOrDash(r.clientCpuMsPerMsg, 2),
+      fixedOrDash(busy, 2),
+      fixedOrDash(busy === null ? null : r.msgPerSecond * cores / busy, 0),
+    ];
+  });
   return `server.workers compared: a new connection per message, the load generator on the ` +
-    `same cores\n${alignTable(header, table, 3)}`;
+    `same cores\n${alignTable(header, table, 3)}\n` +
+    `cores busy: (server + client CPU per connection) × rate, of ${cores}; most possible: the ` +
+    `rate if all ${cores} cores were busy\nat that CPU per connection (the backend's CPU left ` +
+    `out), the bound on what more workers can give.`;
+}
+
+/** Cores the relay and the load generator kept busy in one row (null without CPU figures). */
+export function coresBusy(r: ScenarioReport): number | null {
+  if (r.serverCpuMsPerMsg === null || r.clientCpuMsPerMsg === null) return null;
+  return (r.serverCpuMsPerMsg + r.clientCpuMsPerMsg) * r.msgPerSecond / 1000;
 }
 
 /** Waits until a delivering relay's spool is empty (everything delivered), at most 5 minutes. */

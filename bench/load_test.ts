@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { parseStatCpuMs, readCpuMs } from "./cpu.ts";
 import { percentile, runPooled, runTasks } from "./load.ts";
-import { formatTable, mergeRounds, runScenario, type ScenarioReport, withRatios } from "./bench.ts";
+import {
+  coresBusy,
+  formatTable,
+  mergeRounds,
+  runScenario,
+  type ScenarioReport,
+  withRatios,
+} from "./bench.ts";
 import { startCeiling } from "./ceiling_server.ts";
 import { makeMessage, type SmtpTarget } from "./smtp_target.ts";
 import { makeTestCertificates } from "../src/delivery/_smtp_test_server.ts";
@@ -142,6 +149,12 @@ Deno.test("formatTable aligns columns and shows missing values as -", () => {
     line,
     /^target\s+pooled\s+smtps\s+12\s+200\s+0\s+812\s+-\s+12\.3\s+40\.5\s+-\s+-\s+0\.50$/,
   );
+});
+
+Deno.test("coresBusy: relay and client CPU per message times the rate, in cores", () => {
+  // 800 msg/s × (0.8 + 0.5) ms = 1.04 cores.
+  assert.ok(Math.abs(coresBusy(row("relay-sink", 800, 0.8))! - 1.04) < 1e-9);
+  assert.equal(coresBusy(row("relay-sink", 800, null)), null);
 });
 
 Deno.test("mergeRounds sums rounds per system; withRatios divides by the ceiling's row", () => {

@@ -8,6 +8,9 @@
  * 2.5-3.5× the CPU), and bytes after a reply stay buffered for the next one,
  * which is what lets pipelined replies (RFC 2920) arrive in one read.
  *
+ * Deadlines cost no timer per reply: an {@linkcode IoDeadline} keeps a
+ * connection's reads and writes on one lazily re-armed timer.
+ *
  * @example Reading one reply
  * ```ts
  * import { ReplyReader } from "./reply_reader.ts";
@@ -28,6 +31,8 @@
  *
  * @module
  */
+
+import { DeadlineTimer, type DeadlineTimerOptions } from "../mail/mod.ts";
 
 /** One reply received from an SMTP server. */
 export interface ServerReply {
@@ -119,6 +124,99 @@ export class SmtpConnectionError extends SmtpError {
   }
 }
 
+/**
+ * The deadline of a connection's current operation (reading a reply,
+ * writing), one operation at a time, on one lazily re-armed
+ * {@linkcode DeadlineTimer}: starting an operation only records when it
+ * must end, so a client that reads and writes many times per message arms
+ * no timer per operation. Once the deadline passes, the read or write
+ * being {@linkcode IoDeadline.race raced} rejects with
+ * {@linkcode SmtpTimeoutError} (and so does any later race in the same
+ * operation); the caller then closes the connection, which settles it.
+ *
+ * Call {@linkcode IoDeadline.dispose} when the connection closes: a timer
+ * may stay armed after the last operation until the deadline it was armed
+ * for.
+ */
+export class IoDeadline {
+  #timer: DeadlineTimer;
+  #phase = "";
+  #limitMs = 0;
+  #active = false;
+  #expired = false;
+  #reject: ((error: Error) => void) | null = null;
+
+  /** @param options clock and timer functions (for tests) */
+  constructor(options: DeadlineTimerOptions = {}) {
+    this.#timer = new DeadlineTimer(() => this.#expire(), options);
+  }
+
+  /**
+   * Starts an operation that must end within `limitMs` (0 or Infinity: no
+   * limit), replacing the previous one's deadline.
+   *
+   * @param phase what is awaited, for the error (`reply`, `write`)
+   * @param limitMs the limit, in milliseconds
+   */
+  start(phase: string, limitMs: number): void {
+    this.#phase = phase;
+    this.#limitMs = limitMs;
+    this.#expired = false;
+    this.#active = limitMs > 0 && limitMs < Infinity;
+    if (this.#active) this.#timer.set(limitMs);
+    else this.#timer.clear();
+  }
+
+  /** Ends the operation: no deadline until the next `start`. */
+  finish(): void {
+    this.#active = false;
+    this.#timer.clear();
+  }
+
+  /**
+   * Waits for `pending` until the operation's deadline. On timeout the
+   * promise is left running (its rejection is swallowed).
+   */
+  race<T>(pending: Promise<T>): Promise<T> {
+    if (this.#expired) {
+      pending.catch(() => {});
+      return Promise.reject(this.#error());
+    }
+    if (!this.#active) return pending;
+    return new Promise<T>((resolve, reject) => {
+      this.#reject = reject;
+      pending.then(
+        (value) => {
+          if (this.#reject === reject) this.#reject = null;
+          resolve(value);
+        },
+        (error) => {
+          if (this.#reject === reject) this.#reject = null;
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /** Cancels the timer; later operations have no deadline. */
+  dispose(): void {
+    this.#active = false;
+    this.#timer.dispose();
+  }
+
+  #expire(): void {
+    if (!this.#active) return;
+    this.#expired = true;
+    const reject = this.#reject;
+    this.#reject = null;
+    reject?.(this.#error());
+  }
+
+  #error(): SmtpTimeoutError {
+    return new SmtpTimeoutError(this.#phase, this.#limitMs);
+  }
+}
+
 /** True for a 2xx reply. */
 export function isPositive(reply: ServerReply): boolean {
   return reply.code >= 200 && reply.code < 300;
@@ -153,6 +251,12 @@ export interface ReplyReaderOptions {
   maxReplyBytes?: number;
   /** Initial buffer size (default 4 KiB); it grows up to `maxReplyBytes` for long lines. */
   bufferSize?: number;
+  /**
+   * The connection's deadline, shared with its writes (its owner disposes
+   * it); default: one of the reader's own, disposed by
+   * {@linkcode ReplyReader.dispose}.
+   */
+  deadline?: IoDeadline;
 }
 
 /** The default cap on one reply's size. */
@@ -179,6 +283,10 @@ export class ReplyReader {
   #end = 0;
   #max: number;
   #failure: Error | null = null;
+  #deadline: IoDeadline;
+  #ownsDeadline: boolean;
+  /** Whether the current read has waited for bytes (and so started the deadline). */
+  #waited = false;
 
   /**
    * Creates a reader over `source`.
@@ -191,6 +299,8 @@ export class ReplyReader {
     this.#max = options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES;
     if (!(this.#max >= 16)) throw new RangeError("maxReplyBytes must be at least 16");
     this.#buf = new Uint8Array(Math.min(options.bufferSize ?? 4096, this.#max + 2));
+    this.#ownsDeadline = options.deadline === undefined;
+    this.#deadline = options.deadline ?? new IoDeadline();
   }
 
   /** Bytes received but not yet consumed by a reply. */
@@ -220,16 +330,27 @@ export class ReplyReader {
    */
   async read(timeoutMs = 0): Promise<ServerReply> {
     if (this.#failure) throw this.#failure;
+    this.#waited = false;
     try {
       return await this.#read(timeoutMs > 0 && timeoutMs < Infinity ? timeoutMs : 0);
     } catch (error) {
       this.#failure = error instanceof Error ? error : new SmtpProtocolError(String(error));
       throw error;
+    } finally {
+      if (this.#waited) this.#deadline.finish();
     }
   }
 
+  /**
+   * Cancels the reader's own deadline timer (a deadline passed in the
+   * options is its owner's to dispose). Call it when done with a reader
+   * that read with a timeout.
+   */
+  dispose(): void {
+    if (this.#ownsDeadline) this.#deadline.dispose();
+  }
+
   async #read(timeoutMs: number): Promise<ServerReply> {
-    const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : 0;
     const lines: string[] = [];
     let code = 0;
     let size = 0;
@@ -253,7 +374,13 @@ export class ReplyReader {
       if (size + scanned > this.#max) throw this.#tooLarge();
       this.#makeRoom();
       scan = this.#start + scanned;
-      const n = await this.#fill(deadline, timeoutMs);
+      if (!this.#waited) {
+        // The deadline starts with the first wait: a reply already buffered
+        // (pipelining) is parsed at once and costs no deadline at all.
+        this.#waited = true;
+        this.#deadline.start("reply", timeoutMs);
+      }
+      const n = await this.#fill();
       if (n === null) {
         const partial = lines.length > 0 || this.#end > this.#start;
         throw new SmtpConnectionError(
@@ -306,12 +433,10 @@ export class ReplyReader {
     this.#buf = grown;
   }
 
-  async #fill(deadline: number, timeoutMs: number): Promise<number | null> {
+  async #fill(): Promise<number | null> {
     const pending = this.#source.read(this.#buf.subarray(this.#end));
     try {
-      if (deadline === 0) return await pending;
-      const left = deadline - performance.now();
-      return await raceTimeout(pending, left, "reply", timeoutMs);
+      return await this.#deadline.race(pending);
     } catch (error) {
       if (error instanceof SmtpError) throw error;
       throw new SmtpConnectionError(`read failed: ${describe(error)}`, { cause: error });
@@ -324,9 +449,11 @@ export class ReplyReader {
 }
 
 /**
- * Waits for `promise` at most `ms` milliseconds. On timeout the promise is
- * left running (its rejection is swallowed): the caller closes the
- * connection, which settles it.
+ * Waits for `promise` at most `ms` milliseconds, on a timer of its own. On
+ * timeout the promise is left running (its rejection is swallowed): the
+ * caller closes the connection, which settles it. For once-per-connection
+ * waits (connect, TLS handshake); reads and writes use an
+ * {@linkcode IoDeadline}.
  *
  * @param promise the operation
  * @param ms time left

@@ -3,6 +3,7 @@ import fc from "fast-check";
 import {
   type ByteReader,
   formatReply,
+  IoDeadline,
   ReplyReader,
   SmtpConnectionError,
   SmtpProtocolError,
@@ -210,6 +211,50 @@ Deno.test("ReplyReader's deadline covers the whole reply, not each read", async 
   await assert.rejects(reader.read(100), SmtpTimeoutError);
   // The read still pending when the deadline struck ends before the test does (sanitizers).
   await last;
+});
+
+Deno.test("ReplyReader: timed reads in time leave one lazy timer, gone with dispose", async () => {
+  let timers = 0;
+  const deadline = new IoDeadline({
+    timers: {
+      setTimeout: (callback, ms) => (timers++, setTimeout(callback, ms)),
+      clearTimeout: (handle) => clearTimeout(handle as number),
+    },
+  });
+  const reader = new ReplyReader(chunks(...bytewise("250 a\r\n".repeat(50))), { deadline });
+  for (let i = 0; i < 50; i++) assert.equal((await reader.read(60_000)).code, 250);
+  assert.equal(timers, 1, "one timer for 50 replies of 7 reads each");
+  // The sanitizer fails this test if the armed timer outlives it.
+  deadline.dispose();
+  const own = new ReplyReader(chunks("250 ok\r\n"));
+  assert.equal((await own.read(60_000)).code, 250);
+  own.dispose();
+});
+
+Deno.test("IoDeadline: each operation has its own phase and limit on the connection's one timer", async () => {
+  const deadline = new IoDeadline();
+  try {
+    deadline.start("write", 5000);
+    assert.equal(await deadline.race(Promise.resolve(7)), 7);
+    deadline.finish();
+    // No limit: the pending operation is returned as it is.
+    deadline.start("reply", 0);
+    const pending = Promise.resolve(1);
+    assert.equal(deadline.race(pending), pending);
+    deadline.start("reply", 40);
+    const started = performance.now();
+    await assert.rejects(
+      deadline.race(new Promise(() => {})),
+      (e) => e instanceof SmtpTimeoutError && e.phase === "reply" && e.timeoutMs === 40,
+    );
+    assert.ok(performance.now() - started >= 39);
+    // The operation stays timed out until the next one starts.
+    await assert.rejects(deadline.race(Promise.resolve(2)), SmtpTimeoutError);
+    deadline.start("write", 5000);
+    assert.equal(await deadline.race(Promise.resolve(3)), 3);
+  } finally {
+    deadline.dispose();
+  }
 });
 
 Deno.test("SmtpReplyError classifies 4xx as transient and 5xx as permanent", () => {

@@ -46,6 +46,7 @@ import {
   DEFAULT_MAX_REPLY_BYTES,
   describe,
   formatReply,
+  IoDeadline,
   isPositive,
   raceTimeout,
   ReplyReader,
@@ -218,6 +219,8 @@ const encoder = new TextEncoder();
 /** An SMTP client connection. Operations must not overlap. */
 export class SmtpClient {
   #conn: Deno.TcpConn | Deno.TlsConn;
+  /** Every read's and write's deadline, on one lazy timer for the whole connection. */
+  #deadline = new IoDeadline();
   #reader: ReplyReader;
   #options: SmtpClientOptions;
   #timeouts: SmtpTimeouts;
@@ -243,6 +246,7 @@ export class SmtpClient {
     this.#tls = tls;
     this.#reader = new ReplyReader(conn, {
       maxReplyBytes: options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES,
+      deadline: this.#deadline,
     });
     this.#lastActivity = this.#now();
   }
@@ -623,6 +627,7 @@ export class SmtpClient {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#deadline.dispose();
     try {
       this.#conn.close();
     } catch {
@@ -673,19 +678,16 @@ export class SmtpClient {
   }
 
   async #write(bytes: Uint8Array, timeoutMs: number): Promise<void> {
-    const limit = timeoutMs > 0 && timeoutMs < Infinity ? timeoutMs : Infinity;
-    const deadline = performance.now() + limit;
+    const deadline = this.#deadline;
+    deadline.start("write", timeoutMs);
     let off = 0;
     try {
-      while (off < bytes.length) {
-        const pending = this.#conn.write(bytes.subarray(off));
-        off += limit === Infinity
-          ? await pending
-          : await raceTimeout(pending, deadline - performance.now(), "write", limit);
-      }
+      while (off < bytes.length) off += await deadline.race(this.#conn.write(bytes.subarray(off)));
     } catch (error) {
       if (error instanceof SmtpError) throw error;
       throw new SmtpConnectionError(`write failed: ${describe(error)}`, { cause: error });
+    } finally {
+      deadline.finish();
     }
     this.#lastActivity = this.#now();
   }

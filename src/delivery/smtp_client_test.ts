@@ -549,6 +549,87 @@ Deno.test("a missing greeting times out too", async () => {
   });
 });
 
+Deno.test("the reply after the data waits its own limit, past the command limit armed before it", async () => {
+  // The connection keeps one timer: armed for the greeting's 300 ms, it fires
+  // while the final reply is awaited and must wait on for the 900 ms data limit.
+  await withServer(async (conn) => {
+    await hello(conn, []);
+    await expectLine(conn, "MAIL FROM:<a@example.com>");
+    await conn.write("250 2.1.0 ok\r\n");
+    await expectLine(conn, "RCPT TO:<b@example.net>");
+    await conn.write("250 2.1.5 ok\r\n");
+    await expectLine(conn, "DATA");
+    await conn.write("354 go\r\n");
+    await conn.readUntil("\r\n.\r\n");
+    assert.equal(await conn.readToEnd(), ""); // never answers the dot
+  }, async (options) => {
+    const client = await SmtpClient.connect({
+      ...options,
+      timeouts: { command: 300, data: 900 },
+    });
+    const started = performance.now();
+    await assert.rejects(
+      client.send({ from: "a@example.com", to: ["b@example.net"], data: enc.encode("Hi") }),
+      (e) =>
+        e instanceof SmtpTimeoutError && e.phase === "reply" && e.timeoutMs === 900 &&
+        e.message === "timed out after 900 ms waiting for reply",
+    );
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= 890 && elapsed < 5000, `took ${elapsed} ms`);
+    assert.equal(client.closed, true);
+  });
+});
+
+Deno.test("a backend that stops reading times the data write out at the data limit", async () => {
+  // A raw server that answers the envelope, then never reads the message:
+  // the client's writes block once the socket buffers are full.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const served = (async () => {
+    const conn = await listener.accept();
+    const buf = new Uint8Array(4096);
+    const answer = async (reply: string) => {
+      await conn.read(buf);
+      await conn.write(enc.encode(reply));
+    };
+    try {
+      await conn.write(enc.encode("220 test.example\r\n"));
+      await answer("250 test.example\r\n"); // EHLO, no PIPELINING
+      await answer("250 2.1.0 ok\r\n");
+      await answer("250 2.1.5 ok\r\n");
+      await answer("354 go\r\n");
+      return conn; // and reads nothing more
+    } catch (error) {
+      conn.close();
+      throw error;
+    }
+  })();
+  try {
+    const client = await SmtpClient.connect({
+      host: "127.0.0.1",
+      port: (listener.addr as Deno.NetAddr).port,
+      security: "none",
+      timeouts: { command: 5000, data: 300 },
+    });
+    const started = performance.now();
+    await assert.rejects(
+      client.send({
+        from: "a@example.com",
+        to: ["b@example.net"],
+        data: new Uint8Array(64 * 1024 * 1024).fill(0x61),
+      }),
+      (e) =>
+        e instanceof SmtpTimeoutError && e.phase === "write" && e.timeoutMs === 300 &&
+        e.message === "timed out after 300 ms waiting for write",
+    );
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= 290 && elapsed < 4000, `took ${elapsed} ms`);
+    assert.equal(client.closed, true);
+  } finally {
+    listener.close();
+    (await served).close();
+  }
+});
+
 Deno.test("a server closing in the middle of a reply gives SmtpConnectionError", async () => {
   await withServer(async (conn) => {
     await conn.write("220 test.example\r\n");

@@ -1,8 +1,8 @@
 /**
  * What several parts of the relay share and none owns: the message
  * envelope and queue ids, recipient outcomes, email addresses and domains,
- * message traits (8-bit, SMTPUTF8), durable file writes, and RFC 5322
- * dates. This folder imports nothing of ours, so every other folder may use
+ * message traits (8-bit, SMTPUTF8), durable file writes, RFC 5322
+ * dates, and deadlines on one lazily re-armed timer. This folder imports nothing of ours, so every other folder may use
  * it without tying itself to another.
  *
  * @module
@@ -10,6 +10,7 @@
 export { type EmailAddress, normalizeDomain, parseEmail, sameDomain } from "./address.ts";
 export { ChunkPipe } from "./chunk_pipe.ts";
 export { rfc5322Date } from "./date.ts";
+export { DeadlineTimer, type DeadlineTimerOptions, type TimerFunctions } from "./deadline_timer.ts";
 export {
   denoFs,
   DirectorySync,

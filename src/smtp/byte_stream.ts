@@ -11,6 +11,7 @@
 import type net from "node:net";
 import type tls from "node:tls";
 import { TLSSocket } from "node:tls";
+import { DeadlineTimer } from "../mail/mod.ts";
 import { upgradeServerSocket } from "../tls/mod.ts";
 
 /** What the session knows about an established TLS layer. */
@@ -97,7 +98,8 @@ export class SocketStream implements ByteStream {
   #waiter: { resolve: (c: Uint8Array | null) => void; reject: (e: Error) => void } | null = null;
   #interrupted: Error | null = null;
   #expired = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** The read deadline: set per command line and DATA chunk, so one lazy timer, not one per read. */
+  #deadline = new DeadlineTimer(() => this.#expire());
   #tls: TlsInfo | null = null;
   #closed = false;
   #options: SocketStreamOptions;
@@ -152,7 +154,7 @@ export class SocketStream implements ByteStream {
   #onClose = () => {
     this.#ended = true;
     this.#closed = true;
-    this.#clearTimer();
+    this.#deadline.dispose();
     this.#wake();
   };
 
@@ -178,26 +180,17 @@ export class SocketStream implements ByteStream {
     w.resolve(null);
   }
 
-  #clearTimer(): void {
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-    }
+  #expire(): void {
+    this.#expired = true;
+    const w = this.#waiter;
+    this.#waiter = null;
+    w?.reject(new StreamTimeoutError());
   }
 
   setReadDeadline(ms: number | null): void {
-    this.#clearTimer();
     this.#expired = false;
-    if (ms === null) return;
-    const expire = () => {
-      this.#timer = undefined;
-      this.#expired = true;
-      const w = this.#waiter;
-      this.#waiter = null;
-      w?.reject(new StreamTimeoutError());
-    };
-    if (ms <= 0) expire();
-    else this.#timer = setTimeout(expire, ms);
+    if (ms === null) this.#deadline.clear();
+    else this.#deadline.set(ms);
   }
 
   read(): Promise<Uint8Array | null> {
@@ -258,7 +251,7 @@ export class SocketStream implements ByteStream {
     } catch (error) {
       this.#ended = true;
       this.#closed = true;
-      this.#clearTimer();
+      this.#deadline.dispose();
       throw error;
     }
     secure.setNoDelay(true);
@@ -270,11 +263,10 @@ export class SocketStream implements ByteStream {
   }
 
   close(): void {
-    this.#clearTimer();
+    this.#deadline.dispose();
     if (this.#closed) return;
     this.#closed = true;
     this.#ended = true;
-    this.#clearTimer();
     this.#wake();
     const socket = this.#socket;
     // end() flushes what was written; destroy soon after in case the peer stalls.

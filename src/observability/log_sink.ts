@@ -45,6 +45,13 @@ export type BatchedSink = Sink & Disposable & {
 
 const encoder = new TextEncoder();
 
+/**
+ * LogTape's mark (its `markSinkAsImmediate`, which the package does not
+ * export) for a sink that is done with a record when it returns: LogTape
+ * then hands it the record itself instead of first copying its properties.
+ */
+const IMMEDIATE_SINK = Symbol.for("LogTape.sinkSnapshotPolicy.immediate");
+
 /** Builds the sink; see the module documentation. */
 export function batchedSink(
   formatter: TextFormatter,
@@ -88,6 +95,8 @@ export function batchedSink(
     }
   }) as BatchedSink;
   sink.flush = flush;
+  // The formatter turns the record into its line before the call returns.
+  Object.defineProperty(sink, IMMEDIATE_SINK, { value: true });
   sink[Symbol.dispose] = () => {
     flush();
     for (const event of lastChances) globalThis.removeEventListener(event, flush);

@@ -86,11 +86,24 @@ export function serializeAuditEvent(event: AuditEvent, ts: string): string {
 
 /** The line of an event without nested values, or `null` to let the replacer walk it. */
 function flatLine(event: AuditEvent, ts: string): string | null {
-  let line = `{"ts":${JSON.stringify(ts)}`;
+  let redacts = false;
   for (const key in event) {
-    if (!Object.hasOwn(event, key)) continue;
     const field = auditField(key);
     if (field === null) return null;
+    const value = event[key];
+    if (typeof value === "object" && value !== null) return null;
+    if (field.redact) redacts = true;
+  }
+  const head = `{"ts":${JSON.stringify(ts)}`;
+  if (!redacts) {
+    // Nothing to redact: the engine's own serializer, then `ts` put in front.
+    const json = JSON.stringify(event);
+    return json === "{}" ? head + "}" : head + "," + json.slice(1);
+  }
+  let line = head;
+  for (const key in event) {
+    if (!Object.hasOwn(event, key)) continue;
+    const field = auditField(key)!;
     const value = event[key];
     if (value === undefined) continue;
     if (value === null || typeof value === "boolean") line += field.prefix + value;
@@ -109,13 +122,14 @@ const fields = new Map<string, { prefix: string; redact: boolean } | null>();
 
 /**
  * A field's `,"name":` and whether its value is redacted, or `null` for a
- * name that the object form would place elsewhere (`ts`, integer-like names).
+ * name that the object form would place elsewhere (`ts`, integer-like names)
+ * or serialize differently (`toJSON`).
  */
 function auditField(key: string): { prefix: string; redact: boolean } | null {
   let field = fields.get(key);
   if (field !== undefined) return field;
   const first = key.charCodeAt(0);
-  field = key === "ts" || (first >= 48 && first <= 57)
+  field = key === "ts" || key === "toJSON" || (first >= 48 && first <= 57)
     ? null
     : { prefix: `,${JSON.stringify(key)}:`, redact: redactAuditField(key) };
   if (fields.size < MAX_FIELDS) fields.set(key, field);

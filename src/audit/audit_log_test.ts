@@ -107,6 +107,7 @@ Deno.test("serializeAuditEvent() writes any event exactly as the replacer-on-eve
     "has_token",
     "token_type",
     "session",
+    "toJSON",
     ...SECRET_KEYS,
   );
   const leaf = fc.oneof(

@@ -50,14 +50,12 @@ function safeJson(value: unknown): string {
   }
 }
 
-const LEVELS: Record<string, string> = {
-  trace: "TRACE",
-  debug: "DEBUG",
-  info: "INFO",
-  warning: "WARNING",
-  error: "ERROR",
-  fatal: "FATAL",
-};
+const LEVELS = new Map(
+  ["trace", "debug", "info", "warning", "error", "fatal"].map((level) => [
+    level,
+    level.toUpperCase(),
+  ]),
+);
 /** The `logger` field of each category array (LogTape keeps one array per logger). */
 const loggerNames = new WeakMap<readonly string[], string>();
 const isoTime = isoTimeFormatter();
@@ -65,11 +63,13 @@ const isoTime = isoTimeFormatter();
 /**
  * One JSON object per line: time, level, logger, message, then the properties.
  * The message is rendered from the record's template and properties (see
- * `message_template.ts`), and the line is built as the object
- * `{ "@timestamp", level, logger, message, ...properties }` would serialize,
- * byte for byte; a property that could change that order or value (a name
- * among those four or starting with a digit, a custom `toJSON`, a value that
- * cannot be serialized) sends the record through that object instead.
+ * `message_template.ts`), and the line is what the object
+ * `{ "@timestamp", level, logger, message, ...properties }` serializes to,
+ * byte for byte: the fixed fields as text, then the engine's own
+ * serialization of the properties. Properties that would change the order
+ * or form of that object (a name among the four, `toJSON`, a name starting
+ * with a digit, which objects put first), or that cannot be serialized, send
+ * the record through that object instead.
  */
 export const jsonFormatter: TextFormatter = (record) => {
   let logger = loggerNames.get(record.category);
@@ -77,35 +77,33 @@ export const jsonFormatter: TextFormatter = (record) => {
     logger = JSON.stringify(record.category.join("."));
     loggerNames.set(record.category, logger);
   }
-  const head = `{"@timestamp":"${isoTime(record.timestamp)}","level":"${
-    LEVELS[record.level] ?? record.level.toUpperCase()
-  }","logger":${logger},"message":`;
   const message = renderMessage(record);
   const properties = record.properties;
-  let line = head + JSON.stringify(message);
+  if (
+    typeof properties !== "object" || properties === null ||
+    Object.getPrototypeOf(properties) !== Object.prototype
+  ) {
+    return objectLine(record, message);
+  }
+  for (const key in properties) {
+    const first = key.charCodeAt(0);
+    if ((first >= 48 && first <= 57) || OWN_PLACE.has(key)) return objectLine(record, message);
+  }
+  let fields: string;
   try {
-    for (const key in properties) {
-      if (!Object.hasOwn(properties, key)) continue;
-      const field = fieldPrefix(key);
-      if (field === null) return objectLine(record, message);
-      const value = properties[key];
-      if (typeof value === "string") line += field + JSON.stringify(value);
-      else if (typeof value === "number" || typeof value === "boolean" || value === null) {
-        line += field + JSON.stringify(value);
-      } else if (value === undefined || typeof value === "function" || typeof value === "symbol") {
-        continue; // JSON.stringify leaves these fields out
-      } else if (
-        typeof value === "object" && typeof (value as { toJSON?: unknown }).toJSON === "function" &&
-        !(value instanceof Date)
-      ) {
-        return objectLine(record, message); // toJSON is called with the field's name there
-      } else line += field + JSON.stringify(value);
-    }
+    fields = JSON.stringify(properties);
   } catch {
     return objectLine(record, message);
   }
-  return line + "}\n";
+  return `{"@timestamp":"${isoTime(record.timestamp)}","level":"${
+    LEVELS.get(record.level) ?? record.level.toUpperCase()
+  }","logger":${logger},"message":${JSON.stringify(message)}${
+    fields === "{}" ? "}" : "," + fields.slice(1)
+  }\n`;
 };
+
+/** Names that the properties cannot simply follow the fixed fields with. */
+const OWN_PLACE = new Set(["@timestamp", "level", "logger", "message", "toJSON"]);
 
 /** The line as the plain object serializes (and as it did before the fast path). */
 function objectLine(record: LogRecord, message: string): string {
@@ -116,22 +114,6 @@ function objectLine(record: LogRecord, message: string): string {
     message,
     ...record.properties,
   }) + "\n";
-}
-
-const FIXED_FIELDS = new Set(["@timestamp", "level", "logger", "message"]);
-const MAX_FIELDS = 1000;
-const fieldPrefixes = new Map<string, string>();
-
-/** `,"key":` for a property, or `null` when it would not land after the fixed fields. */
-function fieldPrefix(key: string): string | null {
-  let prefix = fieldPrefixes.get(key);
-  if (prefix !== undefined) return prefix;
-  // Integer-like names go first in an object; the fixed names would keep their place.
-  const first = key.charCodeAt(0);
-  if (FIXED_FIELDS.has(key) || (first >= 48 && first <= 57)) return null;
-  prefix = `,${JSON.stringify(key)}:`;
-  if (fieldPrefixes.size < MAX_FIELDS) fieldPrefixes.set(key, prefix);
-  return prefix;
 }
 
 /** Logging options (the `[log]` config section). */

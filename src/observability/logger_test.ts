@@ -77,6 +77,7 @@ Deno.test("jsonFormatter: the relay's own lines are byte for byte what the objec
     { template: "disconnect from [{ip}] {counts}", properties: { ip: "192.0.2.7", counts: "x" } },
     { template: "stopped", properties: {} },
     { template: "{{literal}} and }} {missing}", properties: { when: new Date(0) } },
+    { template: "odd {toJSON}", properties: { a: 1, toJSON: () => "whole" } },
   ]);
   for (const { actual, expected } of lines) assert.equal(actual, expected);
   assert.equal(
@@ -104,6 +105,7 @@ Deno.test("jsonFormatter: any template and properties give the same line as the 
     "*",
     "",
     "constructor",
+    "toJSON",
     "q?",
   );
   const value = fc.oneof(

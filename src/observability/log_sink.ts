@@ -52,6 +52,18 @@ const encoder = new TextEncoder();
  */
 const IMMEDIATE_SINK = Symbol.for("LogTape.sinkSnapshotPolicy.immediate");
 
+/**
+ * Marks a sink that uses each record only before it returns (formats it at
+ * once), so LogTape skips copying the record for it (~2 µs a call).
+ *
+ * @param sink A sink that keeps nothing of a record after returning.
+ * @returns The same sink.
+ */
+export function markImmediate<T extends Sink>(sink: T): T {
+  Object.defineProperty(sink, IMMEDIATE_SINK, { value: true });
+  return sink;
+}
+
 /** Builds the sink; see the module documentation. */
 export function batchedSink(
   formatter: TextFormatter,
@@ -95,8 +107,7 @@ export function batchedSink(
     }
   }) as BatchedSink;
   sink.flush = flush;
-  // The formatter turns the record into its line before the call returns.
-  Object.defineProperty(sink, IMMEDIATE_SINK, { value: true });
+  markImmediate(sink); // the formatter turns the record into its line before the call returns
   sink[Symbol.dispose] = () => {
     flush();
     for (const event of lastChances) globalThis.removeEventListener(event, flush);

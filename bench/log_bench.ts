@@ -3,7 +3,9 @@
  * (`src/observability/log_sink.ts`) against the sink it replaced (one
  * synchronous stderr write per record), and, to split the cost, a sink that
  * only formats the JSON line (`format-only`) and one that does nothing
- * (`no-sink`: LogTape's own work). Each runs in a child process whose
+ * (`no-sink`: LogTape's own work), both marked immediate as the batched sink
+ * is (LogTape hands them the record without copying it first, see
+ * `markImmediate`), so the rows split one cost. Each runs in a child process whose
  * stderr is a pipe read (and discarded) by this one, as journald or a
  * container runtime would; the child reports its own CPU time.
  *
@@ -16,6 +18,7 @@
 import { parseArgs } from "node:util";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { jsonFormatter, log, setupLogging, teardownLogging } from "../src/observability/logger.ts";
+import { markImmediate } from "../src/observability/log_sink.ts";
 import { readCpuMs } from "./cpu.ts";
 
 const SINKS = ["per-record", "batched", "format-only", "no-sink"] as const;
@@ -31,12 +34,13 @@ async function child(sink: SinkName, count: number): Promise<void> {
     await setupLogging({ level: "info", format: "json" });
   } else {
     // format-only: the JSON line is built and thrown away; no-sink: LogTape's own cost alone.
-    const formatOnly = (record: LogRecord) => void jsonFormatter(record);
+    // Both are marked immediate, as the batched sink is, so LogTape's part is the same in each.
+    const formatOnly = markImmediate((record: LogRecord) => void jsonFormatter(record));
     await configure({
       reset: true,
       sinks: {
         stderr: sink === "per-record" ? perRecordSink : formatOnly,
-        none: () => {},
+        none: markImmediate(() => {}),
       },
       loggers: [{
         category: ["relay"],

@@ -74,6 +74,30 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+Deno.test("a flat event's secrets never reach the file; its line is byte for byte ts, then its fields in order", async () => {
+  await withAudit(async ({ path, open }) => {
+    const audit = await open({ now: () => new Date("2026-11-29T12:00:00.007Z") });
+    audit.record({
+      event: "auth_attempt",
+      email: "alice@example.com",
+      method: "PLAIN",
+      password: "hunter2",
+      access_token: "tok-abc",
+      "Proxy-Authorization": "Basic cXdlcnR5",
+      clientSecret: 424242,
+      success: false,
+      note: undefined,
+    });
+    await audit.close();
+    assert.equal(
+      await Deno.readTextFile(path),
+      '{"ts":"2026-11-29T12:00:00.007Z","event":"auth_attempt","email":"alice@example.com",' +
+        `"method":"PLAIN","password":"${REDACTED}","access_token":"${REDACTED}",` +
+        `"Proxy-Authorization":"${REDACTED}","clientSecret":"${REDACTED}","success":false}\n`,
+    );
+  });
+});
+
 Deno.test("events are JSON lines with an ISO ts and the event; secrets are redacted; close writes all", async () => {
   await withAudit(async ({ path, open }) => {
     const audit = await open();

@@ -21,6 +21,7 @@
 import { dirname } from "node:path";
 import type { Logger } from "@logtape/logtape";
 import { log } from "../observability/logger.ts";
+import { isoTimeFormatter } from "../observability/iso_time.ts";
 import { type AuditEvent, type AuditLog, serializeAuditEvent } from "./audit_log.ts";
 
 const encoder = new TextEncoder();
@@ -79,6 +80,9 @@ export class FileAuditLog implements AuditLog {
   readonly #maxBuffered: number;
   readonly #maxQueued: number;
   readonly #now: () => Date;
+  /** The clock in milliseconds: `Date.now` unless a clock is given (no `Date` per event). */
+  readonly #nowMs: () => number;
+  readonly #iso = isoTimeFormatter();
   readonly #logger: Logger;
   readonly #timer: ReturnType<typeof setInterval>;
   #buffer: string[] = [];
@@ -113,7 +117,9 @@ export class FileAuditLog implements AuditLog {
     this.#required = options.required ?? false;
     this.#maxBuffered = options.maxBuffered ?? 1000;
     this.#maxQueued = Math.max(options.maxQueued ?? 100_000, this.#maxBuffered);
-    this.#now = options.now ?? (() => new Date());
+    const now = options.now;
+    this.#now = now ?? (() => new Date());
+    this.#nowMs = now ? () => now().getTime() : Date.now;
     this.#logger = options.logger ?? log("audit");
     this.#timer = setInterval(() => {
       if (!this.#inFlight) void this.flush();
@@ -178,7 +184,7 @@ export class FileAuditLog implements AuditLog {
       this.#enterOutage(new Error(`${this.#buffer.length} events wait for a write that hangs`), 1);
       return;
     }
-    this.#buffer.push(serializeAuditEvent(event, this.#now().toISOString()));
+    this.#buffer.push(serializeAuditEvent(event, this.#iso(this.#nowMs())));
     if (this.#buffer.length >= this.#maxBuffered && !this.#inFlight) void this.flush();
   }
 
@@ -246,6 +252,14 @@ export class FileAuditLog implements AuditLog {
     ) {
       await this.#rotate();
     }
+    let chars = 0;
+    for (const line of lines) chars += line.length + 1;
+    if (this.#maxBytes === 0 || this.#size + 3 * chars <= this.#maxBytes) {
+      // Cannot reach the size limit even if every character took 3 bytes: one encode, one write.
+      await this.#writeBytes(encoder.encode(lines.join("\n") + "\n"));
+      progress?.(lines.length);
+      return;
+    }
     let chunk: Uint8Array[] = [];
     let chunkBytes = 0;
     for (const line of lines) {
@@ -268,14 +282,18 @@ export class FileAuditLog implements AuditLog {
 
   async #write(chunk: Uint8Array[], length: number): Promise<void> {
     if (chunk.length === 0) return;
-    const file = this.#file;
-    if (file === null) throw new Error("audit file is not open");
     const data = new Uint8Array(length);
     let at = 0;
     for (const part of chunk) {
       data.set(part, at);
       at += part.length;
     }
+    await this.#writeBytes(data);
+  }
+
+  async #writeBytes(data: Uint8Array): Promise<void> {
+    const file = this.#file;
+    if (file === null) throw new Error("audit file is not open");
     const start = this.#size;
     let offset = 0;
     try {

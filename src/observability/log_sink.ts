@@ -45,6 +45,25 @@ export type BatchedSink = Sink & Disposable & {
 
 const encoder = new TextEncoder();
 
+/**
+ * LogTape's mark (its `markSinkAsImmediate`, which the package does not
+ * export) for a sink that is done with a record when it returns: LogTape
+ * then hands it the record itself instead of first copying its properties.
+ */
+const IMMEDIATE_SINK = Symbol.for("LogTape.sinkSnapshotPolicy.immediate");
+
+/**
+ * Marks a sink that uses each record only before it returns (formats it at
+ * once), so LogTape skips copying the record for it (~2 µs a call).
+ *
+ * @param sink A sink that keeps nothing of a record after returning.
+ * @returns The same sink.
+ */
+export function markImmediate<T extends Sink>(sink: T): T {
+  Object.defineProperty(sink, IMMEDIATE_SINK, { value: true });
+  return sink;
+}
+
 /** Builds the sink; see the module documentation. */
 export function batchedSink(
   formatter: TextFormatter,
@@ -88,6 +107,7 @@ export function batchedSink(
     }
   }) as BatchedSink;
   sink.flush = flush;
+  markImmediate(sink); // the formatter turns the record into its line before the call returns
   sink[Symbol.dispose] = () => {
     flush();
     for (const event of lastChances) globalThis.removeEventListener(event, flush);

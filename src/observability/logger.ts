@@ -16,13 +16,28 @@ import {
   type TextFormatter,
 } from "@logtape/logtape";
 import { batchedSink, stderrOutput } from "./log_sink.ts";
+import { isoTimeFormatter } from "./iso_time.ts";
+import { cachedTemplate, type CompiledTemplate } from "./message_template.ts";
 
 /** A message with its values in place; strings bare (no quotes), others as JSON. */
 function renderMessage(record: LogRecord): string {
+  const template = typeof record.rawMessage === "string" ? cachedTemplate(record.rawMessage) : null;
+  if (template !== null) return renderTemplate(template, record.properties);
   let out = "";
   for (let i = 0; i < record.message.length; i++) {
     const part = record.message[i];
     out += i % 2 === 0 || typeof part === "string" ? String(part) : safeJson(part);
+  }
+  return out;
+}
+
+/** What LogTape's message would render to, without parsing the template again. */
+function renderTemplate(template: CompiledTemplate, properties: Record<string, unknown>): string {
+  const { texts, keys } = template;
+  let out = texts[0];
+  for (let i = 0; i < keys.length; i++) {
+    const value = properties[keys[i]];
+    out += (typeof value === "string" ? value : safeJson(value)) + texts[i + 1];
   }
   return out;
 }
@@ -35,15 +50,71 @@ function safeJson(value: unknown): string {
   }
 }
 
-/** One JSON object per line: time, level, logger, message, then the properties. */
-export const jsonFormatter: TextFormatter = (record) =>
-  safeJson({
-    "@timestamp": new Date(record.timestamp).toISOString(),
+const LEVELS = new Map(
+  ["trace", "debug", "info", "warning", "error", "fatal"].map((level) => [
+    level,
+    level.toUpperCase(),
+  ]),
+);
+/** The `logger` field of each category array (LogTape keeps one array per logger). */
+const loggerNames = new WeakMap<readonly string[], string>();
+const isoTime = isoTimeFormatter();
+
+/**
+ * One JSON object per line: time, level, logger, message, then the properties.
+ * The message is rendered from the record's template and properties (see
+ * `message_template.ts`), and the line is what the object
+ * `{ "@timestamp", level, logger, message, ...properties }` serializes to,
+ * byte for byte: the fixed fields as text, then the engine's own
+ * serialization of the properties. Properties that would change the order
+ * or form of that object (a name among the four, `toJSON`, a name starting
+ * with a digit, which objects put first), or that cannot be serialized, send
+ * the record through that object instead.
+ */
+export const jsonFormatter: TextFormatter = (record) => {
+  let logger = loggerNames.get(record.category);
+  if (logger === undefined) {
+    logger = JSON.stringify(record.category.join("."));
+    loggerNames.set(record.category, logger);
+  }
+  const message = renderMessage(record);
+  const properties = record.properties;
+  if (
+    typeof properties !== "object" || properties === null ||
+    Object.getPrototypeOf(properties) !== Object.prototype
+  ) {
+    return objectLine(record, message);
+  }
+  for (const key in properties) {
+    const first = key.charCodeAt(0);
+    if ((first >= 48 && first <= 57) || OWN_PLACE.has(key)) return objectLine(record, message);
+  }
+  let fields: string;
+  try {
+    fields = JSON.stringify(properties);
+  } catch {
+    return objectLine(record, message);
+  }
+  return `{"@timestamp":"${isoTime(record.timestamp)}","level":"${
+    LEVELS.get(record.level) ?? record.level.toUpperCase()
+  }","logger":${logger},"message":${JSON.stringify(message)}${
+    fields === "{}" ? "}" : "," + fields.slice(1)
+  }\n`;
+};
+
+/** Names that the properties cannot simply follow the fixed fields with. */
+const OWN_PLACE = new Set(["@timestamp", "level", "logger", "message", "toJSON"]);
+
+/** The line as the plain object serializes (and as it did before the fast path). */
+function objectLine(record: LogRecord, message: string): string {
+  return safeJson({
+    "@timestamp": isoTime(record.timestamp),
     level: record.level.toUpperCase(),
     logger: record.category.join("."),
-    message: renderMessage(record),
+    message,
     ...record.properties,
   }) + "\n";
+}
 
 /** Logging options (the `[log]` config section). */
 export interface LogOptions {

@@ -35,6 +35,7 @@ import type { AuditLog } from "../audit/mod.ts";
 import type { Config } from "../config/mod.ts";
 import { parseRelayConfig } from "../config/relay_schema.ts";
 import type { DeliveryBackend } from "../delivery/backend.ts";
+import { isoTimeFormatter } from "../observability/iso_time.ts";
 import { log } from "../observability/logger.ts";
 import { writeDeadLetter } from "./dead_letter.ts";
 import { buildDsn } from "./dsn.ts";
@@ -114,6 +115,8 @@ export interface QueueManagerStats {
 export class QueueManager {
   #o: Required<Omit<QueueManagerOptions, "now">> & { now: () => number };
   #ready: string[] = [];
+  /** Delivery-state timestamps: attempts that start and end in one millisecond share a string. */
+  #iso = isoTimeFormatter();
   #queued = new Set<string>();
   #active = new Set<Promise<void>>();
   #activeIds = new Set<string>();
@@ -334,7 +337,7 @@ export class QueueManager {
       throw error;
     }
     const { envelope, data } = message;
-    const nowIso = () => new Date(this.#o.now()).toISOString();
+    const nowIso = () => this.#iso(this.#o.now());
     const fresh = this.#fresh.delete(id);
     const stored = this.#unsaved.get(id) ?? (fresh ? null : spool.readState(id));
     const state: DeliveryState = stored ?? { attempts: 0, nextAttempt: nowIso(), done: {} };

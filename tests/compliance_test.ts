@@ -415,6 +415,8 @@ Deno.test("compliance", async (t) => {
       const c = await authenticated(relay, "smtps");
       try {
         const before = (await relay.outboxFiles()).length;
+        // The earlier steps' messages may still be in the spool for a moment after delivery.
+        const queuedBefore = new Set(await relay.relay.spool.list());
         for (
           const data of [
             "Subject: lf\n\nbare\r\n",
@@ -440,7 +442,7 @@ Deno.test("compliance", async (t) => {
         );
         strictEqual((await c.command("NOOP")).text, "250 2.0.0 Ok");
         // Refused before the commit: nothing was queued that could reach the outbox later.
-        deepStrictEqual(await relay.relay.spool.list(), []);
+        deepStrictEqual((await relay.relay.spool.list()).filter((id) => !queuedBefore.has(id)), []);
         strictEqual((await relay.outboxFiles()).length, before);
       } finally {
         c.close();

@@ -135,7 +135,6 @@ export class Writes {
   readonly #dir: string;
   #insert: StatementSync;
   #state: StatementSync;
-  #bodyOf: StatementSync;
   #delete: StatementSync;
   #request: StatementSync;
   #requestsDone: StatementSync;
@@ -150,8 +149,8 @@ export class Writes {
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
     );
     this.#state = db.prepare("UPDATE messages SET state = ?, next_attempt = ? WHERE id = ?");
-    this.#bodyOf = db.prepare("SELECT body IS NULL AS file FROM messages WHERE id = ?");
-    this.#delete = db.prepare("DELETE FROM messages WHERE id = ?");
+    // One statement per removal: what it removed says whether a body file goes too.
+    this.#delete = db.prepare("DELETE FROM messages WHERE id = ? RETURNING body IS NULL AS file");
     this.#request = db.prepare("INSERT INTO requests (kind, id) VALUES (?, ?)");
     this.#requestsDone = db.prepare("DELETE FROM requests WHERE n <= ?");
     this.#probe = db.prepare("INSERT OR REPLACE INTO meta (k, v) VALUES ('probe', ?)");
@@ -180,9 +179,8 @@ export class Writes {
         return this.#state.run(request.state, request.next, checkedId(request.id)).changes > 0;
       case "delete":
       case "delete-and-tell": {
-        const row = this.#bodyOf.get(checkedId(request.id)) as { file: number } | undefined;
+        const row = this.#delete.get(checkedId(request.id)) as { file: number } | undefined;
         if (!row) return false;
-        this.#delete.run(request.id);
         if (row.file) unlinkAfterCommit.push(bodyPath(this.#dir, request.id));
         if (request.op === "delete-and-tell") this.#request.run("deleted", request.id);
         return true;

@@ -114,6 +114,15 @@ export type WriteRequest =
   | { op: "requests-done"; upTo: number }
   | { op: "probe"; at: number };
 
+/**
+ * Whether the answer to a request promises the write is on disk: everything
+ * but the removal of a delivered message and a deferral's new state, which
+ * may wait for the next durable commit (see `WorkerWriter` in spool.ts).
+ */
+export function needsFsync(request: WriteRequest): boolean {
+  return request.op !== "delete" && request.op !== "state";
+}
+
 /** The writer's answer to one request. */
 export interface WriteResult {
   seq: number;

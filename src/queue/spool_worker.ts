@@ -10,14 +10,14 @@
  * durable (or failed: then nothing of it stays). A request that fails on its
  * own (a duplicate id) fails alone; the others of its group commit.
  *
- * Only what a client's 250 or an operator's command waits on needs its own
- * fsync: a group that only removes delivered messages or records a deferral
- * waits up to {@link LAZY_MS} for such a write to join (under load, the next
- * new message's group) and, if none comes, commits without one
- * (`synchronous = NORMAL`: the WAL keeps it in order, and the next durable
- * commit's fsync covers it). A crash can then bring back a message delivered
- * in the last moments, to be delivered again — at-least-once, as Postfix
- * unlinks a delivered queue file without a sync.
+ * A group that holds nothing a client's 250 or an operator waits on (only
+ * removals of delivered messages and deferrals, which the main thread held
+ * back up to 25 ms for such a write to go with: see `WorkerWriter` in
+ * spool.ts) commits without an fsync (`synchronous = NORMAL`: the WAL keeps
+ * it in order, and the next durable commit's fsync covers it). A crash can
+ * then bring back a message delivered in the last moments, to be delivered
+ * again — at-least-once, as Postfix unlinks a delivered queue file without
+ * a sync.
  *
  * Protocol (main → worker): `{ open: dir }` → `{ ready: true, imported }` or
  * `{ ready: false, error }`; `{ seq, request }` → `{ results, commits }` per
@@ -35,6 +35,7 @@ import { setImmediate } from "node:timers";
 import {
   importLegacySpool,
   isFullError,
+  needsFsync,
   openDatabase,
   removeFiles,
   removeOrphanBodies,
@@ -47,21 +48,11 @@ let db: DatabaseSync | undefined;
 let writes: Writes | undefined;
 let dir = "";
 let pending: { seq: number; request: WriteRequest }[] = [];
-/** A commit is scheduled: `"now"` (next immediate) or `"lazy"` (a timer). */
-let scheduled: "now" | "lazy" | null = null;
-let lazyTimer: ReturnType<typeof setTimeout> | undefined;
+let scheduled = false;
 /** Whether `synchronous` is FULL now (as openDatabase leaves it). */
 let durableMode = true;
 /** Transactions committed since the writer started: with their own fsync, and without. */
 const commits = { synced: 0, unsynced: 0 };
-
-/** How long a group without a durable write waits for one to join it. */
-export const LAZY_MS = 25;
-
-/** Whether an answer to this request promises the write is on disk. */
-function needsSync(request: WriteRequest): boolean {
-  return request.op !== "delete" && request.op !== "state";
-}
 
 function failure(seq: number, error: unknown): WriteResult {
   return {
@@ -73,14 +64,13 @@ function failure(seq: number, error: unknown): WriteResult {
 }
 
 function commitPending(): void {
-  scheduled = null;
-  clearTimeout(lazyTimer);
+  scheduled = false;
   const batch = pending;
   pending = [];
   if (batch.length === 0 || !db) return;
   const results: WriteResult[] = [];
   const unlink: string[] = [];
-  const durable = batch.some(({ request }) => needsSync(request));
+  const durable = batch.some(({ request }) => needsFsync(request));
   try {
     if (durable !== durableMode) {
       db.exec(`PRAGMA synchronous = ${durable ? "FULL" : "NORMAL"}`);
@@ -119,7 +109,7 @@ function commitPending(): void {
 }
 
 self.onmessage = (event: MessageEvent) => {
-  // The main thread posts each event-loop turn's requests as one batch.
+  // The main thread posts its requests in batches (see `WorkerWriter` in spool.ts).
   const messages = event.data.batch ?? [event.data];
   for (const message of messages) receive(message);
 };
@@ -166,7 +156,7 @@ function receive(message: Incoming): void {
     return;
   }
   if ("close" in message) {
-    if (scheduled !== null) commitPending();
+    if (scheduled) commitPending();
     db?.close();
     db = undefined;
     self.postMessage({ closed: true });
@@ -175,13 +165,8 @@ function receive(message: Incoming): void {
   pending.push(message);
   // Requests already waiting (those that arrived during the last commit) are
   // dispatched before an immediate runs: they form the next group.
-  if (needsSync(message.request)) {
-    if (scheduled === "now") return;
-    clearTimeout(lazyTimer);
-    scheduled = "now";
+  if (!scheduled) {
+    scheduled = true;
     setImmediate(commitPending);
-  } else if (scheduled === null) {
-    scheduled = "lazy";
-    lazyTimer = setTimeout(commitPending, LAZY_MS);
   }
 }

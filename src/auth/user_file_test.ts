@@ -17,6 +17,7 @@ async function withStore(
     usersDir: string;
   }) => Promise<void>,
   allowPlaintext = false,
+  now?: () => number,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "relay_user_file_" });
   try {
@@ -28,6 +29,7 @@ async function withStore(
       usersDir,
       allowPlaintext,
       report: (problem) => problems.push(problem),
+      now,
     });
     await fn({ dir, store, problems, usersFile, usersDir });
   } finally {
@@ -141,6 +143,32 @@ Deno.test("UserStore sees edits without a restart and reports problems once per 
     await Deno.remove(usersFile);
     assert.equal(await store.lookup("alice@example.com"), null);
   });
+});
+
+Deno.test("UserStore sees a domain file created right after a lookup found it missing", async () => {
+  // The clock runs 60 s ahead of the files' timestamps and each round sets the folder's mtime back
+  // 10 s: the folder counts as settled, so "missing" is remembered by its signature, and the file's
+  // creation (mtime now, 10 s later) changes it.
+  await withStore(
+    async ({ store, usersFile, usersDir }) => {
+      await Deno.mkdir(usersDir);
+      await Deno.writeTextFile(usersFile, `bob@example.com:${SSHA}\n`);
+      const domainFile = join(usersDir, "example.org.txt");
+      for (let round = 0; round < 3; round++) {
+        const past = new Date(Date.now() - 10_000);
+        await Deno.utime(usersDir, past, past);
+        assert.equal(await store.lookup("carol@example.org"), null, "no file for example.org yet");
+        assert.equal(await store.lookup("carol@example.org"), null, "still none");
+        await Deno.writeTextFile(domainFile, `carol@example.org:${SHA512}\n`);
+        assert.equal((await store.lookup("carol@example.org"))?.hash, SHA512, "seen at once");
+        await Deno.remove(domainFile);
+        assert.equal(await store.lookup("carol@example.org"), null, "gone at once");
+      }
+      assert.equal((await store.lookup("bob@example.com"))?.file, usersFile);
+    },
+    false,
+    () => Date.now() + 60_000,
+  );
 });
 
 Deno.test("UserStore.addUser() writes the domain file 0600, atomically, and refuses duplicates", async () => {

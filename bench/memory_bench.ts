@@ -15,6 +15,7 @@
  * deno task bench:memory --counts 200 --json   # quicker, machine-readable
  * deno task bench:memory --floor               # also: bare node:tls and Deno.listenTls servers
  * deno task bench:memory --heap --counts 1000  # also: what one connection adds to the JS heap
+ * deno task bench:memory --gc --floor          # every RSS reading after a full collection
  * ```
  *
  * `--floor` runs bench/tls_floor_server.ts (handshake, greeting, hold) the same
@@ -22,6 +23,12 @@
  * `--inspect`, takes a heap snapshot (after a collection) before and after
  * opening the connections, and lists the object kinds that grew, per
  * connection: the attribution the RSS figures cannot give.
+ *
+ * `--gc` starts the relay and the floor servers with `--inspect` and has V8
+ * run a full collection before every RSS reading. Without it the figures
+ * include garbage from the handshakes and sessions that V8 has not collected
+ * yet (it does when idle, tens of seconds later, or under load): at N = 1000
+ * that is most of what the relay shows above the `node:tls` floor.
  *
  * Configs: `default` runs what an empty config enables (the embedded OAuth2
  * server included); `minimal` turns the OAuth2 server off.
@@ -70,8 +77,12 @@ export async function procStatus(pid: number, field: string): Promise<number> {
   return Number(match[1]);
 }
 
-/** Waits until two readings 500 ms apart differ by less than 0.5% (at most 15 s); KiB. */
-async function settledRss(pid: number): Promise<number> {
+/**
+ * Waits until two readings 500 ms apart differ by less than 0.5% (at most
+ * 15 s); KiB. With `collect`, a full collection runs first.
+ */
+async function settledRss(pid: number, collect?: () => Promise<void>): Promise<number> {
+  await collect?.();
   let last = await procStatus(pid, "VmRSS");
   const deadline = performance.now() + 15_000;
   while (performance.now() < deadline) {
@@ -90,6 +101,25 @@ async function heapUsed(relay: RelayProcess): Promise<number | null> {
   const text = await response.text();
   const match = text.match(/^relay_nodejs_heap_size_used_bytes (\d+(?:\.\d+)?)/m);
   return match ? Number(match[1]) : null;
+}
+
+/** A full garbage collection in a process started with `--inspect=127.0.0.1:<port>`. */
+async function collector(port: number): Promise<{ collect(): Promise<void>; close(): void }> {
+  const inspector = await devtools(port);
+  return {
+    async collect() {
+      // Twice: objects freed by the first one's finalizers go in the second.
+      await inspector.call("HeapProfiler.collectGarbage");
+      await inspector.call("HeapProfiler.collectGarbage");
+    },
+    close: () => inspector.close(),
+  };
+}
+
+/** `--inspect` flags for a child when `gc`, and the port they name. */
+function inspectFlags(gc: boolean): { port: number; flags: string[] } {
+  const port = gc ? freePort() : 0;
+  return { port, flags: gc ? [`--inspect=127.0.0.1:${port}`] : [] };
 }
 
 /** Opens `count` idle connections, `parallel` at a time. */
@@ -130,6 +160,7 @@ export async function measureConfig(
   counts: number[],
   kinds: ("smtps" | "starttls")[],
   workers: number,
+  gc = false,
 ): Promise<MemoryRow> {
   // A fresh relay for every measurement: memory freed by closed connections is
   // reused by the next ones without the RSS going down, so a second measurement
@@ -138,13 +169,19 @@ export async function measureConfig(
   const idle: IdleRow[] = [];
   for (const kind of [null, ...kinds]) {
     for (const count of kind === null ? [0] : counts) {
-      const relay = await startRelay({ oauth: config === "default", admin: true });
+      const inspect = inspectFlags(gc);
+      const relay = await startRelay({
+        oauth: config === "default",
+        admin: true,
+        denoFlags: inspect.flags,
+      });
       let clients: SmtpClient[] = [];
+      const gcs = gc ? await collector(inspect.port) : null;
       try {
-        const listeningRss = await settledRss(relay.pid);
+        const listeningRss = await settledRss(relay.pid, gcs?.collect);
         const listeningThreads = await procStatus(relay.pid, "Threads");
         await warmHashWorkers(relay, workers);
-        const before = await settledRss(relay.pid);
+        const before = await settledRss(relay.pid, gcs?.collect);
         const heapBefore = await heapUsed(relay);
         if (kind === null) {
           row = {
@@ -159,7 +196,7 @@ export async function measureConfig(
           continue;
         }
         clients = await openIdle(relay, kind, count);
-        const after = await settledRss(relay.pid);
+        const after = await settledRss(relay.pid, gcs?.collect);
         const heapAfter = await heapUsed(relay);
         idle.push({
           kind,
@@ -173,6 +210,7 @@ export async function measureConfig(
         console.error(relay.output());
         throw error;
       } finally {
+        gcs?.close();
         for (const client of clients) client.close();
         await relay.stop();
       }
@@ -182,18 +220,33 @@ export async function measureConfig(
 }
 
 /** (RSS after − before) / N of a bare TLS server (bench/tls_floor_server.ts), KiB. */
-export async function measureFloor(mode: "node" | "deno", count: number): Promise<number> {
+export async function measureFloor(
+  mode: "node" | "deno",
+  count: number,
+  gc = false,
+): Promise<number> {
   const dir = await Deno.makeTempDir({ prefix: "relay_floor_" });
   const port = freePort();
   const certs = await makeTestCertificates(dir);
   const server = new URL("./tls_floor_server.ts", import.meta.url).pathname;
+  const inspect = inspectFlags(gc);
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", server, mode, String(port), certs.certPath, certs.keyPath],
+    args: [
+      "run",
+      "-A",
+      ...inspect.flags,
+      server,
+      mode,
+      String(port),
+      certs.certPath,
+      certs.keyPath,
+    ],
     stdin: "null",
     stdout: "null",
     stderr: "inherit",
   }).spawn();
   const conns: Deno.TlsConn[] = [];
+  let gcs: Awaited<ReturnType<typeof collector>> | null = null;
   try {
     const connect = async () => {
       const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [certs.caCert] });
@@ -208,12 +261,14 @@ export async function measureFloor(mode: "node" | "deno", count: number): Promis
         return false;
       }
     });
-    const before = await settledRss(child.pid);
+    gcs = gc ? await collector(inspect.port) : null;
+    const before = await settledRss(child.pid, gcs?.collect);
     for (let i = 0; i < count; i += 50) {
       conns.push(...await Promise.all(Array.from({ length: Math.min(50, count - i) }, connect)));
     }
-    return round((await settledRss(child.pid) - before) / count);
+    return round((await settledRss(child.pid, gcs?.collect) - before) / count);
   } finally {
+    gcs?.close();
     for (const conn of conns) conn.close();
     child.kill();
     await child.status;
@@ -336,13 +391,15 @@ if (import.meta.main) {
       json: { type: "boolean", default: false },
       floor: { type: "boolean", default: false },
       heap: { type: "boolean", default: false },
+      gc: { type: "boolean", default: false },
     },
   });
   const counts = values.counts.split(",").map(Number);
   const kinds = values.kinds.split(",") as ("smtps" | "starttls")[];
   const rows: MemoryRow[] = [];
+  if (values.gc && !values.json) console.log("every RSS reading after a full collection (--gc)");
   for (const config of values.configs.split(",")) {
-    const row = await measureConfig(config, counts, kinds, Number(values.workers));
+    const row = await measureConfig(config, counts, kinds, Number(values.workers), values.gc);
     rows.push(row);
     if (!values.json) printRow(row);
   }
@@ -350,7 +407,7 @@ if (import.meta.main) {
   if (values.floor) {
     for (const mode of ["node", "deno"] as const) {
       for (const count of counts) {
-        const rssKibPerConnection = await measureFloor(mode, count);
+        const rssKibPerConnection = await measureFloor(mode, count, values.gc);
         floor.push({ mode, connections: count, rssKibPerConnection });
         if (!values.json) {
           const what = mode === "node" ? "node:tls TLSSocket" : "Deno.listenTls   ";
@@ -383,6 +440,7 @@ if (import.meta.main) {
     }
   }
   if (values.json) {
-    console.log(JSON.stringify({ date: new Date().toISOString(), rows, floor, heap }, null, 2));
+    const date = new Date().toISOString();
+    console.log(JSON.stringify({ date, gc: values.gc, rows, floor, heap }, null, 2));
   }
 }

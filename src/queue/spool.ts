@@ -110,6 +110,11 @@ class WriterGone extends Error {
 /** How long a removal or a deferral waits for a durable write to go with it (ms). */
 export const LAZY_MS = 25;
 
+/** Whether a message to the writer is answered only after an fsync (imports are, too). */
+function waitsForFsync(message: Record<string, unknown>): boolean {
+  return !("request" in message) || needsFsync(message.request as WriteRequest);
+}
+
 /** The spool's one writer, in a Worker (group commit). */
 class WorkerWriter implements Writer {
   #worker: Worker;
@@ -262,7 +267,7 @@ class WorkerWriter implements Writer {
     this.#waiting.set(seq, done);
     this.#outbox.push({ ...message, seq });
     this.#outboxTransfer.push(...transfer);
-    if (!("request" in message) || needsFsync(message.request as WriteRequest)) {
+    if (waitsForFsync(message)) {
       this.#outboxDurable = true;
       if (!this.#flushing && this.#durableInFlight.size === 0) {
         this.#flushing = true;
@@ -292,9 +297,7 @@ class WorkerWriter implements Writer {
     this.#lazyTimer = undefined;
     const batch = this.#outbox;
     for (const item of batch) {
-      if (!("request" in item) || needsFsync(item.request as WriteRequest)) {
-        this.#durableInFlight.add(item.seq as number);
-      }
+      if (waitsForFsync(item)) this.#durableInFlight.add(item.seq as number);
     }
     this.#worker.postMessage({ batch }, this.#outboxTransfer);
     this.#outbox = [];

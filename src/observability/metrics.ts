@@ -177,7 +177,7 @@ export class RelayMetrics {
     new Counter({
       name: "relay_spool_commits_total",
       help:
-        "Spool transactions: with their own fsync (sync=yes), or removals and deferrals left to the next fsync (sync=no).",
+        "Spool transactions: with their own fsync (sync=yes), or only removals and deferrals, left to the next fsync (sync=no).",
       labelNames: ["sync"],
       registers,
       collect() {

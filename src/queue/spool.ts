@@ -33,7 +33,6 @@ import {
   checkedId,
   DATABASE_FILE,
   isFullError,
-  needsFsync,
   openDatabase,
   type WriteRequest,
   type WriteResult,
@@ -107,14 +106,6 @@ class WriterGone extends Error {
   }
 }
 
-/** How long a removal or a deferral waits for a durable write to go with it (ms). */
-export const LAZY_MS = 25;
-
-/** Whether a message to the writer is answered only after an fsync (imports are, too). */
-function waitsForFsync(message: Record<string, unknown>): boolean {
-  return !("request" in message) || needsFsync(message.request as WriteRequest);
-}
-
 /** The spool's one writer, in a Worker (group commit). */
 class WorkerWriter implements Writer {
   #worker: Worker;
@@ -125,19 +116,15 @@ class WorkerWriter implements Writer {
   /**
    * Requests not posted yet. Waking the writer's thread costs ~50 µs of CPU
    * a message each way (measured here), more than SQLite's work for a small
-   * message, so requests go together: the durable ones of an event-loop turn
-   * at its end, or, while the writer still commits earlier durable ones, as
-   * soon as it answers them (each group commit then gets one message); a
-   * removal or a deferral waits up to {@link LAZY_MS} to go with them.
+   * message, so one batch is in flight at a time: the requests of an
+   * event-loop turn go at its end, and those made while the writer commits
+   * a batch go, all together, when it answers (one message per group commit).
    */
   #outbox: Record<string, unknown>[] = [];
   #outboxTransfer: ArrayBuffer[] = [];
-  /** The outbox holds a request whose answer waits for an fsync. */
-  #outboxDurable = false;
   #flushing = false;
-  #lazyTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Posted requests whose fsync'd answer has not come back yet. */
-  #durableInFlight = new Set<number>();
+  /** Posted requests not answered yet. */
+  #inFlight = new Set<number>();
 
   readonly #dir: string;
   /** Settles once a writer that died is running again (or could not be). */
@@ -198,9 +185,6 @@ class WorkerWriter implements Writer {
     this.#worker.terminate();
     this.#outbox = [];
     this.#outboxTransfer = [];
-    this.#outboxDurable = false;
-    clearTimeout(this.#lazyTimer);
-    this.#lazyTimer = undefined;
     if (this.#closed) return this.#onDeath?.resolve();
     logger.error("{reason}; starting a new spool writer", { reason });
     this.#restarted = WorkerWriter.#open(this.#dir).then(({ worker }) => {
@@ -238,7 +222,7 @@ class WorkerWriter implements Writer {
     }
     if (data.commits) this.#threadCommits = data.commits;
     for (const result of data.results ?? []) {
-      this.#durableInFlight.delete(result.seq);
+      this.#inFlight.delete(result.seq);
       const waiter = this.#waiting.get(result.seq);
       this.#waiting.delete(result.seq);
       if (!waiter) continue;
@@ -249,12 +233,12 @@ class WorkerWriter implements Writer {
       }
     }
     // The writer is free: what waited for it forms the next group.
-    if (this.#durableInFlight.size === 0 && this.#outboxDurable) this.#flushOutbox();
+    if (this.#inFlight.size === 0) this.#flushOutbox();
   }
 
   #fail(error: Error): void {
     this.#gone ??= error;
-    this.#durableInFlight.clear();
+    this.#inFlight.clear();
     for (const waiter of this.#waiting.values()) waiter.reject(error);
     this.#waiting.clear();
     this.#closed?.resolve();
@@ -267,42 +251,23 @@ class WorkerWriter implements Writer {
     this.#waiting.set(seq, done);
     this.#outbox.push({ ...message, seq });
     this.#outboxTransfer.push(...transfer);
-    if (waitsForFsync(message)) {
-      this.#outboxDurable = true;
-      if (!this.#flushing && this.#durableInFlight.size === 0) {
-        this.#flushing = true;
-        setImmediate(() => {
-          this.#flushing = false;
-          this.#flushOutbox();
-        });
-      }
-    } else if (this.#lazyTimer === undefined && !this.#outboxDurable) {
-      this.#lazyTimer = setTimeout(() => {
-        this.#lazyTimer = undefined;
-        this.#flushOutbox(true);
-      }, LAZY_MS);
+    if (!this.#flushing && this.#inFlight.size === 0) {
+      this.#flushing = true;
+      setImmediate(() => {
+        this.#flushing = false;
+        this.#flushOutbox();
+      });
     }
     return done.promise;
   }
 
-  /**
-   * Posts the outbox; one with durable requests waits (unless `force`)
-   * while the writer still commits earlier ones: it goes when the writer
-   * answers ({@link #receive}).
-   */
+  /** Posts the outbox, unless a batch is in flight (then it goes when the writer answers). */
   #flushOutbox(force = false): void {
-    if (this.#outbox.length === 0) return;
-    if (!force && this.#outboxDurable && this.#durableInFlight.size > 0) return;
-    clearTimeout(this.#lazyTimer);
-    this.#lazyTimer = undefined;
-    const batch = this.#outbox;
-    for (const item of batch) {
-      if (waitsForFsync(item)) this.#durableInFlight.add(item.seq as number);
-    }
-    this.#worker.postMessage({ batch }, this.#outboxTransfer);
+    if (this.#outbox.length === 0 || (!force && this.#inFlight.size > 0)) return;
+    for (const item of this.#outbox) this.#inFlight.add(item.seq as number);
+    this.#worker.postMessage({ batch: this.#outbox }, this.#outboxTransfer);
     this.#outbox = [];
     this.#outboxTransfer = [];
-    this.#outboxDurable = false;
   }
 
   write(request: WriteRequest, transfer: ArrayBuffer[] = []): Promise<WriteResult> {
@@ -518,18 +483,18 @@ export class SpoolWriter {
   }
 }
 
-/** Options for {@link Spool.open}. */
 /**
  * Transactions the spool's writer committed: `synced` with their own fsync
- * (a new message, a state an operator or a 250 waits on), `unsynced` without
- * (removals of delivered messages and deferrals that no durable write joined
- * within 25 ms; the next synced commit covers them).
+ * (a group holding a new message, or a change an operator waits on),
+ * `unsynced` without (a group of only removals of delivered messages and
+ * deferrals; the next synced commit covers them).
  */
 export interface SpoolCommits {
   synced: number;
   unsynced: number;
 }
 
+/** Options for {@link Spool.open}. */
 export interface SpoolOptions {
   /** How `bodies/` is fsync'd (injectable, so tests can make it fail). */
   syncDirectory?: (dir: string) => Promise<void>;

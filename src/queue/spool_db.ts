@@ -116,8 +116,8 @@ export type WriteRequest =
 
 /**
  * Whether the answer to a request promises the write is on disk: everything
- * but the removal of a delivered message and a deferral's new state, which
- * may wait for the next durable commit (see `WorkerWriter` in spool.ts).
+ * but the removal of a delivered message and a deferral's new state, whose
+ * fsync may wait for the next durable commit (see spool_worker.ts).
  */
 export function needsFsync(request: WriteRequest): boolean {
   return request.op !== "delete" && request.op !== "state";

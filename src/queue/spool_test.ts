@@ -348,7 +348,7 @@ Deno.test("spool: a writer thread that dies is started again; what it committed 
   });
 });
 
-Deno.test("spool: a removal shares the next new message's fsync; alone it commits without one", async () => {
+Deno.test("spool: a removal shares a new message's fsync; alone it commits without one", async () => {
   await withSpool(async (spool) => {
     const commit = async () => {
       const writer = spool.begin(envelope());
@@ -359,7 +359,7 @@ Deno.test("spool: a removal shares the next new message's fsync; alone it commit
     const first = await commit();
     assert.deepEqual(spool.commits, { synced: 1, unsynced: 0 });
 
-    // Nothing durable to join: after its wait the removal commits on its own, without an fsync.
+    // Nothing durable in its group: the removal commits without an fsync.
     await spool.remove(first);
     assert.equal(await spool.has(first), false);
     assert.deepEqual(spool.commits, { synced: 1, unsynced: 1 });

@@ -11,13 +11,12 @@
  * own (a duplicate id) fails alone; the others of its group commit.
  *
  * A group that holds nothing a client's 250 or an operator waits on (only
- * removals of delivered messages and deferrals, which the main thread held
- * back up to 25 ms for such a write to go with: see `WorkerWriter` in
- * spool.ts) commits without an fsync (`synchronous = NORMAL`: the WAL keeps
- * it in order, and the next durable commit's fsync covers it). A crash can
- * then bring back a message delivered in the last moments, to be delivered
- * again — at-least-once, as Postfix unlinks a delivered queue file without
- * a sync.
+ * removals of delivered messages and deferrals) commits without an fsync
+ * (`synchronous = NORMAL`: the WAL keeps it in order, and the next durable
+ * commit's fsync covers it). It is in the WAL before its answer, so a killed
+ * process loses none of it; a power loss or kernel crash can bring back a
+ * message delivered just before, to be delivered again — at-least-once, as
+ * Postfix unlinks a delivered queue file without syncing its folder.
  *
  * Protocol (main → worker): `{ open: dir }` → `{ ready: true, imported }` or
  * `{ ready: false, error }`; `{ seq, request }` → `{ results, commits }` per
